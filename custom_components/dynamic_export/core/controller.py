@@ -1,0 +1,235 @@
+"""Turn merged limits and fresh measurements into one command per inverter.
+
+The data flow is: site target from the limits and the meter, then a bounded
+increase (decreases apply at once), then a split among the inverters. The
+controller is synchronous and keeps only the previous target, so one call is one
+decision that tests can check on its own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from .allocation import AllocationInput, allocate
+from .controls import ControlType
+from .measurements import InverterCommand, InverterReading, MeterReading
+from .merge import MergedControls
+
+
+class ControlState(StrEnum):
+    """What the controller is doing this cycle."""
+
+    CONTROLLING = "controlling"
+    MONITOR_ONLY = "monitor_only"
+    FAIL_SAFE = "fail_safe"
+
+
+class FailSafeReason(StrEnum):
+    """Why the controller fell back to the level that holds whatever the load."""
+
+    NO_METER = "no_meter"
+    METER_UNAVAILABLE = "meter_unavailable"
+    METER_STALE = "meter_stale"
+
+
+class Constraint(StrEnum):
+    """What set the generation target this cycle."""
+
+    RATING = "rating"
+    EXPORT_LIMIT = "export_limit"
+    GENERATION_LIMIT = "generation_limit"
+    IMPORT_LIMIT = "import_limit"
+    ENERGIZE = "energize"
+    CONNECT = "connect"
+    RAMP = "ramp"
+    HOLD = "hold"
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerSettings:
+    """Tuning of the controller (all user options)."""
+
+    meter_max_age_s: float = 5.0
+    ramp_up_pct_per_s: float = 25.0
+    """Largest increase of the site target per second, in % of the total rating."""
+
+
+@dataclass(frozen=True, slots=True)
+class ControlPlan:
+    """One decision of the controller."""
+
+    state: ControlState
+    generation_target_w: float
+    constraint: Constraint
+    commands: dict[str, InverterCommand]
+    fail_safe_reason: FailSafeReason | None = None
+    load_w: float | None = None
+    unenforced: dict[ControlType, str] = field(default_factory=dict)
+    """Controls asked for that the site cannot enforce, with the reason."""
+    over_export_limit: bool = False
+    """The site was exporting above its limit when the plan was made."""
+
+
+class Controller:
+    """Compute inverter commands from limits and measurements, keeping the last target."""
+
+    def __init__(self, settings: ControllerSettings | None = None) -> None:
+        """Start with no history: the first increase ramps from present output."""
+        self.settings = settings or ControllerSettings()
+        self._previous_target_w: float | None = None
+        self._previous_time: float | None = None
+
+    def reset(self) -> None:
+        """Forget the previous target (after control was off)."""
+        self._previous_target_w = None
+        self._previous_time = None
+
+    def compute(
+        self,
+        merged: MergedControls,
+        meter: MeterReading | None,
+        inverters: Mapping[str, InverterReading | None],
+        ratings: Mapping[str, float],
+        now: float,
+        *,
+        meter_fresh: bool = True,
+    ) -> ControlPlan:
+        """Decide the commands for the inverters that answered this cycle.
+
+        ``inverters`` maps every configured inverter to its reading, or None when
+        it did not answer; ``ratings`` gives every inverter's rated power so an
+        unreachable one can be accounted for. ``meter_fresh`` is False when the
+        meter failed this cycle and ``meter`` is an older reading.
+        """
+        available = {key: r for key, r in inverters.items() if r is not None}
+        rating_available = sum(r.rated_power_w for r in available.values())
+        # Output of unreachable inverters is unknown: for a generation limit and for
+        # the fail-safe level, count them at their rating, the side that holds.
+        rating_unreachable = sum(ratings.get(key, 0.0) for key, r in inverters.items() if r is None)
+        output_w = sum(max(0.0, r.ac_power_w) for r in available.values())
+        unenforced: dict[ControlType, str] = {}
+        if merged.load_limit is not None:
+            unenforced[ControlType.LOAD_LIMIT] = "no controllable load at this site"
+
+        state = ControlState.CONTROLLING
+        reason: FailSafeReason | None = None
+        load_w: float | None = None
+        floor: float | None = None
+        over = False
+        if meter is None:
+            state, reason = ControlState.FAIL_SAFE, FailSafeReason.NO_METER
+        elif now - meter.timestamp > self.settings.meter_max_age_s:
+            state = ControlState.FAIL_SAFE
+            reason = FailSafeReason.METER_STALE if meter_fresh else FailSafeReason.METER_UNAVAILABLE
+
+        target, constraint = rating_available, Constraint.RATING
+        if merged.generation_limit is not None:
+            generation_cap = max(0.0, merged.generation_limit - rating_unreachable)
+            if generation_cap < target:
+                target, constraint = generation_cap, Constraint.GENERATION_LIMIT
+        if state is ControlState.FAIL_SAFE:
+            # Without a meter the load is unknown: allow only what the export limit
+            # permits with no load at all, unreachable inverters counted at rating.
+            if merged.export_limit is not None:
+                fail_safe_cap = max(0.0, merged.export_limit - rating_unreachable)
+                if fail_safe_cap < target:
+                    target, constraint = fail_safe_cap, Constraint.EXPORT_LIMIT
+            if merged.import_limit is not None:
+                unenforced[ControlType.IMPORT_LIMIT] = "site meter unavailable"
+        else:
+            assert meter is not None
+            load_w = output_w + meter.grid_power_w
+            if merged.export_limit is not None:
+                export_cap = load_w + merged.export_limit
+                over = meter.export_w > merged.export_limit
+                if export_cap < target:
+                    target, constraint = export_cap, Constraint.EXPORT_LIMIT
+            if merged.import_limit is not None:
+                # Curtailing by X raises import by X: never go so low that import
+                # exceeds the import limit (a floor under the target). Both limits
+                # are >= 0, so the export limit never contradicts it; only the
+                # rating, the generation limit and the ramp can.
+                floor = load_w - merged.import_limit
+                if floor > target:
+                    unenforced[ControlType.IMPORT_LIMIT] = (
+                        f"needs {floor:.0f} W of generation, "
+                        f"{constraint.value.replace('_', ' ')} allows {target:.0f} W"
+                    )
+                    floor = target
+
+        target = max(0.0, target)
+        # The fail-safe level does not depend on the meter, so a failing meter is
+        # no reason to hold below it.
+        hold = not meter_fresh and state is not ControlState.FAIL_SAFE
+        target, constraint = self._bound_increase(
+            target, constraint, output_w, rating_available, now, hold=hold
+        )
+        if floor is not None and not hold and target < floor:
+            # The ramp smooths increases but must not leave the site importing
+            # above its limit.
+            target, constraint = floor, Constraint.IMPORT_LIMIT
+        if not merged.energize:
+            target, constraint = 0.0, Constraint.ENERGIZE
+        if not merged.connect:
+            target, constraint = 0.0, Constraint.CONNECT
+        self._previous_target_w = target
+        self._previous_time = now
+
+        shares = allocate(
+            target,
+            [
+                AllocationInput(key, r.rated_power_w, r.ac_power_w, r.limit_w)
+                for key, r in available.items()
+            ],
+        )
+        commands = {
+            key: InverterCommand(
+                connect=merged.connect,
+                limit_pct=_percent(shares[key], available[key].rated_power_w),
+            )
+            for key in available
+        }
+        return ControlPlan(
+            state=state,
+            generation_target_w=target,
+            constraint=constraint,
+            commands=commands,
+            fail_safe_reason=reason,
+            load_w=load_w,
+            unenforced=unenforced,
+            over_export_limit=over,
+        )
+
+    def _bound_increase(
+        self,
+        target: float,
+        constraint: Constraint,
+        output_w: float,
+        rating_w: float,
+        now: float,
+        *,
+        hold: bool,
+    ) -> tuple[float, Constraint]:
+        """Let the target rise by at most the ramp rate; never hold back a decrease."""
+        previous = self._previous_target_w
+        if previous is None or self._previous_time is None:
+            previous, elapsed = output_w, 1.0
+        else:
+            elapsed = max(0.0, now - self._previous_time)
+        if target <= previous:
+            return target, constraint
+        if hold:
+            return previous, Constraint.HOLD
+        step = self.settings.ramp_up_pct_per_s / 100.0 * rating_w * elapsed
+        if target > previous + step:
+            return previous + step, Constraint.RAMP
+        return target, constraint
+
+
+def _percent(share_w: float, rated_power_w: float) -> float:
+    if rated_power_w <= 0 or not math.isfinite(share_w):
+        return 0.0
+    return min(100.0, max(0.0, 100.0 * share_w / rated_power_w))

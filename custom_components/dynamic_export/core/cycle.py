@@ -1,0 +1,305 @@
+"""One control cycle: measure -> limits -> merge -> setpoints -> write.
+
+:class:`ControlLoop` owns the site's devices and limiters and runs one cycle
+at a time. Every failure is caught here and reported in the returned
+:class:`CycleSnapshot`: a device or limiter that misbehaves never stops the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from .controller import Controller, ControlPlan, ControlState
+from .controls import LimitRequest
+from .devices import Inverter, SiteMeter
+from .errors import DeviceError
+from .limiter import Limiter
+from .measurements import InverterCommand, InverterReading, MeterReading
+from .merge import MergedControls, merge_requests
+from .write_policy import WritePolicy
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class InverterStatus:
+    """An inverter as seen in one cycle."""
+
+    reading: InverterReading | None
+    error: str | None = None
+    command: InverterCommand | None = None
+    """The command in force (the last one written)."""
+    wrote: bool = False
+
+    @property
+    def available(self) -> bool:
+        """True when the inverter answered this cycle."""
+        return self.reading is not None and self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class CycleSnapshot:
+    """Everything one cycle saw and did, for entities and diagnostics."""
+
+    time: float
+    wall_time: datetime
+    meter: MeterReading | None
+    meter_error: str | None
+    requests: tuple[LimitRequest, ...]
+    limiter_errors: dict[str, str]
+    merged: MergedControls
+    plan: ControlPlan
+    inverters: dict[str, InverterStatus]
+    control_enabled: bool
+    writes: int = 0
+    duration_s: float = 0.0
+    write_errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def state(self) -> ControlState:
+        """Controlling, monitor-only or fail-safe."""
+        if self.plan.state is ControlState.FAIL_SAFE:
+            return ControlState.FAIL_SAFE
+        return ControlState.CONTROLLING if self.control_enabled else ControlState.MONITOR_ONLY
+
+
+class ControlLoop:
+    """Run control cycles over one site's meter, inverters and limiters."""
+
+    def __init__(
+        self,
+        *,
+        meter: SiteMeter | None,
+        inverters: Mapping[str, Inverter],
+        ratings: Mapping[str, float],
+        limiters: Sequence[Limiter],
+        controller: Controller,
+        write_policy: WritePolicy,
+        control_enabled: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        device_timeout_s: float = 5.0,
+    ) -> None:
+        """Wire the loop; ``ratings`` are the inverters' rated powers from set-up."""
+        self.meter = meter
+        self.inverters = dict(inverters)
+        self.ratings = dict(ratings)
+        self.limiters = list(limiters)
+        self.controller = controller
+        self.write_policy = write_policy
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.device_timeout_s = device_timeout_s
+        self._control_enabled = control_enabled
+        self._needs_release = False
+        self._last_meter: MeterReading | None = None
+        self._failing: set[str] = set()
+
+    @property
+    def control_enabled(self) -> bool:
+        """False in monitor-only mode: the loop computes but does not write."""
+        return self._control_enabled
+
+    def set_control_enabled(self, enabled: bool) -> None:
+        """Switch control on or off; switching off hands the inverters back next cycle."""
+        if enabled == self._control_enabled:
+            return
+        self._control_enabled = enabled
+        self.controller.reset()
+        self.write_policy.forget()
+        self._needs_release = not enabled
+
+    async def async_run_cycle(self) -> CycleSnapshot:
+        """Run one cycle and report what happened; never raises for device faults."""
+        started = self.clock()
+        meter, meter_error, readings, read_errors = await self._async_measure()
+        now = self.clock()
+        wall_time = self.wall_clock()
+        requests, limiter_errors = self._collect_requests(wall_time)
+        merged = merge_requests(requests)
+        plan = self.controller.compute(
+            merged,
+            meter,
+            readings,
+            self.ratings,
+            now,
+            meter_fresh=meter_error is None,
+        )
+        self._log_transitions(plan)
+
+        wrote: set[str] = set()
+        write_errors: dict[str, str] = {}
+        if self._control_enabled:
+            wrote, write_errors = await self._async_write(plan, readings, now)
+        elif self._needs_release:
+            write_errors = await self._async_release()
+
+        inverters = {
+            key: InverterStatus(
+                reading=readings.get(key),
+                error=read_errors.get(key) or write_errors.get(key),
+                command=self.write_policy.last_command(key),
+                wrote=key in wrote,
+            )
+            for key in self.inverters
+        }
+        return CycleSnapshot(
+            time=now,
+            wall_time=wall_time,
+            meter=meter,
+            meter_error=meter_error,
+            requests=tuple(requests),
+            limiter_errors=limiter_errors,
+            merged=merged,
+            plan=plan,
+            inverters=inverters,
+            control_enabled=self._control_enabled,
+            writes=len(wrote),
+            duration_s=self.clock() - started,
+            write_errors=write_errors,
+        )
+
+    async def async_release(self) -> None:
+        """Hand every inverter back to its own settings (best effort)."""
+        await self._async_release()
+
+    async def _async_measure(
+        self,
+    ) -> tuple[MeterReading | None, str | None, dict[str, InverterReading | None], dict[str, str]]:
+        """Read the meter and every inverter concurrently."""
+        keys = list(self.inverters)
+        meter_call = self._guarded(self.meter.async_read()) if self.meter else _no_meter()
+        meter_result, inverter_results = await asyncio.gather(
+            meter_call,
+            asyncio.gather(*(self._guarded(self.inverters[key].async_read()) for key in keys)),
+        )
+        meter_error: str | None = None
+        if isinstance(meter_result, MeterReading):
+            self._last_meter = meter_result
+        elif isinstance(meter_result, str):
+            meter_error = meter_result
+            self._note_failure("meter", meter_error)
+        if meter_error is None and self.meter is not None:
+            self._note_recovery("meter")
+        readings: dict[str, InverterReading | None] = {}
+        errors: dict[str, str] = {}
+        for key, result in zip(keys, inverter_results, strict=True):
+            if isinstance(result, InverterReading):
+                readings[key] = result
+                self.ratings[key] = result.rated_power_w
+                self._note_recovery(key)
+            else:
+                readings[key] = None
+                errors[key] = str(result)
+                self._note_failure(key, errors[key])
+        return self._last_meter, meter_error, readings, errors
+
+    async def _guarded[T](self, awaitable: Awaitable[T]) -> T | str:
+        """Await a device call; turn its failure into an error message."""
+        try:
+            async with asyncio.timeout(self.device_timeout_s):
+                return await awaitable
+        except TimeoutError:
+            return f"no answer within {self.device_timeout_s:g} s"
+        except DeviceError as err:
+            return str(err) or type(err).__name__
+        except Exception as err:
+            _LOGGER.exception("Unexpected error talking to a device")
+            return f"unexpected error: {err!r}"
+
+    def _collect_requests(self, now: datetime) -> tuple[list[LimitRequest], dict[str, str]]:
+        """Ask every enabled limiter for its controls; a failing limiter is reported."""
+        requests: list[LimitRequest] = []
+        errors: dict[str, str] = {}
+        for limiter in self.limiters:
+            if not limiter.enabled:
+                continue
+            try:
+                controls = limiter.controls(now)
+            except Exception as err:
+                _LOGGER.exception("Limiter %s failed", limiter.source)
+                errors[limiter.source] = repr(err)
+                continue
+            requests.append(LimitRequest(limiter.source, controls))
+        return requests, errors
+
+    async def _async_write(
+        self,
+        plan: ControlPlan,
+        readings: Mapping[str, InverterReading | None],
+        now: float,
+    ) -> tuple[set[str], dict[str, str]]:
+        """Write the commands that the write policy lets through."""
+        urgent = plan.over_export_limit or plan.state is ControlState.FAIL_SAFE
+        due = [
+            key
+            for key, command in plan.commands.items()
+            if self.write_policy.should_write(
+                key,
+                command,
+                readings.get(key),
+                self.inverters[key].revert_timeout_s,
+                now,
+                urgent=urgent,
+            )
+        ]
+        results = await asyncio.gather(
+            *(self._guarded(self.inverters[key].async_apply(plan.commands[key])) for key in due)
+        )
+        wrote: set[str] = set()
+        errors: dict[str, str] = {}
+        for key, result in zip(due, results, strict=True):
+            if isinstance(result, str):
+                errors[key] = result
+                self.write_policy.forget(key)
+                self._note_failure(key, result)
+            else:
+                wrote.add(key)
+                self.write_policy.record(key, plan.commands[key], now)
+        return wrote, errors
+
+    async def _async_release(self) -> dict[str, str]:
+        keys = list(self.inverters)
+        results = await asyncio.gather(
+            *(self._guarded(self.inverters[key].async_release()) for key in keys)
+        )
+        errors = {key: r for key, r in zip(keys, results, strict=True) if isinstance(r, str)}
+        if not errors:
+            self._needs_release = False
+            _LOGGER.info("Control off: inverters handed back to their own settings")
+        return errors
+
+    def _note_failure(self, name: str, error: str) -> None:
+        if name not in self._failing:
+            self._failing.add(name)
+            _LOGGER.warning("%s unavailable: %s", name, error)
+
+    def _note_recovery(self, name: str) -> None:
+        if name in self._failing:
+            self._failing.discard(name)
+            _LOGGER.info("%s is back", name)
+
+    _last_state: tuple[ControlState, object] | None = None
+
+    def _log_transitions(self, plan: ControlPlan) -> None:
+        state = (plan.state, plan.fail_safe_reason)
+        if state == self._last_state:
+            return
+        if plan.state is ControlState.FAIL_SAFE:
+            _LOGGER.warning(
+                "Fail-safe (%s): generation limited to %.0f W",
+                plan.fail_safe_reason,
+                plan.generation_target_w,
+            )
+        elif self._last_state is not None and self._last_state[0] is ControlState.FAIL_SAFE:
+            _LOGGER.info("Meter data is fresh again: normal control resumed")
+        self._last_state = state
+
+
+async def _no_meter() -> MeterReading | str | None:
+    return None

@@ -1,0 +1,90 @@
+"""Decide when a command is worth writing to an inverter.
+
+Inverters keep limits in memory or flash; writing every cycle wears some of
+them and floods slow links. A command is written when it moved beyond a
+deadband, when the site is over its limit and the command goes down, when the
+inverter reports something other than what we wrote, or to refresh it before
+the inverter's revert timer would drop it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .measurements import InverterCommand, InverterReading
+
+# Refresh a limit when this share of the revert timer has passed since the
+# last write, leaving time for a retry or two before the inverter drops it.
+REFRESH_FRACTION = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class _Written:
+    command: InverterCommand
+    time: float
+
+
+class WritePolicy:
+    """Remember the last command written to each inverter and judge new ones."""
+
+    def __init__(self, deadband_pct: float = 1.0) -> None:
+        """``deadband_pct`` is in % of the inverter's rating."""
+        self.deadband_pct = deadband_pct
+        self._written: dict[str, _Written] = {}
+
+    def should_write(
+        self,
+        key: str,
+        command: InverterCommand,
+        reading: InverterReading | None,
+        revert_timeout_s: float,
+        now: float,
+        *,
+        urgent: bool = False,
+    ) -> bool:
+        """Return True when ``command`` should be written now.
+
+        ``urgent`` means the site is out of bounds: any decrease is written.
+        """
+        last = self._written.get(key)
+        if last is None or last.command.connect != command.connect:
+            return True
+        if revert_timeout_s > 0 and now - last.time >= revert_timeout_s * REFRESH_FRACTION:
+            return True
+        if reading is not None and _drifted(reading, last.command, self.deadband_pct):
+            return True
+        if command.limit_pct <= 0.0 < last.command.limit_pct:
+            return True  # going to zero (energize off, zero target) is never "small"
+        delta = command.limit_pct - last.command.limit_pct
+        if urgent and delta < -0.01:
+            return True
+        return abs(delta) >= self.deadband_pct
+
+    def record(self, key: str, command: InverterCommand, now: float) -> None:
+        """Note a successful write."""
+        self._written[key] = _Written(command, now)
+
+    def forget(self, key: str | None = None) -> None:
+        """Forget one inverter (after a failed write) or all (after a release)."""
+        if key is None:
+            self._written.clear()
+        else:
+            self._written.pop(key, None)
+
+    def last_command(self, key: str) -> InverterCommand | None:
+        """Return the last command written to ``key``."""
+        written = self._written.get(key)
+        return written.command if written else None
+
+
+def _drifted(reading: InverterReading, written: InverterCommand, deadband_pct: float) -> bool:
+    """True when the inverter no longer holds what we wrote (reverted, or changed by others)."""
+    if reading.connected is not None and reading.connected != written.connect:
+        return True
+    if not written.connect:
+        return False
+    if reading.limit_enabled is False:
+        return written.limit_pct < 100.0
+    if reading.limit_pct is None:
+        return False
+    return abs(reading.limit_pct - written.limit_pct) >= deadband_pct
