@@ -1,0 +1,116 @@
+"""A SunSpec AC meter (models 201-204 int+SF, 211-214 float) at the grid connection point.
+
+SunSpec defines no sign for meter W; Fronius Smart Meters report +import/-export, which is the
+convention of core.measurements. ``invert`` is for meters that report the other way (or are
+fitted backwards); it flips power and swaps the import/export energy counters with it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..core.errors import InvalidDeviceDataError
+from ..core.measurements import MeterReading
+from .codec import PointValue
+from .device import SunSpecDevice
+from .errors import UnsupportedDeviceError
+
+METER_MODELS = (203, 202, 201, 204, 213, 212, 211, 214)  # preference order
+PHASES = {201: 1, 202: 2, 203: 3, 204: 3, 211: 1, 212: 2, 213: 3, 214: 3}
+
+
+@dataclass(frozen=True, slots=True)
+class MeterInfo:
+    """What setup learned about the meter."""
+
+    manufacturer: str | None
+    model: str | None
+    serial_number: str | None
+    version: str | None
+    meter_model_id: int
+    phases: int
+
+
+def _number(value: PointValue) -> float | None:
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+class SunSpecMeter:
+    """Implements core.devices.SiteMeter over a SunSpec meter model."""
+
+    def __init__(
+        self,
+        device: SunSpecDevice,
+        *,
+        invert: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Wrap a device; ``invert`` flips the meter's sign convention."""
+        self._device = device
+        self._invert = invert
+        self._clock = clock
+        self._info: MeterInfo | None = None
+
+    @property
+    def device(self) -> SunSpecDevice:
+        """The underlying SunSpec device."""
+        return self._device
+
+    @property
+    def info(self) -> MeterInfo | None:
+        """Set by :meth:`async_setup`."""
+        return self._info
+
+    async def async_setup(self) -> MeterInfo:
+        """Discover models, read identity and pick the meter model."""
+        models = await self._device.async_scan()
+        common = await self._device.async_read_common()
+        model_id = next((m for m in METER_MODELS if m in models), None)
+        if model_id is None:
+            raise UnsupportedDeviceError(
+                f"unit {self._device.unit_id} has no SunSpec meter model (201-204, 211-214)"
+            )
+        self._info = MeterInfo(
+            manufacturer=common.manufacturer,
+            model=common.model,
+            serial_number=common.serial_number,
+            version=common.version,
+            meter_model_id=model_id,
+            phases=PHASES[model_id],
+        )
+        return self._info
+
+    async def async_read(self) -> MeterReading:
+        """Read grid power (+import/-export), per-phase power, energy, voltage and frequency."""
+        info = self._info if self._info is not None else await self.async_setup()
+        timestamp = self._clock()
+        values = await self._device.async_read_model(info.meter_model_id)
+        power = _number(values["W"])
+        if power is None:
+            raise InvalidDeviceDataError(
+                f"unit {self._device.unit_id}: meter reports no power (W={values['W']!r})"
+            )
+        sign = -1.0 if self._invert else 1.0
+        phases = [_number(values[name]) for name in ("WphA", "WphB", "WphC")]
+        phase_power = tuple(None if p is None else sign * p for p in phases)
+        imported = _number(values["TotWhImp"])
+        exported = _number(values["TotWhExp"])
+        if self._invert:
+            imported, exported = exported, imported
+        voltage = _number(values["PhV"])
+        return MeterReading(
+            timestamp=timestamp,
+            grid_power_w=sign * power,
+            phase_power_w=None
+            if all(p is None for p in phase_power)
+            else (phase_power[0], phase_power[1], phase_power[2]),
+            import_energy_wh=imported,
+            export_energy_wh=exported,
+            voltage_v=voltage if voltage is not None else _number(values["PhVphA"]),
+            frequency_hz=_number(values["Hz"]),
+        )

@@ -1,0 +1,1 @@
+"""Tests for the SunSpec Modbus client."""

@@ -1,0 +1,168 @@
+"""Modbus TCP transport: chunking, errors, timeouts, reconnects, sharing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from custom_components.dynamic_export.core.errors import (
+    DeviceResponseError,
+    DeviceUnavailableError,
+)
+from custom_components.dynamic_export.sunspec.connection import (
+    ConnectionPool,
+    ModbusTcpConnection,
+)
+
+from .conftest import TEST_TIMEOUT_S
+from .helpers import free_port
+
+
+def _ramp(start: int, count: int) -> dict[int, int]:
+    return {start + i: (i * 7 + 3) & 0xFFFF for i in range(count)}
+
+
+async def test_reads_are_split_into_chunks_of_125(make_server, make_connection) -> None:
+    image = _ramp(1000, 300)
+    server = await make_server({1: image})
+    connection = make_connection(server.port)
+    regs = await connection.read_holding_registers(1, 1000, 300)
+    assert regs == [image[1000 + i] for i in range(300)]
+    reads = [(r.address, r.count) for r in server.requests]
+    assert reads == [(1000, 125), (1125, 125), (1250, 50)]
+
+
+async def test_write_registers_uses_fc16(make_server, make_connection) -> None:
+    image = _ramp(10, 5)
+    server = await make_server({3: image})
+    connection = make_connection(server.port)
+    await connection.write_registers(3, 11, [0xABCD, 0])
+    assert (image[11], image[12]) == (0xABCD, 0)
+    assert [(r.function, r.unit, r.address, r.values) for r in server.writes()] == [
+        (16, 3, 11, (0xABCD, 0))
+    ]
+
+
+async def test_write_validates_before_sending(make_server, make_connection) -> None:
+    server = await make_server({1: _ramp(0, 5)})
+    connection = make_connection(server.port)
+    with pytest.raises(ValueError, match="must be 0"):
+        await connection.write_registers(1, 0, [0x10000])
+    with pytest.raises(ValueError, match="outside"):
+        await connection.write_registers(1, 0, [])
+    with pytest.raises(ValueError, match="outside"):
+        await connection.read_holding_registers(1, 65535, 2)
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("unit", "address", "code", "text"),
+    [
+        (1, 5000, 2, "illegal data address"),
+        (9, 0, 11, "gateway target failed to respond"),
+    ],
+)
+async def test_exception_response_is_device_response_error(
+    make_server, make_connection, unit: int, address: int, code: int, text: str
+) -> None:
+    server = await make_server({1: _ramp(0, 10)})
+    connection = make_connection(server.port)
+    with pytest.raises(DeviceResponseError, match=text) as info:
+        await connection.read_holding_registers(unit, address, 2)
+    assert f"exception {code}" in str(info.value)
+    assert getattr(info.value, "code", None) == code
+    # The connection stays usable after an exception response.
+    assert await connection.read_holding_registers(1, 0, 2) == [3, 10]
+    assert server.connections == 1
+
+
+async def test_server_that_never_answers_times_out(make_server, make_connection) -> None:
+    server = await make_server({1: _ramp(0, 10)})
+    server.hang = True
+    connection = make_connection(server.port, timeout_s=0.3)
+    started = time.monotonic()
+    with pytest.raises(DeviceUnavailableError, match="no response"):
+        await connection.read_holding_registers(1, 0, 2)
+    assert time.monotonic() - started < 0.3 + 0.4
+    server.hang = False
+    assert await connection.read_holding_registers(1, 0, 2) == [3, 10]
+    assert server.connections == 2  # the timed-out socket was dropped
+
+
+async def test_connection_refused_is_unavailable(make_connection) -> None:
+    connection = make_connection(free_port())
+    with pytest.raises(DeviceUnavailableError, match="cannot connect"):
+        await connection.read_holding_registers(1, 0, 1)
+
+
+async def test_disconnect_mid_request_fails_only_that_request(make_server, make_connection) -> None:
+    server = await make_server({1: _ramp(0, 10)})
+    connection = make_connection(server.port, timeout_s=2.0)
+    assert await connection.read_holding_registers(1, 0, 1) == [3]
+    server.drop_next = 1
+    started = time.monotonic()
+    with pytest.raises(DeviceUnavailableError, match="connection lost"):
+        await connection.read_holding_registers(1, 1, 1)
+    assert time.monotonic() - started < 1.0  # noticed the disconnect, did not wait 2 s
+    assert await connection.read_holding_registers(1, 2, 1) == [17]
+    assert server.connections == 2
+
+
+async def test_disconnect_between_requests_reconnects(make_server, make_connection) -> None:
+    server = await make_server({1: _ramp(0, 10)})
+    connection = make_connection(server.port)
+    assert await connection.read_holding_registers(1, 0, 1) == [3]
+    await server.drop_connections()
+    assert await connection.read_holding_registers(1, 0, 1) == [3]
+    assert server.connections == 2
+
+
+async def test_stopped_server_is_unavailable(make_server, make_connection) -> None:
+    server = await make_server({1: _ramp(0, 10)})
+    connection = make_connection(server.port)
+    assert await connection.read_holding_registers(1, 0, 1) == [3]
+    await server.stop()
+    with pytest.raises(DeviceUnavailableError):
+        await connection.read_holding_registers(1, 0, 1)
+    with pytest.raises(DeviceUnavailableError):
+        await connection.read_holding_registers(1, 0, 1)
+
+
+async def test_concurrent_requests_share_one_socket(make_server, make_connection) -> None:
+    images = {unit: _ramp(unit * 100, 50) for unit in (1, 2, 240)}
+    server = await make_server(images)
+    server.response_delay = 0.005
+    connection = make_connection(server.port)
+
+    async def read(unit: int, offset: int) -> tuple[int, int, list[int]]:
+        return unit, offset, await connection.read_holding_registers(unit, unit * 100 + offset, 3)
+
+    jobs = [read(unit, offset) for offset in range(0, 30, 5) for unit in images]
+    for unit, offset, regs in await asyncio.gather(*jobs):
+        start = unit * 100 + offset
+        assert regs == [images[unit][start + i] for i in range(3)]
+    assert server.connections == 1
+
+
+def test_pool_shares_connections_per_endpoint() -> None:
+    pool = ConnectionPool(timeout_s=1.5)
+    first = pool.get("192.0.2.10", 502)
+    assert pool.get("192.0.2.10", 502) is first
+    assert pool.get(" 192.0.2.10 ", 502) is first
+    assert pool.get("192.0.2.10", 1502) is not first
+    assert pool.get("192.0.2.11", 502) is not first
+    assert first.timeout_s == 1.5
+    assert isinstance(first, ModbusTcpConnection)
+
+
+async def test_pool_close_closes_connections(make_server) -> None:
+    server = await make_server({1: _ramp(0, 10)})
+    pool = ConnectionPool(timeout_s=TEST_TIMEOUT_S)
+    connection = pool.get("127.0.0.1", server.port)
+    assert await connection.read_holding_registers(1, 0, 1) == [3]
+    await pool.close()
+    assert pool.get("127.0.0.1", server.port) is not connection
+    await asyncio.sleep(0.05)
+    assert server._writers == set()  # the server saw the socket close
