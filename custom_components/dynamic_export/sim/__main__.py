@@ -1,0 +1,82 @@
+"""Run the simulated site from the command line (used by ``scripts/develop``).
+
+Example: ``python -m custom_components.dynamic_export.sim --port 5020 --scenario default``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+
+from .scenario import builtin_scenarios
+from .server import SimulatedSiteServer
+
+_LOGGER = logging.getLogger("dynamic_export.sim")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m custom_components.dynamic_export.sim",
+        description="Simulated solar site: SunSpec inverters (units 1..N) and a meter "
+        "(unit 240) on one Modbus TCP port.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=5020, help="TCP port (0: any free port)")
+    parser.add_argument(
+        "--scenario",
+        default="default",
+        help=f"built-in scenario ({', '.join(builtin_scenarios())}) or a JSON file path",
+    )
+    parser.add_argument(
+        "--inverters", type=int, default=None, help="split the site over this many inverters"
+    )
+    parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
+    parser.add_argument("--limit-sf", type=int, default=-2, help="WMaxLimPct_SF (-2 or 0)")
+    parser.add_argument("--status-every", type=float, default=5.0, help="seconds between logs")
+    parser.add_argument("--debug", action="store_true", help="verbose logging")
+    return parser
+
+
+async def _run(server: SimulatedSiteServer, status_every: float) -> None:
+    async with server:
+        site = server.site
+        _LOGGER.info(
+            "scenario %r on %s:%s: inverters on units %s, meter on unit %s",
+            site.scenario.name,
+            server.host,
+            server.port,
+            ", ".join(map(str, server.inverter_unit_ids)),
+            server.meter_unit_id,
+        )
+        while True:
+            _LOGGER.info("%s", site.status_line())
+            await asyncio.sleep(status_every)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point; runs until interrupted."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        server = SimulatedSiteServer(
+            args.scenario,
+            host=args.host,
+            port=args.port,
+            inverter_count=args.inverters,
+            speed=args.speed,
+            limit_sf=args.limit_sf,
+        )
+    except ValueError as err:
+        parser.error(str(err))
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_run(server, args.status_every))
+
+
+if __name__ == "__main__":
+    main()

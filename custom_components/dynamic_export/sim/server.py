@@ -1,0 +1,323 @@
+"""A Modbus TCP server in front of the simulated site, shaped like a Fronius Datamanager.
+
+Inverters answer on units 1..N and the meter on unit 240, all on one port. The
+Modbus TCP framing (function codes 3, 6 and 16) is implemented here on asyncio
+streams rather than through a pymodbus server: pymodbus's server-side datastore API
+changes between the 3.x releases Home Assistant ships (and is deprecated for 4.0),
+while the wire protocol does not. Clients are still tested with pymodbus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+from collections import deque
+from pathlib import Path
+from types import TracebackType
+from typing import Literal, Self
+
+from .physics import SimSite
+from .registers import (
+    FIRST_INVERTER_UNIT_ID,
+    ILLEGAL_DATA_ADDRESS,
+    ILLEGAL_DATA_VALUE,
+    METER_UNIT_ID,
+    InverterRegisters,
+    MeterRegisters,
+)
+from .scenario import Scenario, load_scenario
+
+_LOGGER = logging.getLogger(__name__)
+
+ILLEGAL_FUNCTION = 1
+GATEWAY_PATH_UNAVAILABLE = 0x0A
+GATEWAY_TARGET_FAILED = 0x0B
+
+OfflineMode = Literal["timeout", "exception"]
+
+_MBAP = struct.Struct(">HHHB")
+_MAX_READ = 125
+_MAX_WRITE = 123
+
+
+class SimulatedSiteServer:
+    """Serve a :class:`SimSite` over Modbus TCP, ticking its physics in the background.
+
+    ``port=0`` picks a free port; read :attr:`port` after :meth:`start`. ``speed``
+    runs simulated time faster than the wall clock. ``autostep=False`` freezes time
+    so a test can drive it with :meth:`advance`.
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario | str | Path = "default",
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        inverter_count: int | None = None,
+        tick_s: float = 0.1,
+        speed: float = 1.0,
+        max_step_s: float = 0.1,
+        autostep: bool = True,
+        meter_unit_id: int = METER_UNIT_ID,
+        first_inverter_unit_id: int = FIRST_INVERTER_UNIT_ID,
+        limit_sf: int = -2,
+        common_length: int | None = 65,
+    ) -> None:
+        if not isinstance(scenario, Scenario):
+            scenario = load_scenario(scenario)
+        if inverter_count is not None:
+            scenario = scenario.with_inverter_count(inverter_count)
+        if tick_s <= 0 or speed <= 0 or max_step_s <= 0:
+            raise ValueError("tick_s, speed and max_step_s must be > 0")
+        self.site = SimSite(scenario)
+        self.host = host
+        self.port = port
+        self.tick_s = tick_s
+        self.speed = speed
+        self.max_step_s = max_step_s
+        self.autostep = autostep
+        self.inverter_units: dict[int, InverterRegisters] = {}
+        for index, inverter in enumerate(self.site.inverters):
+            unit_id = first_inverter_unit_id + index
+            self.inverter_units[unit_id] = InverterRegisters(
+                index + 1,
+                inverter,
+                unit_id=unit_id,
+                limit_sf=limit_sf,
+                common_length=common_length,
+            )
+        if meter_unit_id in self.inverter_units:
+            raise ValueError(f"meter unit {meter_unit_id} clashes with an inverter unit")
+        max_power = sum(inv.rated_power_w for inv in self.site.inverters) + 20000.0
+        self.meter_unit = MeterRegisters(
+            self.site.meter,
+            max_power_w=max_power,
+            unit_id=meter_unit_id,
+            common_length=common_length,
+        )
+        self.offline: dict[int, OfflineMode] = {}
+        self.writes: deque[tuple[float, int, int, list[int]]] = deque(maxlen=1000)
+        self._server: asyncio.Server | None = None
+        self._tick_task: asyncio.Task[None] | None = None
+        self._clients: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._server is not None
+
+    @property
+    def meter_unit_id(self) -> int:
+        """Unit id the meter answers on."""
+        return self.meter_unit.unit_id
+
+    @property
+    def inverter_unit_ids(self) -> list[int]:
+        """Unit ids of the inverters, in site order."""
+        return list(self.inverter_units)
+
+    async def start(self) -> None:
+        """Listen on host/port and start the physics clock."""
+        if self._server is not None:
+            raise RuntimeError("server already started")
+        self._server = await asyncio.start_server(self._serve_client, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._tick_task = asyncio.create_task(self._tick_loop(), name="sim-physics")
+        _LOGGER.debug("simulated site listening on %s:%s", self.host, self.port)
+
+    async def stop(self) -> None:
+        """Stop the clock, drop all clients and release the port."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        tasks = [t for t in (self._tick_task, *self._clients) if t is not None]
+        self._tick_task = None
+        for writer in list(self._writers):
+            writer.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # --- simulation ------------------------------------------------------------------------
+
+    def advance(self, dt: float) -> None:
+        """Move simulated time on by ``dt`` seconds and refresh every register image."""
+        remaining = dt
+        while remaining > 1e-9:
+            step = min(self.max_step_s, remaining)
+            self.site.step(step)
+            remaining -= step
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Copy the site's state into the register images."""
+        for unit in self.inverter_units.values():
+            unit.refresh(self.site.inverters[unit.number - 1])
+        self.meter_unit.refresh(self.site.meter)
+
+    async def _tick_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while True:
+            await asyncio.sleep(self.tick_s)
+            now = loop.time()
+            if self.autostep:
+                self.advance((now - last) * self.speed)
+            last = now
+
+    # --- fault injection -------------------------------------------------------------------
+
+    def set_unit_offline(
+        self, unit_id: int, offline: bool = True, *, mode: OfflineMode = "timeout"
+    ) -> None:
+        """Make a unit stop answering.
+
+        ``mode="timeout"`` sends nothing (the client times out); ``"exception"``
+        answers with Modbus exception 11, as a gateway does for a dead device.
+        """
+        if unit_id != self.meter_unit_id and unit_id not in self.inverter_units:
+            raise ValueError(f"no unit {unit_id}")
+        if offline:
+            self.offline[unit_id] = mode
+        else:
+            self.offline.pop(unit_id, None)
+
+    def registers(self, unit_id: int) -> InverterRegisters | MeterRegisters:
+        """The register image behind a unit (for assertions)."""
+        if unit_id == self.meter_unit_id:
+            return self.meter_unit
+        return self.inverter_units[unit_id]
+
+    # --- Modbus TCP ------------------------------------------------------------------------
+
+    async def _serve_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._clients.add(task)
+        self._writers.add(writer)
+        try:
+            while True:
+                header = await reader.readexactly(_MBAP.size)
+                transaction, protocol, length, unit_id = _MBAP.unpack(header)
+                if protocol != 0 or not 2 <= length <= 254:
+                    break
+                pdu = await reader.readexactly(length - 1)
+                response = self.handle_pdu(unit_id, pdu)
+                if response is None:
+                    continue
+                writer.write(_MBAP.pack(transaction, 0, len(response) + 1, unit_id) + response)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            if task is not None:
+                self._clients.discard(task)
+
+    def handle_pdu(self, unit_id: int, pdu: bytes) -> bytes | None:
+        """Answer one request PDU; None means stay silent."""
+        function = pdu[0]
+        mode = self.offline.get(unit_id)
+        if mode == "timeout":
+            return None
+        if mode == "exception":
+            return _exception(function, GATEWAY_TARGET_FAILED)
+        unit = self.inverter_units.get(unit_id) or (
+            self.meter_unit if unit_id == self.meter_unit_id else None
+        )
+        if unit is None:
+            return _exception(function, GATEWAY_PATH_UNAVAILABLE)
+        if function == 3:
+            return self._read(unit, pdu)
+        if function in (6, 16):
+            return self._write(unit, unit_id, pdu)
+        return _exception(function, ILLEGAL_FUNCTION)
+
+    def _read(self, unit: InverterRegisters | MeterRegisters, pdu: bytes) -> bytes:
+        if len(pdu) != 5:
+            return _exception(3, ILLEGAL_DATA_VALUE)
+        address, count = struct.unpack(">HH", pdu[1:5])
+        if not 1 <= count <= _MAX_READ:
+            return _exception(3, ILLEGAL_DATA_VALUE)
+        if not unit.image.contains(address, count):
+            return _exception(3, ILLEGAL_DATA_ADDRESS)
+        values = unit.image.read(address, count)
+        return struct.pack(f">BB{count}H", 3, 2 * count, *values)
+
+    def _write(self, unit: InverterRegisters | MeterRegisters, unit_id: int, pdu: bytes) -> bytes:
+        function = pdu[0]
+        if function == 6:
+            if len(pdu) != 5:
+                return _exception(function, ILLEGAL_DATA_VALUE)
+            address, value = struct.unpack(">HH", pdu[1:5])
+            values = [value]
+        else:
+            if len(pdu) < 6:
+                return _exception(function, ILLEGAL_DATA_VALUE)
+            address, count, byte_count = struct.unpack(">HHB", pdu[1:6])
+            if (
+                not 1 <= count <= _MAX_WRITE
+                or byte_count != 2 * count
+                or len(pdu) != 6 + byte_count
+            ):
+                return _exception(function, ILLEGAL_DATA_VALUE)
+            values = list(struct.unpack(f">{count}H", pdu[6:]))
+        if not unit.image.contains(address, len(values)):
+            return _exception(function, ILLEGAL_DATA_ADDRESS)
+        refused = unit.check_write(address, values)
+        if refused is not None:
+            return _exception(function, refused)
+        unit.image.write(address, values)
+        self.writes.append((self.site.now, unit_id, address, values))
+        if isinstance(unit, InverterRegisters):
+            self._apply_controls(unit, address, len(values))
+        if function == 6:
+            return pdu
+        return struct.pack(">BHH", 16, address, len(values))
+
+    def _apply_controls(self, unit: InverterRegisters, address: int, count: int) -> None:
+        index = unit.number - 1
+        limit, conn = unit.touched(address, count)
+        if limit:
+            settings = unit.limit_settings()
+            self.site.write_limit(
+                index,
+                limit_pct=settings.limit_pct,
+                enabled=settings.enabled,
+                revert_s=settings.revert_s,
+            )
+        if conn:
+            conn_settings = unit.conn_settings()
+            self.site.write_conn(
+                index, connected=conn_settings.connected, revert_s=conn_settings.revert_s
+            )
+        unit.refresh(self.site.inverters[index])
+
+
+def _exception(function: int, code: int) -> bytes:
+    return bytes((function | 0x80, code))
