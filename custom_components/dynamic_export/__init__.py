@@ -1,0 +1,51 @@
+"""Dynamic Export: keep a solar site within its grid limits."""
+
+from __future__ import annotations
+
+from homeassistant.const import Platform
+from homeassistant.core import HomeAssistant
+
+from .runtime import (
+    DynamicExportConfigEntry,
+    apply_live_settings,
+    async_build_runtime,
+    structure_of,
+)
+
+PLATFORMS: list[Platform] = [
+    Platform.BINARY_SENSOR,
+    Platform.NUMBER,
+    Platform.SENSOR,
+    Platform.SWITCH,
+]
+
+
+async def async_setup_entry(hass: HomeAssistant, entry: DynamicExportConfigEntry) -> bool:
+    """Set up a site: connect its devices, run the first cycle, add entities."""
+    runtime = await async_build_runtime(hass, entry)
+    entry.runtime_data = runtime
+    entry.async_on_unload(runtime.pool.close)
+    try:
+        await runtime.coordinator.async_config_entry_first_refresh()
+    except BaseException:
+        await runtime.pool.close()
+        raise
+    # The control loop must run even when no entity listens to the coordinator.
+    entry.async_on_unload(runtime.coordinator.async_add_listener(lambda: None))
+    entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    return True
+
+
+async def async_unload_entry(hass: HomeAssistant, entry: DynamicExportConfigEntry) -> bool:
+    """Unload a site; its connections close through the unload callbacks."""
+    return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+
+
+async def _async_entry_updated(hass: HomeAssistant, entry: DynamicExportConfigEntry) -> None:
+    """Apply live changes in place; reload when devices or options changed."""
+    if structure_of(entry) != entry.runtime_data.structure:
+        await hass.config_entries.async_reload(entry.entry_id)
+        return
+    apply_live_settings(entry)
+    entry.runtime_data.coordinator.async_update_listeners()

@@ -1,0 +1,51 @@
+"""Constants of the Dynamic Export integration."""
+
+from __future__ import annotations
+
+from typing import Final
+
+DOMAIN: Final = "dynamic_export"
+
+# Config entry (the site)
+CONF_SITE_NAME: Final = "name"
+CONF_CONTROL_INTERVAL: Final = "control_interval"
+CONF_CONTROL_ENABLED: Final = "control_enabled"
+CONF_METER_MAX_AGE: Final = "meter_max_age"
+CONF_RAMP_UP_RATE: Final = "ramp_up_rate"
+CONF_DEADBAND: Final = "deadband"
+CONF_REVERT_TIMEOUT: Final = "revert_timeout"
+
+DEFAULT_CONTROL_INTERVAL: Final = 1.0
+DEFAULT_METER_MAX_AGE: Final = 5.0
+DEFAULT_RAMP_UP_RATE: Final = 25.0
+DEFAULT_DEADBAND: Final = 1.0
+DEFAULT_REVERT_TIMEOUT: Final = 60
+
+# Subentry types
+SUBENTRY_INVERTER: Final = "inverter"
+SUBENTRY_METER: Final = "meter"
+SUBENTRY_FIXED_LIMITER: Final = "fixed_limiter"
+DEVICE_SUBENTRIES: Final = (SUBENTRY_INVERTER, SUBENTRY_METER)
+
+# SunSpec device subentries
+CONF_UNIT_ID: Final = "unit_id"
+CONF_INVERT: Final = "invert"
+DEFAULT_MODBUS_PORT: Final = 502
+DEFAULT_INVERTER_UNIT_ID: Final = 1
+DEFAULT_METER_UNIT_ID: Final = 240
+
+# Fixed limiter subentries (watt limits are optional)
+CONF_ENABLED: Final = "enabled"
+CONF_CONNECT: Final = "connect"
+CONF_ENERGIZE: Final = "energize"
+CONF_EXPORT_LIMIT: Final = "export_limit"
+CONF_GENERATION_LIMIT: Final = "generation_limit"
+CONF_IMPORT_LIMIT: Final = "import_limit"
+CONF_LOAD_LIMIT: Final = "load_limit"
+WATT_LIMIT_KEYS: Final = (
+    CONF_EXPORT_LIMIT,
+    CONF_GENERATION_LIMIT,
+    CONF_IMPORT_LIMIT,
+    CONF_LOAD_LIMIT,
+)
+MAX_LIMIT_W: Final = 10_000_000

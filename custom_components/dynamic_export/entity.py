@@ -1,0 +1,96 @@
+"""Base entities: one device for the site, one per inverter, meter and limiter."""
+
+from __future__ import annotations
+
+from homeassistant.config_entries import ConfigSubentry
+from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
+from homeassistant.helpers.update_coordinator import CoordinatorEntity
+
+from .const import DOMAIN, SUBENTRY_FIXED_LIMITER
+from .coordinator import SiteCoordinator
+from .core.cycle import CycleSnapshot
+from .runtime import InverterHandle, MeterHandle
+
+
+def site_device_info(coordinator: SiteCoordinator) -> DeviceInfo:
+    """The site controller's device."""
+    entry = coordinator.config_entry
+    return DeviceInfo(
+        identifiers={(DOMAIN, entry.entry_id)},
+        name=entry.title,
+        manufacturer="Dynamic Export",
+        model="Site controller",
+        entry_type=DeviceEntryType.SERVICE,
+    )
+
+
+def subentry_device_info(
+    coordinator: SiteCoordinator,
+    subentry: ConfigSubentry,
+    handle: InverterHandle | MeterHandle | None = None,
+) -> DeviceInfo:
+    """A device for one subentry, linked to the site device."""
+    entry = coordinator.config_entry
+    info = DeviceInfo(
+        identifiers={(DOMAIN, f"{entry.entry_id}_{subentry.subentry_id}")},
+        name=subentry.title,
+        via_device=(DOMAIN, entry.entry_id),
+    )
+    if subentry.subentry_type == SUBENTRY_FIXED_LIMITER:
+        info["entry_type"] = DeviceEntryType.SERVICE
+        info["manufacturer"] = "Dynamic Export"
+        info["model"] = "Fixed limiter"
+    elif handle is not None and handle.info is not None:
+        info["manufacturer"] = handle.info.manufacturer
+        info["model"] = handle.info.model
+        info["serial_number"] = handle.info.serial_number
+        info["sw_version"] = handle.info.version
+    return info
+
+
+class SiteEntity(CoordinatorEntity[SiteCoordinator]):
+    """An entity of the site controller itself."""
+
+    _attr_has_entity_name = True
+
+    def __init__(self, coordinator: SiteCoordinator, key: str) -> None:
+        """Name the entity by ``key`` (its translation key)."""
+        super().__init__(coordinator)
+        self._attr_translation_key = key
+        self._attr_unique_id = f"{coordinator.config_entry.entry_id}_{key}"
+        self._attr_device_info = site_device_info(coordinator)
+
+    @property
+    def snapshot(self) -> CycleSnapshot:
+        """The latest control cycle."""
+        return self.coordinator.data
+
+
+class SubentryEntity(CoordinatorEntity[SiteCoordinator]):
+    """An entity of an inverter, meter or limiter subentry."""
+
+    _attr_has_entity_name = True
+
+    def __init__(
+        self,
+        coordinator: SiteCoordinator,
+        subentry: ConfigSubentry,
+        key: str,
+        handle: InverterHandle | MeterHandle | None = None,
+    ) -> None:
+        """Attach the entity to the subentry's device."""
+        super().__init__(coordinator)
+        self.subentry_id = subentry.subentry_id
+        self._attr_translation_key = key
+        self._attr_unique_id = f"{coordinator.config_entry.entry_id}_{subentry.subentry_id}_{key}"
+        self._attr_device_info = subentry_device_info(coordinator, subentry, handle)
+
+    @property
+    def snapshot(self) -> CycleSnapshot:
+        """The latest control cycle."""
+        return self.coordinator.data
+
+    @property
+    def subentry(self) -> ConfigSubentry:
+        """The subentry as it is now (its data changes when limits are edited)."""
+        return self.coordinator.config_entry.subentries[self.subentry_id]

@@ -1,0 +1,208 @@
+"""Build a site's devices, limiters and control loop from its config entry."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from homeassistant.config_entries import ConfigEntry, ConfigSubentry
+from homeassistant.const import CONF_HOST, CONF_PORT
+from homeassistant.core import HomeAssistant
+
+from .const import (
+    CONF_CONNECT,
+    CONF_CONTROL_ENABLED,
+    CONF_CONTROL_INTERVAL,
+    CONF_DEADBAND,
+    CONF_ENABLED,
+    CONF_ENERGIZE,
+    CONF_INVERT,
+    CONF_METER_MAX_AGE,
+    CONF_RAMP_UP_RATE,
+    CONF_REVERT_TIMEOUT,
+    CONF_UNIT_ID,
+    DEFAULT_CONTROL_INTERVAL,
+    DEFAULT_DEADBAND,
+    DEFAULT_METER_MAX_AGE,
+    DEFAULT_RAMP_UP_RATE,
+    DEFAULT_REVERT_TIMEOUT,
+    SUBENTRY_FIXED_LIMITER,
+    SUBENTRY_INVERTER,
+    SUBENTRY_METER,
+    WATT_LIMIT_KEYS,
+)
+from .coordinator import SiteCoordinator
+from .core.controller import Controller, ControllerSettings
+from .core.controls import Controls
+from .core.cycle import ControlLoop
+from .core.errors import DeviceError
+from .core.write_policy import WritePolicy
+from .limiters.fixed import FixedLimiter
+from .sunspec.connection import ConnectionPool
+from .sunspec.device import SunSpecDevice
+from .sunspec.inverter import InverterInfo, SunSpecInverter
+from .sunspec.meter import MeterInfo, SunSpecMeter
+
+_LOGGER = logging.getLogger(__name__)
+
+# Options that can change while the site runs, without a reload.
+LIVE_OPTIONS = (CONF_CONTROL_ENABLED,)
+
+
+@dataclass(slots=True)
+class InverterHandle:
+    """An inverter subentry and its client."""
+
+    subentry: ConfigSubentry
+    client: SunSpecInverter
+    info: InverterInfo | None
+
+
+@dataclass(slots=True)
+class MeterHandle:
+    """The site meter subentry and its client."""
+
+    subentry: ConfigSubentry
+    client: SunSpecMeter
+    info: MeterInfo | None
+
+
+@dataclass(slots=True)
+class SiteRuntime:
+    """Everything a loaded site holds; stored in ``entry.runtime_data``."""
+
+    loop: ControlLoop
+    coordinator: SiteCoordinator
+    pool: ConnectionPool
+    inverters: dict[str, InverterHandle]
+    meter: MeterHandle | None
+    limiters: dict[str, FixedLimiter]
+    structure: Any = field(default=None)
+
+
+type DynamicExportConfigEntry = ConfigEntry[SiteRuntime]
+
+
+def controller_settings(entry: ConfigEntry) -> ControllerSettings:
+    """Controller tuning from the entry's options."""
+    return ControllerSettings(
+        meter_max_age_s=float(entry.options.get(CONF_METER_MAX_AGE, DEFAULT_METER_MAX_AGE)),
+        ramp_up_pct_per_s=float(entry.options.get(CONF_RAMP_UP_RATE, DEFAULT_RAMP_UP_RATE)),
+    )
+
+
+def control_interval(entry: ConfigEntry) -> float:
+    """Seconds between control cycles."""
+    return float(entry.options.get(CONF_CONTROL_INTERVAL, DEFAULT_CONTROL_INTERVAL))
+
+
+def control_enabled(entry: ConfigEntry) -> bool:
+    """False when the site is in monitor-only mode."""
+    return bool(entry.options.get(CONF_CONTROL_ENABLED, True))
+
+
+def structure_of(entry: ConfigEntry) -> Any:
+    """What cannot change without a reload: devices, options, the set of limiters.
+
+    Limiter values and the control switch are applied live, so moving a number
+    slider never interrupts control.
+    """
+    options = {k: v for k, v in entry.options.items() if k not in LIVE_OPTIONS}
+    subentries: list[tuple[str, str, str, Any]] = []
+    for sub in entry.subentries.values():
+        if sub.subentry_type == SUBENTRY_FIXED_LIMITER:
+            subentries.append((sub.subentry_id, sub.subentry_type, sub.title, None))
+        else:
+            subentries.append(
+                (sub.subentry_id, sub.subentry_type, sub.title, tuple(sorted(sub.data.items())))
+            )
+    return (tuple(sorted(entry.data.items())), tuple(sorted(options.items())), tuple(subentries))
+
+
+def fixed_limiter_controls(data: Any) -> Controls:
+    """Controls of a fixed limiter subentry; connect/energize True mean "no opinion"."""
+    limits = {key: _optional_watts(data.get(key)) for key in WATT_LIMIT_KEYS}
+    return Controls(
+        connect=None if data.get(CONF_CONNECT, True) else False,
+        energize=None if data.get(CONF_ENERGIZE, True) else False,
+        **limits,
+    )
+
+
+def _optional_watts(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+async def async_build_runtime(hass: HomeAssistant, entry: DynamicExportConfigEntry) -> SiteRuntime:
+    """Create clients for every subentry and the control loop that drives them."""
+    pool = ConnectionPool()
+    revert_timeout = float(entry.options.get(CONF_REVERT_TIMEOUT, DEFAULT_REVERT_TIMEOUT))
+    inverters: dict[str, InverterHandle] = {}
+    meter: MeterHandle | None = None
+    limiters: dict[str, FixedLimiter] = {}
+    for sub in entry.subentries.values():
+        if sub.subentry_type == SUBENTRY_INVERTER:
+            device = SunSpecDevice(
+                pool.get(sub.data[CONF_HOST], sub.data[CONF_PORT]), sub.data[CONF_UNIT_ID]
+            )
+            client = SunSpecInverter(device, revert_timeout_s=revert_timeout)
+            inverters[sub.subentry_id] = InverterHandle(sub, client, await _setup(client, sub))
+        elif sub.subentry_type == SUBENTRY_METER:
+            device = SunSpecDevice(
+                pool.get(sub.data[CONF_HOST], sub.data[CONF_PORT]), sub.data[CONF_UNIT_ID]
+            )
+            meter_client = SunSpecMeter(device, invert=bool(sub.data.get(CONF_INVERT, False)))
+            meter = MeterHandle(sub, meter_client, await _setup(meter_client, sub))
+        elif sub.subentry_type == SUBENTRY_FIXED_LIMITER:
+            limiters[sub.subentry_id] = FixedLimiter(
+                source=sub.title,
+                settings=fixed_limiter_controls(sub.data),
+                enabled=bool(sub.data.get(CONF_ENABLED, True)),
+            )
+
+    loop = ControlLoop(
+        meter=meter.client if meter else None,
+        inverters={key: handle.client for key, handle in inverters.items()},
+        ratings={
+            key: handle.info.rated_power_w if handle.info else 0.0
+            for key, handle in inverters.items()
+        },
+        limiters=list(limiters.values()),
+        controller=Controller(controller_settings(entry)),
+        write_policy=WritePolicy(float(entry.options.get(CONF_DEADBAND, DEFAULT_DEADBAND))),
+        control_enabled=control_enabled(entry),
+    )
+    coordinator = SiteCoordinator(hass, entry, loop, control_interval(entry))
+    return SiteRuntime(
+        loop=loop,
+        coordinator=coordinator,
+        pool=pool,
+        inverters=inverters,
+        meter=meter,
+        limiters=limiters,
+        structure=structure_of(entry),
+    )
+
+
+class _SetsUp[InfoT](Protocol):
+    async def async_setup(self) -> InfoT: ...
+
+
+async def _setup[InfoT](client: _SetsUp[InfoT], sub: ConfigSubentry) -> InfoT | None:
+    """Read a device's identity; a device that is down now is set up on a later cycle."""
+    try:
+        return await client.async_setup()
+    except DeviceError as err:
+        _LOGGER.warning("%s is not ready (%s); will keep trying", sub.title, err)
+        return None
+
+
+def apply_live_settings(entry: DynamicExportConfigEntry) -> None:
+    """Apply limiter values and the control switch without a reload."""
+    runtime = entry.runtime_data
+    runtime.loop.set_control_enabled(control_enabled(entry))
+    for sub_id, limiter in runtime.limiters.items():
+        sub = entry.subentries[sub_id]
+        limiter.settings = fixed_limiter_controls(sub.data)
+        limiter.enabled = bool(sub.data.get(CONF_ENABLED, True))
