@@ -93,8 +93,15 @@ async def test_generation_limit_respected(hass: HomeAssistant, sim: SimulatedSit
     )
 
 
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        ("exception", FailSafeReason.METER_UNAVAILABLE),  # a gateway: "target failed"
+        ("timeout", FailSafeReason.METER_UNAVAILABLE),  # nothing answers at all
+    ],
+)
 async def test_fail_safe_when_meter_stops_answering(
-    hass: HomeAssistant, sim: SimulatedSiteServer
+    hass: HomeAssistant, sim: SimulatedSiteServer, mode: str, reason: FailSafeReason
 ) -> None:
     """With the meter silent beyond its maximum age, generation drops to the export limit."""
     entry = site_entry(
@@ -110,18 +117,18 @@ async def test_fail_safe_when_meter_stops_answering(
     # Load 1 kW + 1.5 kW export allowed: about 2.5 kW of generation.
     await wait_for(lambda: sim.site.generation_w > 2200, 10, "normal control")
 
-    sim.set_unit_offline(sim.meter_unit_id, True, mode="exception")
+    sim.set_unit_offline(sim.meter_unit_id, True, mode=mode)  # type: ignore[arg-type]
     await wait_for(
         lambda: hass.states.get("sensor.home_control_state").state == ControlState.FAIL_SAFE,
-        10,
+        15,
         "fail-safe",
     )
     state = hass.states.get("sensor.home_control_state")
-    assert state.attributes["reason"] == FailSafeReason.METER_UNAVAILABLE
+    assert state.attributes["reason"] == reason
     assert hass.states.get("binary_sensor.home_fail_safe").state == "on"
     assert hass.states.get("sensor.meter_grid_power").state == "unavailable"
     # The export limit is the level that holds whatever the load.
-    await wait_for(lambda: sim.site.generation_w <= EXPORT_LIMIT + TOLERANCE, 8, "fail-safe level")
+    await wait_for(lambda: sim.site.generation_w <= EXPORT_LIMIT + TOLERANCE, 10, "fail-safe level")
     limits = [inv.limit_w for inv in sim.site.inverters]
     assert sum(limits) <= EXPORT_LIMIT + 1
 

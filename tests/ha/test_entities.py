@@ -207,3 +207,22 @@ async def test_diagnostics_are_redacted(
     assert diagnostics["last_cycle"]["merged"]["export_limit"] == 1000
     assert diagnostics["last_cycle"]["plan"]["state"] == "controlling"
     assert diagnostics["inverters"]
+
+
+async def test_inverter_reporting_nonsense_is_shown_and_skipped(
+    hass: HomeAssistant, sim: SimulatedSiteServer
+) -> None:
+    """An inverter with an impossible scale factor is not controlled; the site still is."""
+    sim.registers(2).image.set(123, "WMaxLimPct_SF", 7)  # 10^7 %: nonsense
+    await setup_site(hass, _site(sim, export_limit=2500))
+    connection = hass.states.get("binary_sensor.inverter_2_connection")
+    assert connection is not None
+    assert connection.state == "off"
+    assert "WMaxLimPct_SF=7" in connection.attributes["error"]
+    assert _state(hass, "sensor.inverter_2_ac_power") == STATE_UNAVAILABLE
+    assert not any(unit == 2 for _, unit, _, _ in sim.writes), "nothing written to it"
+    # Inverter 1 alone holds the export limit: inverter 2 runs free at 3 kW, the load
+    # is 1 kW, so inverter 1 may add only 500 W.
+    await wait_for(lambda: abs(sim.site.export_w - 2500) < 60, 8, "export held")
+    assert abs(sim.site.inverters[0].output_w - 500) < 60
+    assert _state(hass, "sensor.home_control_state") == ControlState.CONTROLLING

@@ -28,11 +28,15 @@ def _reader(image: RegisterImage) -> Reader:
     return read
 
 
-def _inverter(output_w: float = 3000.0, **kwargs: int | None) -> InverterRegisters:
+def _inverter(
+    *, unit_id: int | None = None, limit_sf: int = -2, common_length: int | None = 65
+) -> InverterRegisters:
     inverter = SimInverter(5000.0)
-    inverter.settle(output_w)
+    inverter.settle(3000.0)
     inverter.lifetime_energy_wh = 123456.4
-    return InverterRegisters(2, inverter, **kwargs)
+    return InverterRegisters(
+        2, inverter, unit_id=unit_id, limit_sf=limit_sf, common_length=common_length
+    )
 
 
 def test_inverter_chain_matches_fronius_layout() -> None:

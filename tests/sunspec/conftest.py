@@ -1,4 +1,9 @@
-"""Fixtures for the SunSpec tests: loopback sockets, servers and a connection."""
+"""Fixtures for the SunSpec tests: loopback sockets, servers and a connection.
+
+``make_server`` starts the hand-written ``FakeModbusServer`` (for tests that need its fault
+injection); ``make_peer`` is parametrised to start either it or pymodbus' own server, so tests
+that only read and write registers check the client against an independent implementation.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import pytest
 
 from custom_components.dynamic_export.sunspec.connection import ModbusTcpConnection
 
-from .helpers import DeviceImage, FakeModbusServer
+from .helpers import DeviceImage, FakeModbusServer, PymodbusServer
 
 TEST_TIMEOUT_S = 0.5
 
@@ -30,6 +35,30 @@ async def make_server() -> AsyncIterator[Callable[..., Any]]:
 
     async def _make(units: Mapping[int, DeviceImage | dict[int, int]]) -> FakeModbusServer:
         server = FakeModbusServer(units)
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield _make
+    for server in servers:
+        await server.stop()
+
+
+PEERS = {"fake": FakeModbusServer, "pymodbus": PymodbusServer}
+
+
+@pytest.fixture(params=list(PEERS))
+async def make_peer(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[Callable[..., Any]]:
+    """Start servers of one kind per test run: the fake, then pymodbus' own server."""
+    peer_cls = PEERS[request.param]
+    servers: list[FakeModbusServer | PymodbusServer] = []
+
+    async def _make(
+        units: Mapping[int, DeviceImage | dict[int, int]],
+    ) -> FakeModbusServer | PymodbusServer:
+        server = peer_cls(units)
         await server.start()
         servers.append(server)
         return server

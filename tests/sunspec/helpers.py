@@ -120,11 +120,28 @@ class DeviceImage:
         start = self.address(model_id, point)
         return [self.registers[a] for a in range(start, start + spec_points(model_id)[point].size)]
 
-    def write(self, model_id: int, point: str, value: Any) -> None:
+    def value(self, model_id: int, point: str) -> int:
+        """The raw register of a one-register point."""
+        regs = self.read(model_id, point)
+        assert len(regs) == 1, (model_id, point, regs)
+        return regs[0]
+
+    def encode(self, model_id: int, point: str, value: Any) -> dict[int, int]:
+        """The registers (address -> value) that hold ``value`` in this map."""
         regs = spec_encode(spec_points(model_id)[point], value)
         start = self.address(model_id, point)
-        for i, reg in enumerate(regs):
-            self.registers[start + i] = reg
+        return dict(zip(range(start, start + len(regs)), regs, strict=True))
+
+    def write(self, model_id: int, point: str, value: Any) -> None:
+        self.registers.update(self.encode(model_id, point, value))
+
+
+def _registers(image: DeviceImage | Mapping[int, int]) -> Mapping[int, int]:
+    return image.registers if isinstance(image, DeviceImage) else image
+
+
+def _locations(image: DeviceImage | Mapping[int, int]) -> Mapping[int, int]:
+    return image.locations if isinstance(image, DeviceImage) else {}
 
 
 def build_image(
@@ -287,10 +304,12 @@ class FakeModbusServer:
     """
 
     def __init__(self, units: Mapping[int, DeviceImage | dict[int, int]]) -> None:
+        # The registers are shared with the caller's images (not copied).
         self.units: dict[int, dict[int, int]] = {
             unit: image.registers if isinstance(image, DeviceImage) else image
             for unit, image in units.items()
         }
+        self._locations = {unit: dict(_locations(image)) for unit, image in units.items()}
         self.requests: list[Request] = []
         self.connections = 0
         self.hang = False  # accept requests, never answer
@@ -328,6 +347,16 @@ class FakeModbusServer:
 
     def writes(self) -> list[Request]:
         return [r for r in self.requests if r.function in (6, 16)]
+
+    async def snapshot(self, unit: int) -> DeviceImage:
+        """A copy of the unit's registers as they are now."""
+        return DeviceImage(dict(self.units[unit]), dict(self._locations[unit]))
+
+    async def set_registers(self, unit: int, registers: Mapping[int, int]) -> None:
+        """Change registers of the unit (only addresses its image has)."""
+        missing = set(registers) - set(self.units[unit])
+        assert not missing, f"unit {unit} has no registers {sorted(missing)}"
+        self.units[unit].update(registers)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -401,56 +430,187 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class PymodbusServer:
-    """pymodbus' own TCP server over dense copies of the images (3.8 and 3.10+ APIs)."""
+def register_runs(registers: Mapping[int, int]) -> list[tuple[int, list[int]]]:
+    """The contiguous runs of a sparse register map, as (start address, values)."""
+    runs: list[tuple[int, list[int]]] = []
+    for address in sorted(registers):
+        if runs and runs[-1][0] + len(runs[-1][1]) == address:
+            runs[-1][1].append(registers[address])
+        else:
+            runs.append((address, [registers[address]]))
+    return runs
 
-    def __init__(self, units: Mapping[int, DeviceImage]) -> None:
-        self.units = units
+
+def _datablocks_hold_values() -> bool:
+    """Whether pymodbus' datastore blocks hold the registers (up to 3.1x) or only describe
+    them for the SimDevice runtime that newer releases build from them."""
+    from pymodbus.datastore import ModbusSequentialDataBlock
+
+    return not hasattr(ModbusSequentialDataBlock(1, [0]), "simdata")
+
+
+class PymodbusServer:
+    """pymodbus' own Modbus TCP server over the same sparse images as ``FakeModbusServer``.
+
+    Only the images' addresses exist: pymodbus itself answers exception 2 for gaps and for
+    anything past the end of a map. Unknown units are left to pymodbus. Works with the
+    datastore-block API (pymodbus 3.8: ModbusSlaveContext/``slaves=``; 3.10+:
+    ModbusDeviceContext/``devices=``) and with the SimDevice runtime of later releases.
+
+    ``requests`` logs the accesses pymodbus made to the datastore on the clients' behalf (so,
+    unlike the fake's log, only requests that passed pymodbus' own address checks);
+    ``connections`` counts accepted connections. ``snapshot`` and ``set_registers`` read and
+    change the live datastore.
+    """
+
+    def __init__(self, units: Mapping[int, DeviceImage | dict[int, int]]) -> None:
+        self.layouts: dict[int, DeviceImage] = {
+            unit: DeviceImage(dict(_registers(image)), dict(_locations(image)))
+            for unit, image in units.items()
+        }
+        self.requests: list[Request] = []
+        self.connections = 0
         self.port = 0
         self._server: Any = None
-        self._task: asyncio.Task[Any] | None = None
+        self._listener: asyncio.Server | None = None
+        self._contexts: dict[int, Any] = {}  # datastore-block API: unit -> device context
+        self._quiet = False  # True while the test itself touches the datastore
 
-    def _context(self) -> Any:
+    def writes(self) -> list[Request]:
+        return [r for r in self.requests if r.function in (6, 16)]
+
+    def _record(self, request: Request) -> None:
+        if not self._quiet:
+            self.requests.append(request)
+
+    # -- the two datastore flavours ------------------------------------------------------
+
+    def _block_context(self) -> Any:
         from pymodbus import datastore
 
-        # pymodbus 3.10 renamed ModbusSlaveContext to ModbusDeviceContext.
-        device_cls = getattr(datastore, "ModbusDeviceContext", None)
-        if device_cls is None:
-            device_cls = datastore.ModbusSlaveContext
-        devices = {}
-        for unit, image in self.units.items():
-            top = max(image.registers) + 1
-            dense = [image.registers.get(a, 0) for a in range(top)]
-            # ModbusSequentialDataBlock(1, values) puts values[0] at protocol address 0.
-            devices[unit] = device_cls(hr=datastore.ModbusSequentialDataBlock(1, dense))
+        # pymodbus 3.10 renamed ModbusSlaveContext to ModbusDeviceContext (and slaves=).
+        base = getattr(datastore, "ModbusDeviceContext", None) or datastore.ModbusSlaveContext
+        record = self._record
+
+        class RecordingContext(base):  # type: ignore[misc, valid-type]
+            def __init__(self, unit: int, **blocks: Any) -> None:
+                super().__init__(**blocks)
+                self.unit = unit
+
+            async def async_getValues(self, fc_as_hex: int, address: int, count: int = 1) -> Any:
+                if fc_as_hex == 3:
+                    record(Request(self.unit, 3, address, count))
+                return await super().async_getValues(fc_as_hex, address, count)
+
+            async def async_setValues(self, fc_as_hex: int, address: int, values: Any) -> None:
+                record(Request(self.unit, fc_as_hex, address, len(values), tuple(values)))
+                await super().async_setValues(fc_as_hex, address, values)
+
+        for unit, image in self.layouts.items():
+            context = RecordingContext(unit, hr=datastore.ModbusSparseDataBlock())
+            # Filled through the context so its own address convention (+1 in pymodbus 3.8)
+            # applies: the sparse block then holds exactly the image's addresses.
+            for start, values in register_runs(image.registers):
+                context.setValues(16, start, values)
+            self._contexts[unit] = context
         params = inspect.signature(datastore.ModbusServerContext).parameters
         keyword = "devices" if "devices" in params else "slaves"
-        return datastore.ModbusServerContext(**{keyword: devices}, single=False)
+        return datastore.ModbusServerContext(**{keyword: self._contexts}, single=False)
+
+    def _sim_devices(self) -> list[Any]:
+        from pymodbus.simulator import DataType, SimData, SimDevice
+
+        devices = []
+        for unit, image in self.layouts.items():
+
+            async def action(
+                function: int,
+                _start: int,
+                address: int,
+                count: int,
+                _registers: list[int],
+                values: list[int] | None,
+                unit: int = unit,
+            ) -> None:
+                self._record(Request(unit, function, address, count, tuple(values or ())))
+
+            simdata = [
+                SimData(start, values=values, datatype=DataType.REGISTERS)
+                for start, values in register_runs(image.registers)
+            ]
+            devices.append(SimDevice(id=unit, simdata=simdata, action=action))
+        return devices
+
+    # -- life cycle -------------------------------------------------------------------------
 
     async def start(self) -> int:
         from pymodbus.server import ModbusTcpServer
 
-        self.port = free_port()
-        self._server = ModbusTcpServer(self._context(), address=("127.0.0.1", self.port))
-        self._task = asyncio.create_task(self._server.serve_forever())
-        for _ in range(100):
-            try:
-                _reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-            except OSError:
-                await asyncio.sleep(0.02)
-                continue
-            writer.close()
-            await writer.wait_closed()
-            break
+        owner = self
+
+        class CountingServer(ModbusTcpServer):  # type: ignore[misc]
+            def callback_new_connection(self) -> Any:
+                owner.connections += 1
+                return super().callback_new_connection()
+
+        context = self._block_context() if _datablocks_hold_values() else self._sim_devices()
+        self._server = CountingServer(context, address=("127.0.0.1", 0))
+        await self._server.serve_forever(background=True)  # returns once listening
+        listener = self._server.transport
+        if not isinstance(listener, asyncio.Server) or not listener.sockets:
+            raise RuntimeError("pymodbus server did not start listening")
+        self._listener = listener
+        self.port = int(listener.sockets[0].getsockname()[1])
         return self.port
 
     async def stop(self) -> None:
-        if self._server is not None:
-            await self._server.shutdown()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(self._task, 2)
-        await asyncio.sleep(0)
+        """Stop listening and close every client connection (the port is free afterwards)."""
+        if self._server is None:
+            return
+        await self._server.shutdown()
+        self._server = None
+        if self._listener is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._listener.wait_closed(), 2)
+            self._listener = None
+
+    # -- the live datastore -----------------------------------------------------------------
+
+    async def _get(self, unit: int, address: int, count: int) -> list[int]:
+        if self._contexts:
+            return list(self._contexts[unit].getValues(3, address, count))
+        return list(await self._server.async_getValues(unit, 3, address, count))
+
+    async def _set(self, unit: int, address: int, values: list[int]) -> None:
+        if self._contexts:
+            self._contexts[unit].setValues(16, address, values)
+        else:
+            await self._server.async_setValues(unit, 16, address, values)
+
+    async def snapshot(self, unit: int) -> DeviceImage:
+        """The unit's registers as pymodbus' datastore holds them now."""
+        layout = self.layouts[unit]
+        registers: dict[int, int] = {}
+        self._quiet = True
+        try:
+            for start, values in register_runs(layout.registers):
+                current = await self._get(unit, start, len(values))
+                assert len(current) == len(values), (start, len(values), len(current))
+                registers.update(zip(range(start, start + len(values)), current, strict=True))
+        finally:
+            self._quiet = False
+        return DeviceImage(registers, dict(layout.locations))
+
+    async def set_registers(self, unit: int, registers: Mapping[int, int]) -> None:
+        """Change registers in the datastore (only addresses the image has)."""
+        missing = set(registers) - set(self.layouts[unit].registers)
+        assert not missing, f"unit {unit} has no registers {sorted(missing)}"
+        self._quiet = True
+        try:
+            for start, values in register_runs(registers):
+                await self._set(unit, start, values)
+        finally:
+            self._quiet = False
 
 
 def assert_close(actual: float | None, expected: float, rel: float = 1e-6) -> None:

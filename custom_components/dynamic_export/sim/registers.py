@@ -155,6 +155,8 @@ class InverterRegisters:
         limit_sf: int = -2,
         common_length: int | None = 65,
     ) -> None:
+        if not -4 <= limit_sf <= 0:
+            raise ValueError(f"limit_sf must be -4..0 (real devices use -2 or 0), got {limit_sf}")
         self.number = number
         self.unit_id = FIRST_INVERTER_UNIT_ID + number - 1 if unit_id is None else unit_id
         self.limit_sf = limit_sf

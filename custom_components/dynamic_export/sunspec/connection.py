@@ -133,7 +133,6 @@ class ModbusTcpConnection:
         async with self._lock:
             self._drop()
 
-    async_close = close
 
     async def _read_chunk(self, unit_id: int, address: int, count: int) -> list[int]:
         kwargs: dict[str, Any] = {_UNIT_KEYWORD: unit_id}
@@ -244,4 +243,3 @@ class ConnectionPool:
         for connection in connections:
             await connection.close()
 
-    async_close = close
