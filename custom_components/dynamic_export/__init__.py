@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
 
+from .entity import site_device_info
 from .runtime import (
     DynamicExportConfigEntry,
     apply_live_settings,
@@ -30,6 +32,10 @@ async def async_setup_entry(hass: HomeAssistant, entry: DynamicExportConfigEntry
     except BaseException:
         await runtime.pool.close()
         raise
+    site_device = dr.async_get(hass).async_get_or_create(
+        config_entry_id=entry.entry_id, **site_device_info(entry)
+    )
+    runtime.site_device_id = site_device.id
     # The control loop must run even when no entity listens to the coordinator.
     entry.async_on_unload(runtime.coordinator.async_add_listener(lambda: None))
     entry.async_on_unload(entry.add_update_listener(_async_entry_updated))

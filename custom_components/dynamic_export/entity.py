@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from homeassistant.config_entries import ConfigSubentry
+from typing import Any, cast
+
+from homeassistant.config_entries import ConfigEntry, ConfigSubentry
 from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
@@ -11,10 +13,13 @@ from .coordinator import SiteCoordinator
 from .core.cycle import CycleSnapshot
 from .runtime import InverterHandle, MeterHandle
 
+# Home Assistant 2026.8 links child devices by registry id (``via_device_id``) and
+# deprecates ``via_device``; older releases only know ``via_device``.
+LINK_BY_DEVICE_ID = "via_device_id" in DeviceInfo.__annotations__
 
-def site_device_info(coordinator: SiteCoordinator) -> DeviceInfo:
+
+def site_device_info(entry: ConfigEntry) -> DeviceInfo:
     """The site controller's device."""
-    entry = coordinator.config_entry
     return DeviceInfo(
         identifiers={(DOMAIN, entry.entry_id)},
         name=entry.title,
@@ -34,8 +39,11 @@ def subentry_device_info(
     info = DeviceInfo(
         identifiers={(DOMAIN, f"{entry.entry_id}_{subentry.subentry_id}")},
         name=subentry.title,
-        via_device=(DOMAIN, entry.entry_id),
     )
+    if LINK_BY_DEVICE_ID:
+        cast("dict[str, Any]", info)["via_device_id"] = entry.runtime_data.site_device_id
+    else:
+        info["via_device"] = (DOMAIN, entry.entry_id)
     if subentry.subentry_type == SUBENTRY_FIXED_LIMITER:
         info["entry_type"] = DeviceEntryType.SERVICE
         info["manufacturer"] = "Dynamic Export"
@@ -58,7 +66,7 @@ class SiteEntity(CoordinatorEntity[SiteCoordinator]):
         super().__init__(coordinator)
         self._attr_translation_key = key
         self._attr_unique_id = f"{coordinator.config_entry.entry_id}_{key}"
-        self._attr_device_info = site_device_info(coordinator)
+        self._attr_device_info = site_device_info(coordinator.config_entry)
 
     @property
     def snapshot(self) -> CycleSnapshot:

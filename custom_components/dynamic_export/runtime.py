@@ -79,6 +79,8 @@ class SiteRuntime:
     meter: MeterHandle | None
     limiters: dict[str, FixedLimiter]
     structure: Any = field(default=None)
+    site_device_id: str | None = None
+    """Device registry id of the site, the parent of every subentry's device."""
 
 
 type DynamicExportConfigEntry = ConfigEntry[SiteRuntime]

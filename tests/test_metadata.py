@@ -1,0 +1,103 @@
+"""Offline stand-ins for hassfest and the HACS action: manifest, hacs.json, translations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from awesomeversion import AwesomeVersion
+
+from custom_components.dynamic_export import binary_sensor, number, sensor, switch
+
+ROOT = Path(__file__).parent.parent
+COMPONENT = ROOT / "custom_components" / "dynamic_export"
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_manifest_has_what_hassfest_and_hacs_require() -> None:
+    """Required keys, domain and name first then sorted, a valid version."""
+    manifest = _load(COMPONENT / "manifest.json")
+    for key in (
+        "domain",
+        "name",
+        "codeowners",
+        "documentation",
+        "issue_tracker",
+        "version",
+        "iot_class",
+        "config_flow",
+    ):
+        assert key in manifest, key
+    assert manifest["domain"] == COMPONENT.name
+    keys = list(manifest)
+    assert keys[:2] == ["domain", "name"]
+    assert keys[2:] == sorted(keys[2:])
+    assert AwesomeVersion(manifest["version"]).valid
+    assert manifest["documentation"].startswith("https://")
+
+
+def test_hacs_json_uses_known_keys() -> None:
+    """hacs.json rejects unknown keys; the minimum HA version is our floor."""
+    hacs = _load(ROOT / "hacs.json")
+    allowed = {
+        "name",
+        "content_in_root",
+        "country",
+        "filename",
+        "hacs",
+        "hide_default_branch",
+        "homeassistant",
+        "persistent_directory",
+        "render_readme",
+        "zip_release",
+    }
+    assert set(hacs) <= allowed
+    assert hacs["homeassistant"] == "2025.4.0"
+    assert (COMPONENT / "brand" / "icon.png").is_file()
+
+
+def _translation_keys(module: object) -> set[tuple[str, str]]:
+    keys: set[tuple[str, str]] = set()
+    platform = module.__name__.rsplit(".", 1)[-1]  # type: ignore[attr-defined]
+    for value in vars(module).values():
+        for description in value if isinstance(value, tuple) else ():
+            key = getattr(description, "translation_key", None) or getattr(description, "key", None)
+            if key:
+                keys.add((platform, key))
+    return keys
+
+
+def test_every_entity_name_and_state_is_translated() -> None:
+    """Entity descriptions and hand-written entities all have an English name."""
+    entity = _load(COMPONENT / "translations" / "en.json")["entity"]
+    described = _translation_keys(sensor)
+    assert len(described) >= 20  # every sensor description was found
+    hand_written = {
+        ("binary_sensor", "fail_safe"),
+        ("binary_sensor", "connectivity"),
+        ("switch", "control"),
+        ("switch", "limiter_enabled"),
+        *(
+            ("number", f"fixed_{k}")
+            for k in ("export_limit", "generation_limit", "import_limit", "load_limit")
+        ),
+    }
+    for platform, key in described | hand_written:
+        assert "name" in entity[platform][key], (platform, key)
+    for description in sensor.SITE_SENSORS + sensor.INVERTER_SENSORS:
+        for option in description.options or ():
+            assert option in entity["sensor"][description.key]["state"], option
+    assert binary_sensor.PARALLEL_UPDATES == 0
+    assert number.PARALLEL_UPDATES == switch.PARALLEL_UPDATES == 1
+
+
+def test_icons_refer_to_translated_entities() -> None:
+    """icons.json only names entities that exist."""
+    icons = _load(COMPONENT / "icons.json")["entity"]
+    entity = _load(COMPONENT / "translations" / "en.json")["entity"]
+    for platform, keys in icons.items():
+        for key in keys:
+            assert key in entity[platform], (platform, key)
