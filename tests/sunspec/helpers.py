@@ -3,8 +3,9 @@
 Register maps are laid out straight from the official pysunspec2 model JSON and encoded with
 pysunspec2's own serialisers, independently of the vendored models.py and codec.py, so the
 tests cross-check the generated tables. ``FakeModbusServer`` is a small Modbus TCP server
-(FC3/FC6/FC16) with fault injection; ``start_pymodbus_server`` runs pymodbus' own server for
-interoperability checks.
+(FC3/FC6/FC16) with fault injection; ``PymodbusServer`` serves the same images from pymodbus'
+own server, so the client is also checked against an independent Modbus implementation. Both
+offer the ``ModbusPeer`` interface (request log, connection count, datastore snapshot).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sunspec2 import mb as sunspec_mb
 
@@ -296,6 +297,22 @@ class Request:
     values: tuple[int, ...] = ()
 
 
+class ModbusPeer(Protocol):
+    """What tests use of a server, whichever implementation (fake or pymodbus) it is."""
+
+    port: int
+    requests: list[Request]
+    connections: int
+
+    @property
+    def open_connections(self) -> int: ...
+    async def start(self) -> int: ...
+    async def stop(self) -> None: ...
+    def writes(self) -> list[Request]: ...
+    async def snapshot(self, unit: int) -> DeviceImage: ...
+    async def set_registers(self, unit: int, registers: Mapping[int, int]) -> None: ...
+
+
 class FakeModbusServer:
     """Modbus TCP server over sparse per-unit register images, with fault injection.
 
@@ -338,6 +355,11 @@ class FakeModbusServer:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections the server has not seen closed yet."""
+        return len(self._writers)
 
     async def drop_connections(self) -> None:
         """Close every open client connection (server keeps listening)."""
@@ -479,6 +501,11 @@ class PymodbusServer:
     def writes(self) -> list[Request]:
         return [r for r in self.requests if r.function in (6, 16)]
 
+    @property
+    def open_connections(self) -> int:
+        """Client connections the server has not seen closed yet."""
+        return len(self._server.active_connections) if self._server is not None else 0
+
     def _record(self, request: Request) -> None:
         if not self._quiet:
             self.requests.append(request)
@@ -497,12 +524,16 @@ class PymodbusServer:
                 super().__init__(**blocks)
                 self.unit = unit
 
-            async def async_getValues(self, fc_as_hex: int, address: int, count: int = 1) -> Any:
+            async def async_getValues(  # noqa: N802 (pymodbus' name)
+                self, fc_as_hex: int, address: int, count: int = 1
+            ) -> Any:
                 if fc_as_hex == 3:
                     record(Request(self.unit, 3, address, count))
                 return await super().async_getValues(fc_as_hex, address, count)
 
-            async def async_setValues(self, fc_as_hex: int, address: int, values: Any) -> None:
+            async def async_setValues(  # noqa: N802
+                self, fc_as_hex: int, address: int, values: Any
+            ) -> None:
                 record(Request(self.unit, fc_as_hex, address, len(values), tuple(values)))
                 await super().async_setValues(fc_as_hex, address, values)
 

@@ -17,16 +17,16 @@ from custom_components.dynamic_export.sunspec.connection import (
 )
 
 from .conftest import TEST_TIMEOUT_S
-from .helpers import free_port
+from .helpers import FakeModbusServer, free_port
 
 
 def _ramp(start: int, count: int) -> dict[int, int]:
     return {start + i: (i * 7 + 3) & 0xFFFF for i in range(count)}
 
 
-async def test_reads_are_split_into_chunks_of_125(make_server, make_connection) -> None:
+async def test_reads_are_split_into_chunks_of_125(make_peer, make_connection) -> None:
     image = _ramp(1000, 300)
-    server = await make_server({1: image})
+    server = await make_peer({1: image})
     connection = make_connection(server.port)
     regs = await connection.read_holding_registers(1, 1000, 300)
     assert regs == [image[1000 + i] for i in range(300)]
@@ -34,19 +34,19 @@ async def test_reads_are_split_into_chunks_of_125(make_server, make_connection) 
     assert reads == [(1000, 125), (1125, 125), (1250, 50)]
 
 
-async def test_write_registers_uses_fc16(make_server, make_connection) -> None:
+async def test_write_registers_uses_fc16(make_peer, make_connection) -> None:
     image = _ramp(10, 5)
-    server = await make_server({3: image})
+    server = await make_peer({3: image})
     connection = make_connection(server.port)
     await connection.write_registers(3, 11, [0xABCD, 0])
-    assert (image[11], image[12]) == (0xABCD, 0)
+    assert (await server.snapshot(3)).registers == image | {11: 0xABCD, 12: 0}
     assert [(r.function, r.unit, r.address, r.values) for r in server.writes()] == [
         (16, 3, 11, (0xABCD, 0))
     ]
 
 
-async def test_write_validates_before_sending(make_server, make_connection) -> None:
-    server = await make_server({1: _ramp(0, 5)})
+async def test_write_validates_before_sending(make_peer, make_connection) -> None:
+    server = await make_peer({1: _ramp(0, 5)})
     connection = make_connection(server.port)
     with pytest.raises(ValueError, match="must be 0"):
         await connection.write_registers(1, 0, [0x10000])
@@ -57,24 +57,31 @@ async def test_write_validates_before_sending(make_server, make_connection) -> N
     assert server.requests == []
 
 
-@pytest.mark.parametrize(
-    ("unit", "address", "code", "text"),
-    [
-        (1, 5000, 2, "illegal data address"),
-        (9, 0, 11, "gateway target failed to respond"),
-    ],
-)
-async def test_exception_response_is_device_response_error(
-    make_server, make_connection, unit: int, address: int, code: int, text: str
+async def _assert_exception(
+    connection: ModbusTcpConnection, unit: int, address: int, code: int, text: str
 ) -> None:
-    server = await make_server({1: _ramp(0, 10)})
-    connection = make_connection(server.port)
     with pytest.raises(DeviceResponseError, match=text) as info:
         await connection.read_holding_registers(unit, address, 2)
     assert f"exception {code}" in str(info.value)
     assert getattr(info.value, "code", None) == code
     # The connection stays usable after an exception response.
     assert await connection.read_holding_registers(1, 0, 2) == [3, 10]
+
+
+@pytest.mark.parametrize("address", [5000, 9, 0xFFFE])
+async def test_illegal_address_is_device_response_error(
+    make_peer, make_connection, address: int
+) -> None:
+    server = await make_peer({1: _ramp(0, 10)})  # 9: the read runs past the end of the map
+    connection = make_connection(server.port)
+    await _assert_exception(connection, 1, address, 2, "illegal data address")
+    assert server.connections == 1
+
+
+async def test_gateway_exception_is_device_response_error(make_server, make_connection) -> None:
+    server = await make_server({1: _ramp(0, 10)})  # unit 9 absent: the fake answers 11
+    connection = make_connection(server.port)
+    await _assert_exception(connection, 9, 0, 11, "gateway target failed to respond")
     assert server.connections == 1
 
 
@@ -119,8 +126,8 @@ async def test_disconnect_between_requests_reconnects(make_server, make_connecti
     assert server.connections == 2
 
 
-async def test_stopped_server_is_unavailable(make_server, make_connection) -> None:
-    server = await make_server({1: _ramp(0, 10)})
+async def test_stopped_server_is_unavailable(make_peer, make_connection) -> None:
+    server = await make_peer({1: _ramp(0, 10)})
     connection = make_connection(server.port)
     assert await connection.read_holding_registers(1, 0, 1) == [3]
     await server.stop()
@@ -130,10 +137,11 @@ async def test_stopped_server_is_unavailable(make_server, make_connection) -> No
         await connection.read_holding_registers(1, 0, 1)
 
 
-async def test_concurrent_requests_share_one_socket(make_server, make_connection) -> None:
+async def test_concurrent_requests_share_one_socket(make_peer, make_connection) -> None:
     images = {unit: _ramp(unit * 100, 50) for unit in (1, 2, 240)}
-    server = await make_server(images)
-    server.response_delay = 0.005
+    server = await make_peer(images)
+    if isinstance(server, FakeModbusServer):
+        server.response_delay = 0.005
     connection = make_connection(server.port)
 
     async def read(unit: int, offset: int) -> tuple[int, int, list[int]]:
@@ -157,12 +165,16 @@ def test_pool_shares_connections_per_endpoint() -> None:
     assert isinstance(first, ModbusTcpConnection)
 
 
-async def test_pool_close_closes_connections(make_server) -> None:
-    server = await make_server({1: _ramp(0, 10)})
+async def test_pool_close_closes_connections(make_peer) -> None:
+    server = await make_peer({1: _ramp(0, 10)})
     pool = ConnectionPool(timeout_s=TEST_TIMEOUT_S)
     connection = pool.get("127.0.0.1", server.port)
     assert await connection.read_holding_registers(1, 0, 1) == [3]
+    assert server.open_connections == 1
     await pool.close()
     assert pool.get("127.0.0.1", server.port) is not connection
-    await asyncio.sleep(0.05)
-    assert server._writers == set()  # the server saw the socket close
+    for _ in range(50):  # until the server has seen the socket close
+        if not server.open_connections:
+            break
+        await asyncio.sleep(0.01)
+    assert server.open_connections == 0

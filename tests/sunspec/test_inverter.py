@@ -16,7 +16,7 @@ from custom_components.dynamic_export.sunspec.inverter import STATUS_NAMES, SunS
 
 from .helpers import (
     DeviceImage,
-    FakeModbusServer,
+    ModbusPeer,
     assert_close,
     build_image,
     common_values,
@@ -39,20 +39,19 @@ class Clock:
 
 
 async def _inverter(
-    make_server: Callable[..., Any],
+    make_peer: Callable[..., Any],
     make_connection: Callable[..., Any],
     image: DeviceImage,
     **kwargs: Any,
-) -> tuple[SunSpecInverter, FakeModbusServer]:
-    server = await make_server({1: image})
+) -> tuple[SunSpecInverter, ModbusPeer]:
+    server = await make_peer({1: image})
     device = SunSpecDevice(make_connection(server.port), 1)
     return SunSpecInverter(device, **kwargs), server
 
 
-def _value(image: DeviceImage, model_id: int, point: str) -> int:
-    regs = image.read(model_id, point)
-    assert len(regs) == 1
-    return regs[0]
+async def _value(server: ModbusPeer, model_id: int, point: str) -> int:
+    """A one-register point as the server holds it now."""
+    return (await server.snapshot(1)).value(model_id, point)
 
 
 def _control_addresses(image: DeviceImage) -> set[int]:
@@ -60,10 +59,10 @@ def _control_addresses(image: DeviceImage) -> set[int]:
 
 
 @pytest.mark.parametrize(("model_id", "phases"), [(101, 1), (102, 2), (103, 3)])
-async def test_int_sf_inverter(make_server, make_connection, model_id: int, phases: int) -> None:
+async def test_int_sf_inverter(make_peer, make_connection, model_id: int, phases: int) -> None:
     clock = Clock()
     image = inverter_image(model_id, wmax=750, wmax_sf=1)
-    inverter, _ = await _inverter(make_server, make_connection, image, clock=clock)
+    inverter, _ = await _inverter(make_peer, make_connection, image, clock=clock)
     info = await inverter.async_setup()
     assert (info.manufacturer, info.model, info.serial_number, info.version) == (
         "Fronius", "Symo 8.2-3-M", "12345678", "1.2.3"
@@ -82,9 +81,9 @@ async def test_int_sf_inverter(make_server, make_connection, model_id: int, phas
     assert reading.connected is True
 
 
-async def test_float_inverter_113(make_server, make_connection) -> None:
+async def test_float_inverter_113(make_peer, make_connection) -> None:
     image = inverter_image(113, limit_sf=-2, inverter=inverter_values(113, w=4321.5, st=5))
-    inverter, _ = await _inverter(make_server, make_connection, image)
+    inverter, _ = await _inverter(make_peer, make_connection, image)
     info = await inverter.async_setup()
     assert (info.inverter_model_id, info.phases) == (113, 3)
     reading = await inverter.async_read()
@@ -94,18 +93,18 @@ async def test_float_inverter_113(make_server, make_connection) -> None:
     assert_close(reading.limit_pct, 100.0)
 
 
-async def test_inverter_model_preference(make_server, make_connection) -> None:
+async def test_inverter_model_preference(make_peer, make_connection) -> None:
     image = build_image([
         (1, common_values(), 65), (113, inverter_values(113)), (103, inverter_values(103)),
         (121, {"WMax": 5000, "WMax_SF": 0}), (123, controls_values()),
     ])  # fmt: skip
-    inverter, _ = await _inverter(make_server, make_connection, image)
+    inverter, _ = await _inverter(make_peer, make_connection, image)
     assert (await inverter.async_setup()).inverter_model_id == 103
 
 
-async def test_rating_falls_back_to_nameplate(make_server, make_connection) -> None:
+async def test_rating_falls_back_to_nameplate(make_peer, make_connection) -> None:
     image = inverter_image(103, with_settings=False)
-    inverter, _ = await _inverter(make_server, make_connection, image)
+    inverter, _ = await _inverter(make_peer, make_connection, image)
     assert (await inverter.async_setup()).rated_power_w == 8200.0
 
 
@@ -114,22 +113,22 @@ async def test_rating_falls_back_to_nameplate(make_server, make_connection) -> N
     [(0, 0), (65000, 3), (None, 0), (5000, None)],
 )
 async def test_implausible_rating_is_invalid(
-    make_server, make_connection, wmax: int | None, wmax_sf: int | None
+    make_peer, make_connection, wmax: int | None, wmax_sf: int | None
 ) -> None:
     image = build_image([
         (1, common_values(), 65), (103, inverter_values(103)),
         (121, {"WMax": wmax, "WMax_SF": wmax_sf}), (123, controls_values()),
     ])  # fmt: skip
-    inverter, _ = await _inverter(make_server, make_connection, image)
+    inverter, _ = await _inverter(make_peer, make_connection, image)
     with pytest.raises(InvalidDeviceDataError, match="rated power"):
         await inverter.async_setup()
 
 
 @pytest.mark.parametrize("sf", [1, -5, None])
-async def test_limit_sf_out_of_range_is_invalid(make_server, make_connection, sf: Any) -> None:
+async def test_limit_sf_out_of_range_is_invalid(make_peer, make_connection, sf: Any) -> None:
     controls = controls_values() | {"WMaxLimPct_SF": sf, "WMaxLimPct": 100}
     image = inverter_image(103, controls=controls)
-    inverter, server = await _inverter(make_server, make_connection, image)
+    inverter, server = await _inverter(make_peer, make_connection, image)
     with pytest.raises(InvalidDeviceDataError, match="WMaxLimPct_SF"):
         await inverter.async_setup()
     with pytest.raises(InvalidDeviceDataError):
@@ -137,28 +136,28 @@ async def test_limit_sf_out_of_range_is_invalid(make_server, make_connection, sf
     assert server.writes() == []
 
 
-async def test_power_sf_out_of_range_is_invalid(make_server, make_connection) -> None:
+async def test_power_sf_out_of_range_is_invalid(make_peer, make_connection) -> None:
     image = inverter_image(103, inverter=inverter_values(103) | {"W_SF": 12})
-    inverter, _ = await _inverter(make_server, make_connection, image)
+    inverter, _ = await _inverter(make_peer, make_connection, image)
     await inverter.async_setup()
     with pytest.raises(InvalidDeviceDataError, match="W_SF"):
         await inverter.async_read()
 
 
 @pytest.mark.parametrize("model_id", [103, 113])
-async def test_unimplemented_power_is_invalid(make_server, make_connection, model_id) -> None:
+async def test_unimplemented_power_is_invalid(make_peer, make_connection, model_id) -> None:
     image = inverter_image(model_id, inverter=inverter_values(model_id) | {"W": None})
-    inverter, _ = await _inverter(make_server, make_connection, image)
+    inverter, _ = await _inverter(make_peer, make_connection, image)
     with pytest.raises(InvalidDeviceDataError, match="no AC power"):
         await inverter.async_read()  # also sets up lazily
 
 
-async def test_unimplemented_optional_points_read_as_none(make_server, make_connection) -> None:
+async def test_unimplemented_optional_points_read_as_none(make_peer, make_connection) -> None:
     inverter_regs = inverter_values(103) | {"WH": None, "St": None}
     controls = controls_values() | {"WMaxLim_Ena": None, "Conn": None, "WMaxLimPct_SF": -2,
                                     "WMaxLimPct": None}  # fmt: skip
     image = inverter_image(103, inverter=inverter_regs, controls=controls)
-    inverter, _ = await _inverter(make_server, make_connection, image)
+    inverter, _ = await _inverter(make_peer, make_connection, image)
     reading = await inverter.async_read()
     assert reading.lifetime_energy_wh is None
     assert reading.status is None
@@ -168,16 +167,16 @@ async def test_unimplemented_optional_points_read_as_none(make_server, make_conn
     assert reading.limit_w == reading.rated_power_w
 
 
-async def test_no_controls_model_is_unsupported(make_server, make_connection) -> None:
+async def test_no_controls_model_is_unsupported(make_peer, make_connection) -> None:
     image = build_image([(1, common_values(), 65), (103, inverter_values(103)),
                          (121, {"WMax": 5000, "WMax_SF": 0})])  # fmt: skip
-    inverter, _ = await _inverter(make_server, make_connection, image)
+    inverter, _ = await _inverter(make_peer, make_connection, image)
     with pytest.raises(UnsupportedDeviceError, match="123"):
         await inverter.async_setup()
 
 
-async def test_meter_is_not_an_inverter(make_server, make_connection) -> None:
-    inverter, _ = await _inverter(make_server, make_connection, meter_image(203))
+async def test_meter_is_not_an_inverter(make_peer, make_connection) -> None:
+    inverter, _ = await _inverter(make_peer, make_connection, meter_image(203))
     with pytest.raises(UnsupportedDeviceError, match="inverter model"):
         await inverter.async_setup()
 
@@ -209,14 +208,14 @@ def test_status_names_match_official_symbols() -> None:
     ],
 )
 async def test_limit_written_with_device_sf_rounded_down(
-    make_server, make_connection, sf: int, pct: float, raw: int
+    make_peer, make_connection, sf: int, pct: float, raw: int
 ) -> None:
     image = inverter_image(103, limit_sf=sf)
-    inverter, _ = await _inverter(make_server, make_connection, image)
+    inverter, server = await _inverter(make_peer, make_connection, image)
     await inverter.async_setup()
     await inverter.async_apply(InverterCommand(connect=True, limit_pct=pct))
-    assert _value(image, 123, "WMaxLimPct") == raw
-    assert _value(image, 123, "WMaxLim_Ena") == 1
+    assert await _value(server, 123, "WMaxLimPct") == raw
+    assert await _value(server, 123, "WMaxLim_Ena") == 1
     reading = await inverter.async_read()
     assert reading.limit_enabled is True
     assert reading.limit_pct is not None
@@ -225,29 +224,32 @@ async def test_limit_written_with_device_sf_rounded_down(
 
 @pytest.mark.parametrize("model_id", [101, 103, 113])
 async def test_apply_touches_only_control_registers(
-    make_server, make_connection, model_id: int
+    make_peer, make_connection, model_id: int
 ) -> None:
     image = inverter_image(model_id, limit_sf=-2, controls=controls_values(sf=-2, conn=0))
-    inverter, server = await _inverter(make_server, make_connection, image, revert_timeout_s=30)
+    inverter, server = await _inverter(make_peer, make_connection, image, revert_timeout_s=30)
     await inverter.async_setup()
-    before = dict(image.registers)
+    before = await server.snapshot(1)
+    assert before.registers == image.registers
     await inverter.async_apply(InverterCommand(connect=True, limit_pct=42.0))
     await inverter.async_read()
     await inverter.async_apply(InverterCommand(connect=True, limit_pct=10.0))
     await inverter.async_apply(InverterCommand(connect=False, limit_pct=0.0))
     await inverter.async_release()
-    changed = {a for a in image.registers if image.registers[a] != before[a]}
+    after = (await server.snapshot(1)).registers
+    assert set(after) == set(before.registers)
+    changed = {a for a in after if after[a] != before.registers[a]}
     assert changed
     assert changed <= _control_addresses(image)
-    assert set(image.registers) == set(before)
+    assert server.writes()
     for write in server.writes():
         assert write.count == 1, write
         assert write.address in _control_addresses(image)
 
 
-async def test_apply_sequence_and_revert_timer_written_once(make_server, make_connection) -> None:
+async def test_apply_sequence_and_revert_timer_written_once(make_peer, make_connection) -> None:
     image = inverter_image(103, limit_sf=-2, controls=controls_values(sf=-2, rvrt=0))
-    inverter, server = await _inverter(make_server, make_connection, image, revert_timeout_s=60)
+    inverter, server = await _inverter(make_peer, make_connection, image, revert_timeout_s=60)
     await inverter.async_setup()
     assert inverter.revert_timeout_s == 60.0
     await inverter.async_apply(InverterCommand(connect=True, limit_pct=50.0))
@@ -261,16 +263,16 @@ async def test_apply_sequence_and_revert_timer_written_once(make_server, make_co
     await inverter.async_apply(InverterCommand(connect=True, limit_pct=60.0))
     assert [(w.address, w.values) for w in server.writes()] == [(pct, (6000,)), (ena, (1,))]
     # Someone else reset the timer: the next read notices and the next apply rewrites it.
-    image.write(123, "WMaxLimPct_RvrtTms", 0)
+    await server.set_registers(1, image.encode(123, "WMaxLimPct_RvrtTms", 0))
     server.requests.clear()
     await inverter.async_read()
     await inverter.async_apply(InverterCommand(connect=True, limit_pct=60.0))
     assert [w.address for w in server.writes()] == [rvrt, pct, ena]
 
 
-async def test_revert_timer_not_written_when_unimplemented(make_server, make_connection) -> None:
+async def test_revert_timer_not_written_when_unimplemented(make_peer, make_connection) -> None:
     image = inverter_image(103, controls=controls_values(rvrt=None))
-    inverter, server = await _inverter(make_server, make_connection, image)
+    inverter, server = await _inverter(make_peer, make_connection, image)
     await inverter.async_setup()
     assert inverter.revert_timeout_s == 0.0
     await inverter.async_apply(InverterCommand(connect=True, limit_pct=20.0))
@@ -279,18 +281,18 @@ async def test_revert_timer_not_written_when_unimplemented(make_server, make_con
     ]  # fmt: skip
 
 
-async def test_disconnect_and_reconnect(make_server, make_connection) -> None:
+async def test_disconnect_and_reconnect(make_peer, make_connection) -> None:
     image = inverter_image(103)
-    inverter, server = await _inverter(make_server, make_connection, image, revert_timeout_s=45)
+    inverter, server = await _inverter(make_peer, make_connection, image, revert_timeout_s=45)
     await inverter.async_setup()
     await inverter.async_apply(InverterCommand(connect=False, limit_pct=0.0))
-    assert _value(image, 123, "Conn") == 0
-    assert _value(image, 123, "Conn_RvrtTms") == 45
-    assert _value(image, 123, "WMaxLim_Ena") == 0  # a disconnect writes nothing else
+    assert await _value(server, 123, "Conn") == 0
+    assert await _value(server, 123, "Conn_RvrtTms") == 45
+    assert await _value(server, 123, "WMaxLim_Ena") == 0  # a disconnect writes nothing else
     assert (await inverter.async_read()).connected is False
     server.requests.clear()
     await inverter.async_apply(InverterCommand(connect=True, limit_pct=80.0))
-    assert _value(image, 123, "Conn") == 1
+    assert await _value(server, 123, "Conn") == 1
     assert server.writes()[0].address == image.address(123, "Conn")
     assert (await inverter.async_read()).connected is True
     server.requests.clear()
@@ -298,13 +300,13 @@ async def test_disconnect_and_reconnect(make_server, make_connection) -> None:
     assert image.address(123, "Conn") not in [w.address for w in server.writes()]
 
 
-async def test_release(make_server, make_connection) -> None:
+async def test_release(make_peer, make_connection) -> None:
     image = inverter_image(103, controls=controls_values(conn=0, ena=1))
-    inverter, server = await _inverter(make_server, make_connection, image)
+    inverter, server = await _inverter(make_peer, make_connection, image)
     await inverter.async_setup()
     await inverter.async_release()
-    assert _value(image, 123, "WMaxLim_Ena") == 0
-    assert _value(image, 123, "Conn") == 1
+    assert await _value(server, 123, "WMaxLim_Ena") == 0
+    assert await _value(server, 123, "Conn") == 1
     server.requests.clear()
     await inverter.async_read()
     await inverter.async_release()
@@ -313,10 +315,10 @@ async def test_release(make_server, make_connection) -> None:
 
 @pytest.mark.parametrize("pct", [math.nan, math.inf, -math.inf])
 async def test_nonfinite_limit_is_rejected_before_writing(
-    make_server, make_connection, pct: float
+    make_peer, make_connection, pct: float
 ) -> None:
     image = inverter_image(103)
-    inverter, server = await _inverter(make_server, make_connection, image)
+    inverter, server = await _inverter(make_peer, make_connection, image)
     await inverter.async_setup()
     with pytest.raises(ValueError, match="finite"):
         await inverter.async_apply(InverterCommand(connect=True, limit_pct=pct))

@@ -19,13 +19,13 @@ from .helpers import (
 )
 
 
-async def _meter(make_server, make_connection, image, **kwargs):
-    server = await make_server({240: image})
+async def _meter(make_peer, make_connection, image, **kwargs):
+    server = await make_peer({240: image})
     return SunSpecMeter(SunSpecDevice(make_connection(server.port), 240), **kwargs), server
 
 
-async def test_int_sf_meter_203(make_server, make_connection) -> None:
-    meter, _ = await _meter(make_server, make_connection, meter_image(203), clock=lambda: 5.0)
+async def test_int_sf_meter_203(make_peer, make_connection) -> None:
+    meter, _ = await _meter(make_peer, make_connection, meter_image(203), clock=lambda: 5.0)
     info = await meter.async_setup()
     assert (info.meter_model_id, info.phases, info.manufacturer, info.model) == (
         203, 3, "Fronius", "Smart Meter TS 65A-3"
@@ -42,8 +42,8 @@ async def test_int_sf_meter_203(make_server, make_connection) -> None:
     assert_close(reading.frequency_hz, 50.02)
 
 
-async def test_float_meter_213_is_read_in_chunks(make_server, make_connection) -> None:
-    meter, server = await _meter(make_server, make_connection, meter_image(213))
+async def test_float_meter_213_is_read_in_chunks(make_peer, make_connection) -> None:
+    meter, server = await _meter(make_peer, make_connection, meter_image(213))
     info = await meter.async_setup()
     assert (info.meter_model_id, info.phases) == (213, 3)
     server.requests.clear()
@@ -61,22 +61,22 @@ async def test_float_meter_213_is_read_in_chunks(make_server, make_connection) -
 
 
 @pytest.mark.parametrize("model_id", [203, 213])
-async def test_invert_flips_power_and_swaps_energy(make_server, make_connection, model_id) -> None:
+async def test_invert_flips_power_and_swaps_energy(make_peer, make_connection, model_id) -> None:
     image = meter_image(model_id, values=meter_values(model_id, w=2100.0))
-    meter, _ = await _meter(make_server, make_connection, image, invert=True)
+    meter, _ = await _meter(make_peer, make_connection, image, invert=True)
     reading = await meter.async_read()
     assert reading.grid_power_w == -2100.0
     assert reading.phase_power_w == (-700.0, -700.0, -700.0)
-    plain, _ = await _meter(make_server, make_connection, image)
+    plain, _ = await _meter(make_peer, make_connection, image)
     normal = await plain.async_read()
     assert normal.grid_power_w == 2100.0
     assert reading.import_energy_wh == normal.export_energy_wh
     assert reading.export_energy_wh == normal.import_energy_wh
 
 
-async def test_single_phase_meter_and_missing_phases(make_server, make_connection) -> None:
+async def test_single_phase_meter_and_missing_phases(make_peer, make_connection) -> None:
     values = {"W": 350, "W_SF": 0, "WphA": 350, "Hz": 500, "Hz_SF": -1, "PhV": 2301, "V_SF": -1}
-    meter, _ = await _meter(make_server, make_connection, meter_image(201, values=values))
+    meter, _ = await _meter(make_peer, make_connection, meter_image(201, values=values))
     info = await meter.async_setup()
     assert info.phases == 1
     reading = await meter.async_read()
@@ -86,9 +86,9 @@ async def test_single_phase_meter_and_missing_phases(make_server, make_connectio
     assert_close(reading.voltage_v, 230.1)
 
 
-async def test_no_phase_powers_gives_none(make_server, make_connection) -> None:
+async def test_no_phase_powers_gives_none(make_peer, make_connection) -> None:
     values = {"W": -20, "W_SF": 2}
-    meter, _ = await _meter(make_server, make_connection, meter_image(203, values=values))
+    meter, _ = await _meter(make_peer, make_connection, meter_image(203, values=values))
     reading = await meter.async_read()
     assert reading.grid_power_w == -2000.0
     assert reading.phase_power_w is None
@@ -100,21 +100,21 @@ async def test_no_phase_powers_gives_none(make_server, make_connection) -> None:
     ("model_id", "values"),
     [(203, {"W": None, "W_SF": 0}), (203, {"W": 100, "W_SF": None}), (213, {"W": None})],
 )
-async def test_unimplemented_power_is_invalid(make_server, make_connection, model_id, values):
-    meter, _ = await _meter(make_server, make_connection, meter_image(model_id, values=values))
+async def test_unimplemented_power_is_invalid(make_peer, make_connection, model_id, values):
+    meter, _ = await _meter(make_peer, make_connection, meter_image(model_id, values=values))
     with pytest.raises(InvalidDeviceDataError, match="no power"):
         await meter.async_read()
 
 
-async def test_meter_model_preference(make_server, make_connection) -> None:
+async def test_meter_model_preference(make_peer, make_connection) -> None:
     image = build_image([(1, common_values(), 65), (213, meter_values(213)),
                          (203, meter_values(203, w=100.0))])  # fmt: skip
-    meter, _ = await _meter(make_server, make_connection, image)
+    meter, _ = await _meter(make_peer, make_connection, image)
     assert (await meter.async_setup()).meter_model_id == 203
     assert (await meter.async_read()).grid_power_w == 100.0
 
 
-async def test_inverter_is_not_a_meter(make_server, make_connection) -> None:
-    meter, _ = await _meter(make_server, make_connection, inverter_image(103))
+async def test_inverter_is_not_a_meter(make_peer, make_connection) -> None:
+    meter, _ = await _meter(make_peer, make_connection, inverter_image(103))
     with pytest.raises(UnsupportedDeviceError, match="meter model"):
         await meter.async_setup()

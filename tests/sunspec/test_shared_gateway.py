@@ -16,7 +16,6 @@ from custom_components.dynamic_export.sunspec.meter import SunSpecMeter
 from .conftest import TEST_TIMEOUT_S
 from .helpers import (
     DeviceImage,
-    PymodbusServer,
     inverter_image,
     inverter_values,
     meter_image,
@@ -39,7 +38,7 @@ async def pool() -> AsyncIterator[ConnectionPool]:
     await pool.close()
 
 
-async def _exercise_site(pool: ConnectionPool, port: int, site: dict[int, DeviceImage]) -> None:
+async def _exercise_site(pool: ConnectionPool, port: int) -> None:
     inverter1 = SunSpecInverter(SunSpecDevice(pool.get("127.0.0.1", port), 1))
     inverter2 = SunSpecInverter(SunSpecDevice(pool.get("127.0.0.1", port), 2))
     meter = SunSpecMeter(SunSpecDevice(pool.get("127.0.0.1", port), 240))
@@ -65,23 +64,13 @@ async def _exercise_site(pool: ConnectionPool, port: int, site: dict[int, Device
     assert (r2.limit_pct, r2.limit_enabled) == (50.0, True)
 
 
-async def test_units_share_one_connection(make_server, pool: ConnectionPool) -> None:
+async def test_units_share_one_connection(make_peer, pool: ConnectionPool) -> None:
+    """Against the fake and against pymodbus' own server (3.8 and 3.10+ datastore APIs)."""
     site = _site()
-    server = await make_server(site)
-    await _exercise_site(pool, server.port, site)
+    server = await make_peer(site)
+    await _exercise_site(pool, server.port)
     assert server.connections == 1
     assert {r.unit for r in server.requests} == {1, 2, 240}
-    wmaxlimpct = {unit: site[unit].read(123, "WMaxLimPct")[0] for unit in (1, 2)}
+    wmaxlimpct = {unit: (await server.snapshot(unit)).value(123, "WMaxLimPct") for unit in (1, 2)}
     assert wmaxlimpct == {1: 50, 2: 5000}  # each unit with its own SF
-
-
-async def test_against_pymodbus_server(pool: ConnectionPool) -> None:
-    """Interoperability with pymodbus' own server (3.8 and 3.10+ datastore APIs)."""
-    site = _site()
-    server = PymodbusServer(site)
-    port = await server.start()
-    try:
-        await _exercise_site(pool, port, site)
-    finally:
-        await pool.close()
-        await server.stop()
+    assert {r.unit for r in server.writes()} == {1, 2}

@@ -133,7 +133,6 @@ class ModbusTcpConnection:
         async with self._lock:
             self._drop()
 
-
     async def _read_chunk(self, unit_id: int, address: int, count: int) -> list[int]:
         kwargs: dict[str, Any] = {_UNIT_KEYWORD: unit_id}
         what = f"reading {count} registers at {address}"
@@ -242,4 +241,3 @@ class ConnectionPool:
         self._connections.clear()
         for connection in connections:
             await connection.close()
-

@@ -20,7 +20,10 @@ BASE_ADDRESSES = (40000, 0, 50000)
 END_MODEL_ID = 0xFFFF
 MAX_MODELS = 100
 ILLEGAL_DATA_ADDRESS = 2
-GATEWAY_EXCEPTIONS = frozenset({10, 11})
+ILLEGAL_DATA_VALUE = 3
+# Exceptions that mean "nothing to read at this base": try the next one. Any other
+# exception (a gateway with the unit offline, a device failure) is passed on.
+NO_MAP_HERE = frozenset({ILLEGAL_DATA_ADDRESS, ILLEGAL_DATA_VALUE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +83,9 @@ class SunSpecDevice:
             try:
                 marker = await self._read(base, 2)
             except ModbusExceptionError as err:
-                if err.code in GATEWAY_EXCEPTIONS:
-                    raise  # the device behind the gateway is offline, not "not SunSpec"
-                continue  # no map at this base: try the next
+                if err.code not in NO_MAP_HERE:
+                    raise  # e.g. the device behind a gateway is offline: not "not SunSpec"
+                continue
             if tuple(marker) == SUNS_MARKER:
                 self._models = await self._walk(base + 2)
                 return dict(self._models)
