@@ -6,6 +6,7 @@ import pytest
 
 from custom_components.dynamic_export.core.allocation import headroom_w
 from custom_components.dynamic_export.core.controller import (
+    OVER_LIMIT_TOLERANCE_W,
     Constraint,
     Controller,
     ControllerSettings,
@@ -821,3 +822,17 @@ def test_fail_safe_counts_unreachable_inverters_at_rating() -> None:
     assert plan.state is ControlState.FAIL_SAFE
     assert plan.generation_target_w == pytest.approx(2000.0)
     assert plan.commands["a"].limit_pct == pytest.approx(40.0)
+
+
+def test_export_a_hair_over_the_limit_is_not_urgent() -> None:
+    """Rounding noise above the limit is no breach; 20 W and more is."""
+    reading = InverterReading(timestamp=10.0, ac_power_w=3000.0, rated_power_w=5000.0)
+    for export, urgent in ((10.0, False), (OVER_LIMIT_TOLERANCE_W + 5.0, True)):
+        plan = Controller().compute(
+            MergedControls(export_limit=0.0),
+            MeterReading(timestamp=10.0, grid_power_w=-export),
+            {"a": reading},
+            {"a": 5000.0},
+            10.0,
+        )
+        assert plan.over_export_limit is urgent

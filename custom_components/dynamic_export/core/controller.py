@@ -19,6 +19,11 @@ from .measurements import InverterCommand, InverterReading, MeterReading
 from .merge import MergedControls
 
 
+# Export this close above the limit is measurement and rounding noise, not a breach
+# that justifies writing an otherwise negligible reduction.
+OVER_LIMIT_TOLERANCE_W = 20.0
+
+
 class ControlState(StrEnum):
     """What the controller is doing this cycle."""
 
@@ -144,7 +149,7 @@ class Controller:
             load_w = output_w + meter.grid_power_w
             if merged.export_limit is not None:
                 export_cap = load_w + merged.export_limit
-                over = meter.export_w > merged.export_limit
+                over = meter.export_w > merged.export_limit + OVER_LIMIT_TOLERANCE_W
                 if export_cap < target:
                     target, constraint = export_cap, Constraint.EXPORT_LIMIT
             if merged.import_limit is not None:

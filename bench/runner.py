@@ -1,0 +1,271 @@
+"""Run one scenario in lock-step: real controller, real SunSpec client, simulated site.
+
+The stack is built as the integration builds it (``runtime.async_build_runtime``): one
+:class:`ConnectionPool`, a :class:`SunSpecDevice` per unit on the shared connection,
+:class:`SunSpecInverter` (60 s revert timeout) and :class:`SunSpecMeter`, fixed limiters,
+``Controller(ControllerSettings())`` and ``WritePolicy()`` with their defaults. The only
+difference is the clock: the loop and the device clients read the simulator's clock, so
+meter ages and ramp rates are in simulated seconds.
+
+Lock-step: simulated time stands still while a control cycle runs. Between cycles the
+site is advanced in 0.1 s substeps, and the true (undelayed) site values are sampled
+after each substep. Every read and write still goes over Modbus TCP on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from custom_components.dynamic_export.core.controller import (
+    Controller,
+    ControllerSettings,
+    ControlState,
+)
+from custom_components.dynamic_export.core.cycle import ControlLoop
+from custom_components.dynamic_export.core.devices import Inverter
+from custom_components.dynamic_export.core.write_policy import WritePolicy
+from custom_components.dynamic_export.limiters.fixed import FixedLimiter
+from custom_components.dynamic_export.sim.physics import SimSite
+from custom_components.dynamic_export.sim.scenario import Scenario
+from custom_components.dynamic_export.sim.server import SimulatedSiteServer
+from custom_components.dynamic_export.sunspec.connection import ConnectionPool
+from custom_components.dynamic_export.sunspec.device import SunSpecDevice
+from custom_components.dynamic_export.sunspec.inverter import SunSpecInverter
+from custom_components.dynamic_export.sunspec.meter import SunSpecMeter
+
+from .metrics import possible_generation_w
+from .scenarios import BenchScenario
+
+HOST = "127.0.0.1"
+CONTROL_INTERVAL_S = 1.0
+SUBSTEP_S = 0.1
+REVERT_TIMEOUT_S = 60.0
+WALL_EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
+LIMIT_POINT = "WMaxLimPct"
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """True site values at one instant (after a substep)."""
+
+    t: float
+    export_w: float
+    generation_w: float
+    load_w: float
+    available_w: float
+    """PV the inverters could convert from now on, each capped at its rating."""
+    possible_w: float
+    export_limit_w: float | None
+    generation_limit_w: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class CycleRecord:
+    """One control cycle as the bench saw it."""
+
+    t: float
+    wall_s: float
+    """Wall-clock time of ``async_run_cycle`` (all its Modbus traffic included)."""
+    setpoint_total_w: float
+    """Sum of the limits in force in the inverters after the cycle's writes."""
+    target_w: float
+    constraint: str
+    state: str
+    inverters_written: int
+    errors: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteRecord:
+    """One Modbus write request the simulator accepted."""
+
+    t: float
+    unit: int
+    address: int
+    values: tuple[int, ...]
+    limit_pct: float | None
+    """Decoded WMaxLimPct when the write set it, else None."""
+
+
+@dataclass(slots=True)
+class RunResult:
+    """Everything a lock-step run produced."""
+
+    key: str
+    inverter_units: list[int]
+    ratings_w: dict[int, float]
+    samples: list[Sample] = field(default_factory=list)
+    cycles: list[CycleRecord] = field(default_factory=list)
+    writes: list[WriteRecord] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+def _limits(limiters: dict[str, FixedLimiter]) -> tuple[float | None, float | None]:
+    """Merged (export, generation) limit: the lowest of the enabled limiters."""
+    export: float | None = None
+    generation: float | None = None
+    for limiter in limiters.values():
+        if not limiter.enabled:
+            continue
+        s = limiter.settings
+        if s.export_limit is not None:
+            export = s.export_limit if export is None else min(export, s.export_limit)
+        if s.generation_limit is not None:
+            generation = (
+                s.generation_limit if generation is None else min(generation, s.generation_limit)
+            )
+    return export, generation
+
+
+def _sample(site: SimSite, limiters: dict[str, FixedLimiter]) -> Sample:
+    # The PV each inverter will convert over the next substep (the physics holds it over
+    # a step), so an input step at a sample time shows in that sample, as the load does.
+    available = sum(
+        min(site.scenario.inverter_available_at(i, site.now), inv.rated_power_w)
+        for i, inv in enumerate(site.inverters)
+    )
+    export_limit, generation_limit = _limits(limiters)
+    return Sample(
+        t=site.now,
+        export_w=site.export_w,
+        generation_w=site.generation_w,
+        load_w=site.load_w,
+        available_w=available,
+        possible_w=possible_generation_w(available, generation_limit, site.load_w, export_limit),
+        export_limit_w=export_limit,
+        generation_limit_w=generation_limit,
+    )
+
+
+def _setpoint_total(site: SimSite) -> float:
+    return sum(inv.limit_w if inv.connected else 0.0 for inv in site.inverters)
+
+
+async def run_scenario(
+    bench: BenchScenario,
+    *,
+    sim: Scenario | None = None,
+    duration_s: float | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Run ``bench`` (or another ``sim`` site with its limiters) and record what happened."""
+    scenario = sim or bench.sim
+    duration = duration_s if duration_s is not None else scenario.duration_s
+    started = time.perf_counter()
+    # One physics step per substep: the lag is discretised exactly, so the step size does
+    # not change the result, and a substep a hair over 0.1 s is not split (the server
+    # would drop the remainder and the clock would drift off the x.x s grid).
+    server = SimulatedSiteServer(
+        scenario, host=HOST, port=0, autostep=False, max_step_s=2 * SUBSTEP_S
+    )
+    async with server:
+        site = server.site
+
+        def clock() -> float:
+            return site.now
+
+        def wall_clock() -> datetime:
+            return WALL_EPOCH + timedelta(seconds=site.now)
+
+        pool = ConnectionPool()
+        try:
+            connection = pool.get(HOST, server.port)
+            meter = SunSpecMeter(SunSpecDevice(connection, server.meter_unit_id), clock=clock)
+            await meter.async_setup()
+            inverters: dict[str, Inverter] = {}
+            ratings: dict[str, float] = {}
+            units: dict[str, int] = {}
+            for unit in server.inverter_unit_ids:
+                client = SunSpecInverter(
+                    SunSpecDevice(connection, unit),
+                    revert_timeout_s=REVERT_TIMEOUT_S,
+                    clock=clock,
+                )
+                info = await client.async_setup()
+                key = f"inverter {unit}"
+                inverters[key], ratings[key], units[key] = client, info.rated_power_w, unit
+            limiters = {
+                name: FixedLimiter(source=name, settings=controls)
+                for name, controls in bench.limiters
+            }
+            loop = ControlLoop(
+                meter=meter,
+                inverters=inverters,
+                ratings=ratings,
+                limiters=list(limiters.values()),
+                controller=Controller(ControllerSettings()),
+                write_policy=WritePolicy(),
+                clock=clock,
+                wall_clock=wall_clock,
+            )
+            result = RunResult(
+                key=bench.key,
+                inverter_units=list(server.inverter_unit_ids),
+                ratings_w={units[k]: r for k, r in ratings.items()},
+            )
+            limit_address = {
+                unit: regs.image.point(123, LIMIT_POINT)[0]
+                for unit, regs in server.inverter_units.items()
+            }
+            limit_scale = {
+                unit: 10.0**regs.limit_sf for unit, regs in server.inverter_units.items()
+            }
+            server.writes.clear()  # set-up only reads, but start from a clean log
+
+            async def cycle() -> None:
+                t0 = time.perf_counter()
+                snapshot = await loop.async_run_cycle()
+                wall = time.perf_counter() - t0
+                # The server keeps only its last 1000 writes: move them out every cycle.
+                while server.writes:
+                    t, unit, address, values = server.writes.popleft()
+                    pct = None
+                    if unit in limit_address and address == limit_address[unit] and values:
+                        pct = values[0] * limit_scale[unit]
+                    result.writes.append(WriteRecord(t, unit, address, tuple(values), pct))
+                errors = [f"meter: {snapshot.meter_error}"] if snapshot.meter_error else []
+                errors += [
+                    f"{key}: {status.error}"
+                    for key, status in snapshot.inverters.items()
+                    if status.error
+                ]
+                errors += [f"{k}: {v}" for k, v in snapshot.limiter_errors.items()]
+                if snapshot.state is ControlState.FAIL_SAFE:
+                    errors.append(f"fail-safe: {snapshot.plan.fail_safe_reason}")
+                result.cycles.append(
+                    CycleRecord(
+                        t=site.now,
+                        wall_s=wall,
+                        setpoint_total_w=_setpoint_total(site),
+                        target_w=snapshot.plan.generation_target_w,
+                        constraint=snapshot.plan.constraint.value,
+                        state=snapshot.state.value,
+                        inverters_written=snapshot.writes,
+                        errors=tuple(errors),
+                    )
+                )
+
+            changes = sorted(bench.changes, key=lambda c: c.t)
+            substeps = round(CONTROL_INTERVAL_S / SUBSTEP_S)
+            cycles = round(duration / CONTROL_INTERVAL_S)
+            result.samples.append(_sample(site, limiters))
+            await cycle()
+            for k in range(cycles):
+                for j in range(1, substeps + 1):
+                    # Aim at exact decimal times so steps at x.5 s land on a sample.
+                    target = round((k * substeps + j) * SUBSTEP_S, 9)
+                    server.advance(target - site.now)
+                    while changes and changes[0].t <= site.now + 1e-9:
+                        change = changes.pop(0)
+                        limiters[change.limiter].set_limit(change.control, change.watts)
+                    result.samples.append(_sample(site, limiters))
+                await cycle()
+                if progress is not None and (k + 1) % 30 == 0:
+                    progress(f"{bench.key}: {site.now:.0f}/{duration:.0f} s")
+        finally:
+            await pool.close()
+    result.wall_s = time.perf_counter() - started
+    return result
