@@ -18,7 +18,6 @@ from .controls import ControlType
 from .measurements import InverterCommand, InverterReading, MeterReading
 from .merge import MergedControls
 
-
 # Export this close above the limit is measurement and rounding noise, not a breach
 # that justifies writing an otherwise negligible reduction.
 OVER_LIMIT_TOLERANCE_W = 20.0
