@@ -1,0 +1,88 @@
+"""Mutual TLS for the 2030.5 client.
+
+IEEE 2030.5 mandates TLS 1.2 with ECDHE-ECDSA-AES128-CCM8, so that suite is offered first
+(where the local OpenSSL has it), followed by the usual ECDHE AEAD suites for servers
+that lack it. The server is verified by default: skipping it (``verify_server=False``) is
+for local test servers only.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import ssl
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from cryptography import x509
+
+from .identity import DeviceIdentity, certificate_pem, private_key_pem
+
+CIPHERS = ":".join(
+    (
+        "ECDHE-ECDSA-AES128-CCM8",
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-ECDSA-AES128-CCM",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    )
+)
+"""TLS 1.2 suites in preference order; OpenSSL silently drops ones it lacks."""
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        file.write(data)
+
+
+def build_ssl_context(
+    identity: DeviceIdentity,
+    *,
+    ca_certificates: Sequence[x509.Certificate] = (),
+    verify_server: bool = True,
+    check_hostname: bool = True,
+    maximum_version: ssl.TLSVersion | None = None,
+    temp_dir: str | None = None,
+) -> ssl.SSLContext:
+    """An SSLContext presenting the device certificate, for aiohttp's ``ssl=``.
+
+    Blocking (writes and reads files, derives a key): the Home Assistant layer runs it in an
+    executor. ``ssl`` loads keys only from files, so the key is written encrypted with a
+    one-off random password into a private (0700) temporary directory and removed as soon as
+    it is loaded; it never touches the disk unencrypted.
+
+    The server is verified against ``ca_certificates`` (e.g. the SERCA chain; an
+    intermediate alone is accepted as trust anchor) or, when none are given, the system store.
+    ``check_hostname=False`` keeps chain verification but accepts a server certificate without
+    the host's name, which 2030.5 server certificates may lack.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if maximum_version is not None:
+        context.maximum_version = maximum_version
+    context.set_ciphers(CIPHERS)
+    if verify_server:
+        context.check_hostname = check_hostname
+        context.verify_mode = ssl.CERT_REQUIRED
+        if ca_certificates:
+            pem = b"".join(certificate_pem(c) for c in ca_certificates)
+            context.load_verify_locations(cadata=pem.decode("ascii"))
+            context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        else:
+            context.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    else:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    password = secrets.token_hex(32).encode("ascii")
+    with tempfile.TemporaryDirectory(prefix="csip-tls-", dir=temp_dir) as directory:
+        cert_path = Path(directory, "cert.pem")
+        key_path = Path(directory, "key.pem")
+        _write_private(cert_path, identity.certificate_chain_pem())
+        _write_private(key_path, private_key_pem(identity.private_key, password))
+        context.load_cert_chain(cert_path, key_path, password=password)
+    return context
