@@ -1,0 +1,212 @@
+"""Which DERControl Responses to send, each at most once, and when to retry.
+
+Decision logic only: the client POSTs what :meth:`ResponseTracker.due` yields
+and reports back with :meth:`~ResponseTracker.sent` or
+:meth:`~ResponseTracker.failed`. Time is server-time Unix seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .resources import ResponseStatus
+from .schedule import ControlRef, ScheduleEvent
+
+MESSAGE_RECEIVED = 0x01
+"""responseRequired bit 0: acknowledge receipt (status 1) only."""
+SPECIFIC_RESPONSE = 0x02
+"""responseRequired bit 1: report the event's fate (started, completed, ...)."""
+USER_RESPONSE = 0x04
+"""responseRequired bit 2: report the user's choice (opt out / opt in)."""
+
+_FORMAT = 1
+_AFTER_OPT_OUT = (ResponseStatus.STARTED, ResponseStatus.COMPLETED)
+
+
+def wanted(response_required: int, status: ResponseStatus) -> bool:
+    """Whether the server asked for ``status`` through its responseRequired bits."""
+    if status == ResponseStatus.RECEIVED:
+        return bool(response_required & MESSAGE_RECEIVED)
+    if status in (ResponseStatus.OPTED_OUT, ResponseStatus.OPTED_IN):
+        return bool(response_required & (SPECIFIC_RESPONSE | USER_RESPONSE))
+    return bool(response_required & SPECIFIC_RESPONSE)
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingResponse:
+    """One Response to POST to ``reply_to`` about control ``mrid``."""
+
+    reply_to: str
+    mrid: str
+    status: ResponseStatus
+    created: int
+    """When what it reports happened (the Response's createdDateTime)."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    response: OutgoingResponse
+    expires: int | None
+    """Started is retried until the event ends; others until attempts run out."""
+    attempts: int = 0
+    next_try: int = 0
+
+
+class ResponseTracker:
+    """Queue of Responses with duplicate suppression and a retry policy."""
+
+    def __init__(
+        self,
+        *,
+        max_attempts: int = 5,
+        retry_s: int = 30,
+        max_backoff_s: int = 600,
+        history_s: int = 7 * 86400,
+    ) -> None:
+        """Set how often and how long to retry, and how long to remember sends."""
+        self.max_attempts = max_attempts
+        self.retry_s = retry_s
+        self.max_backoff_s = max_backoff_s
+        self.history_s = history_s
+        self._pending: list[_Pending] = []
+        self._history: dict[tuple[str, ResponseStatus], int] = {}
+        """(mRID, status) ever queued, with when: the duplicate filter."""
+
+    # -- intake -------------------------------------------------------------------------
+
+    def record(self, events: Iterable[ScheduleEvent], *, opted_out: bool = False) -> None:
+        """Queue the Responses the schedule's events call for.
+
+        With ``opted_out`` (control switched off, limiter disabled) a start is
+        answered with "opted out" instead of "started".
+        """
+        for event in events:
+            status = event.status
+            if opted_out and status == ResponseStatus.STARTED:
+                status = ResponseStatus.OPTED_OUT
+            self._queue(event.control, status, event.at)
+
+    def opt_out(self, controls: Iterable[ControlRef], now: int) -> None:
+        """Tell the server we left these running events (user turned control off)."""
+        for control in controls:
+            self._queue(control, ResponseStatus.OPTED_OUT, now)
+
+    def _queue(self, control: ControlRef, status: ResponseStatus, at: int) -> None:
+        key = (control.mrid, status)
+        if control.reply_to is None or not wanted(control.response_required, status):
+            return
+        if key in self._history:
+            return
+        if status in _AFTER_OPT_OUT and (control.mrid, ResponseStatus.OPTED_OUT) in self._history:
+            return
+        self._history[key] = at
+        if status == ResponseStatus.OPTED_OUT:
+            self._pending = [
+                p
+                for p in self._pending
+                if not (p.response.mrid == control.mrid and p.response.status in _AFTER_OPT_OUT)
+            ]
+        expires = control.end if status == ResponseStatus.STARTED else None
+        response = OutgoingResponse(control.reply_to, control.mrid, status, at)
+        self._pending.append(_Pending(response, expires, next_try=at))
+
+    # -- sending ------------------------------------------------------------------------
+
+    def due(self, now: int) -> list[OutgoingResponse]:
+        """Responses to send now, oldest first, at most one per control (keeps order)."""
+        self._pending = [p for p in self._pending if p.expires is None or now < p.expires]
+        self._forget(now)
+        out: list[OutgoingResponse] = []
+        blocked: set[str] = set()
+        for pending in self._pending:
+            mrid = pending.response.mrid
+            if mrid not in blocked:
+                blocked.add(mrid)
+                if pending.next_try <= now:
+                    out.append(pending.response)
+        return out
+
+    def sent(self, mrid: str, status: ResponseStatus) -> None:
+        """The server accepted the Response: stop tracking it."""
+        self._pending = [p for p in self._pending if not _is(p, mrid, status)]
+
+    def failed(
+        self, mrid: str, status: ResponseStatus, now: int, *, permanent: bool = False
+    ) -> None:
+        """A send failed: back off exponentially, give up after the attempt limit."""
+        for pending in self._pending:
+            if not _is(pending, mrid, status):
+                continue
+            pending.attempts += 1
+            spent = pending.expires is None and pending.attempts >= self.max_attempts
+            if permanent or spent:
+                self._pending.remove(pending)
+            else:
+                backoff = self.retry_s * 2 ** (pending.attempts - 1)
+                pending.next_try = now + min(backoff, self.max_backoff_s)
+            return
+
+    @property
+    def pending(self) -> list[OutgoingResponse]:
+        """Everything still to be sent (for diagnostics)."""
+        return [p.response for p in self._pending]
+
+    def _forget(self, now: int) -> None:
+        """Drop old history; keys of queued Responses stay so nothing is duplicated."""
+        queued = {(p.response.mrid, p.response.status) for p in self._pending}
+        self._history = {
+            k: at for k, at in self._history.items() if k in queued or now - at < self.history_s
+        }
+
+    # -- persistence --------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Queue and history as JSON-friendly data."""
+        return {
+            "format": _FORMAT,
+            "pending": [
+                {
+                    "reply_to": p.response.reply_to,
+                    "mrid": p.response.mrid,
+                    "status": int(p.response.status),
+                    "created": p.response.created,
+                    "expires": p.expires,
+                    "attempts": p.attempts,
+                    "next_try": p.next_try,
+                }
+                for p in self._pending
+            ],
+            "history": [[m, int(s), at] for (m, s), at in self._history.items()],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], **settings: int) -> ResponseTracker:
+        """Rebuild a tracker saved by :meth:`to_dict`; settings are given anew."""
+        if data.get("format") != _FORMAT:
+            raise ValueError(f"unknown response tracker format {data.get('format')!r}")
+        tracker = cls(**settings)
+        for item in data["pending"]:
+            response = OutgoingResponse(
+                str(item["reply_to"]),
+                str(item["mrid"]),
+                ResponseStatus(item["status"]),
+                int(item["created"]),
+            )
+            expires = item["expires"]
+            tracker._pending.append(
+                _Pending(
+                    response,
+                    None if expires is None else int(expires),
+                    int(item["attempts"]),
+                    int(item["next_try"]),
+                )
+            )
+        for mrid, status, at in data["history"]:
+            tracker._history[(str(mrid), ResponseStatus(status))] = int(at)
+        return tracker
+
+
+def _is(pending: _Pending, mrid: str, status: ResponseStatus) -> bool:
+    return pending.response.mrid == mrid and pending.response.status == status
