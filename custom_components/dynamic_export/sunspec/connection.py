@@ -1,9 +1,12 @@
-"""Modbus TCP transport shared by every unit id behind one host:port.
+"""Modbus transports shared by every unit id behind one host:port or on one serial bus.
 
 A Fronius Datamanager serves several inverters (unit 1, 2, …) and the meter (unit 240) on one
 socket and handles one request at a time, so each host:port gets one client and requests are
-serialised. Failures close the socket; the next request reconnects, so one bad cycle never
-poisons the next.
+serialised. An RS-485 bus is the same, only stricter: it is half duplex and RTU frames carry
+no transaction id, so all units on a port share one client and one request is on the wire at a
+time. Failures close the socket or port; the next request reconnects (or reopens a USB adapter
+that came back), so one bad cycle never poisons the next and a late answer is never mistaken
+for the reply to a later request.
 """
 
 from __future__ import annotations
@@ -11,16 +14,22 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient, ModbusBaseClient
 from pymodbus.exceptions import ModbusException
+from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
 
 from ..core.errors import DeviceResponseError, DeviceUnavailableError
 from .errors import ModbusExceptionError
 
 DEFAULT_PORT = 502
+DEFAULT_BAUDRATE = 9600
+PARITIES = frozenset({"N", "E", "O"})
+STOP_BITS = frozenset({1, 2})
+BYTE_SIZES = frozenset({7, 8})
 DEFAULT_TIMEOUT_S = 3.0
 MAX_READ_REGISTERS = 125  # FC3 limit
 MAX_WRITE_REGISTERS = 123  # FC16 limit
@@ -37,7 +46,7 @@ EXCEPTION_NAMES = {
     11: "gateway target failed to respond",
 }
 
-type _Call = Callable[[AsyncModbusTcpClient], Awaitable[ModbusPDU]]
+type _Call = Callable[[ModbusBaseClient], Awaitable[ModbusPDU]]
 
 
 def _unit_keyword() -> str:
@@ -66,40 +75,33 @@ def _check_address(address: int, count: int) -> None:
         raise ValueError(f"register range {address}+{count} is outside 0..65535")
 
 
-class ModbusTcpConnection:
-    """One lazily (re)connected pymodbus client, with a per-request timeout."""
+class _PymodbusConnection:
+    """One lazily (re)connected pymodbus client, with a per-request timeout.
 
-    def __init__(
-        self, host: str, port: int = DEFAULT_PORT, *, timeout_s: float = DEFAULT_TIMEOUT_S
-    ) -> None:
-        """Create the connection; no socket is opened until the first request."""
+    Subclasses say how to build the client and how to name the endpoint in messages.
+    """
+
+    def __init__(self, *, timeout_s: float) -> None:
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
-        self._host = host
-        self._port = port
         self._timeout_s = timeout_s
         self._lock = asyncio.Lock()
-        self._client: AsyncModbusTcpClient | None = None
+        self._client: ModbusBaseClient | None = None
         self._lost = asyncio.Event()
-
-    @property
-    def host(self) -> str:
-        """Host name or address."""
-        return self._host
-
-    @property
-    def port(self) -> int:
-        """TCP port."""
-        return self._port
 
     @property
     def timeout_s(self) -> float:
         """Seconds allowed for each request (and for connecting)."""
         return self._timeout_s
 
-    def __repr__(self) -> str:
-        """Show the endpoint."""
-        return f"ModbusTcpConnection({self._host}:{self._port})"
+    @property
+    def endpoint(self) -> str:
+        """The endpoint as shown in messages (host:port or serial port)."""
+        raise NotImplementedError
+
+    def _new_client(self, trace_connect: Callable[[bool], None]) -> ModbusBaseClient:
+        """A pymodbus client that never retries or reconnects on its own (we do)."""
+        raise NotImplementedError
 
     async def read_holding_registers(self, unit_id: int, address: int, count: int) -> list[int]:
         """Read holding registers, split into requests of at most 125 registers."""
@@ -177,7 +179,7 @@ class ModbusTcpConnection:
             raise ModbusExceptionError(f"{where}: {what}: Modbus exception {code} ({name})", code)
         return response
 
-    async def _connected_client(self) -> AsyncModbusTcpClient:
+    async def _connected_client(self) -> ModbusBaseClient:
         if self._client is not None and self._client.connected and not self._lost.is_set():
             return self._client
         self._drop()
@@ -187,24 +189,19 @@ class ModbusTcpConnection:
             if not connected:
                 lost.set()
 
-        # retries=0 and reconnect_delay=0: we own retrying and reconnecting.
-        client = AsyncModbusTcpClient(
-            self._host,
-            port=self._port,
-            timeout=self._timeout_s,
-            retries=0,
-            reconnect_delay=0,
-            trace_connect=trace_connect,
-        )
+        client = self._new_client(trace_connect)
         try:
             async with asyncio.timeout(self._timeout_s + 1):
                 connected = await client.connect()
-        except (TimeoutError, OSError, ModbusException) as err:
+        except Exception as err:
+            # OSError and ModbusException, but also termios.error from a serial port that
+            # rejects the line settings: whatever stops the connect, the device is unusable.
             client.close()
-            raise DeviceUnavailableError(f"cannot connect to {self._host}:{self._port}") from err
+            detail = f": {err}" if str(err) else ""
+            raise DeviceUnavailableError(f"cannot connect to {self.endpoint}{detail}") from err
         if not connected:
             client.close()
-            raise DeviceUnavailableError(f"cannot connect to {self._host}:{self._port}")
+            raise DeviceUnavailableError(f"cannot connect to {self.endpoint}")
         self._client = client
         self._lost = lost
         return client
@@ -215,16 +212,153 @@ class ModbusTcpConnection:
             self._client = None
 
     def _where(self, unit_id: int) -> str:
-        return f"{self._host}:{self._port} unit {unit_id}"
+        return f"{self.endpoint} unit {unit_id}"
+
+
+class ModbusTcpConnection(_PymodbusConnection):
+    """All units behind one host:port."""
+
+    def __init__(
+        self, host: str, port: int = DEFAULT_PORT, *, timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> None:
+        """Create the connection; no socket is opened until the first request."""
+        super().__init__(timeout_s=timeout_s)
+        self._host = host
+        self._port = port
+
+    @property
+    def host(self) -> str:
+        """Host name or address."""
+        return self._host
+
+    @property
+    def port(self) -> int:
+        """TCP port."""
+        return self._port
+
+    @property
+    def endpoint(self) -> str:
+        """host:port."""
+        return f"{self._host}:{self._port}"
+
+    def __repr__(self) -> str:
+        """Show the endpoint."""
+        return f"ModbusTcpConnection({self._host}:{self._port})"
+
+    def _new_client(self, trace_connect: Callable[[bool], None]) -> ModbusBaseClient:
+        # retries=0 and reconnect_delay=0: we own retrying and reconnecting.
+        return AsyncModbusTcpClient(
+            self._host,
+            port=self._port,
+            timeout=self._timeout_s,
+            retries=0,
+            reconnect_delay=0,
+            trace_connect=trace_connect,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SerialSettings:
+    """Line settings of an RS-485/RS-232 bus; every device on the bus must use the same."""
+
+    baudrate: int = DEFAULT_BAUDRATE
+    parity: str = "N"
+    stopbits: int = 1
+    bytesize: int = 8
+
+    def __post_init__(self) -> None:
+        """Reject settings a UART cannot use, before any port is opened."""
+        if self.baudrate <= 0:
+            raise ValueError(f"baud rate {self.baudrate} must be positive")
+        if self.parity not in PARITIES:
+            raise ValueError(f"parity {self.parity!r} must be one of N, E, O")
+        if self.stopbits not in STOP_BITS:
+            raise ValueError(f"stop bits {self.stopbits} must be 1 or 2")
+        if self.bytesize not in BYTE_SIZES:
+            raise ValueError(f"byte size {self.bytesize} must be 7 or 8")
+
+    def __str__(self) -> str:
+        """The usual short form, e.g. 9600 8N1."""
+        return f"{self.baudrate} {self.bytesize}{self.parity}{self.stopbits}"
+
+
+def _serial_client(
+    port: str, settings: SerialSettings, timeout_s: float, trace_connect: Callable[[bool], None]
+) -> ModbusBaseClient:
+    """An RTU client; only keywords this pymodbus release accepts are passed.
+
+    3.8 through 3.12 take the same constructor keywords; the unit keyword of requests (slave vs
+    device_id) is handled per request. Filtering keeps a later rename from breaking set-up.
+    """
+    wanted: dict[str, Any] = {
+        "framer": FramerType.RTU,
+        "baudrate": settings.baudrate,
+        "bytesize": settings.bytesize,
+        "parity": settings.parity,
+        "stopbits": settings.stopbits,
+        "timeout": timeout_s,
+        "retries": 0,
+        "reconnect_delay": 0,
+        "trace_connect": trace_connect,
+    }
+    accepted = inspect.signature(AsyncModbusSerialClient.__init__).parameters
+    return AsyncModbusSerialClient(
+        port, **{key: value for key, value in wanted.items() if key in accepted}
+    )
+
+
+class ModbusSerialConnection(_PymodbusConnection):
+    """All units on one serial port (Modbus RTU), one request on the bus at a time.
+
+    A USB adapter that is unplugged closes the port (DeviceUnavailableError); each later
+    request tries to reopen it, so the bus comes back by itself when the adapter does.
+    """
+
+    def __init__(
+        self,
+        port: str,
+        settings: SerialSettings | None = None,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        """Create the connection; the port is not opened until the first request."""
+        super().__init__(timeout_s=timeout_s)
+        if not port.strip():
+            raise ValueError("serial port must not be empty")
+        self._port = port.strip()
+        self._settings = settings or SerialSettings()
+
+    @property
+    def port(self) -> str:
+        """Serial device path (or pyserial URL)."""
+        return self._port
+
+    @property
+    def settings(self) -> SerialSettings:
+        """Line settings."""
+        return self._settings
+
+    @property
+    def endpoint(self) -> str:
+        """The serial port."""
+        return self._port
+
+    def __repr__(self) -> str:
+        """Show the port and line settings."""
+        return f"ModbusSerialConnection({self._port} {self._settings})"
+
+    def _new_client(self, trace_connect: Callable[[bool], None]) -> ModbusBaseClient:
+        return _serial_client(self._port, self._settings, self._timeout_s, trace_connect)
 
 
 class ConnectionPool:
-    """Hands out one connection per host:port so all units behind a gateway share it."""
+    """Hands out one connection per host:port, or per serial port, so devices share it."""
 
     def __init__(self, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         """Create an empty pool; ``timeout_s`` applies to connections it creates."""
         self._timeout_s = timeout_s
         self._connections: dict[tuple[str, int], ModbusTcpConnection] = {}
+        self._serial: dict[str, ModbusSerialConnection] = {}
 
     def get(self, host: str, port: int = DEFAULT_PORT) -> ModbusTcpConnection:
         """The shared connection for host:port (created on first use)."""
@@ -235,9 +369,33 @@ class ConnectionPool:
             self._connections[key] = connection
         return connection
 
+    def get_serial(
+        self, port: str, settings: SerialSettings | None = None
+    ) -> ModbusSerialConnection:
+        """The shared connection for a serial port (created on first use).
+
+        Every device on a bus must use the bus' line settings, so asking for the same port
+        with different settings is a configuration error, not a second bus.
+        """
+        settings = settings or SerialSettings()
+        key = port.strip()
+        connection = self._serial.get(key)
+        if connection is None:
+            connection = ModbusSerialConnection(key, settings, timeout_s=self._timeout_s)
+            self._serial[key] = connection
+        elif connection.settings != settings:
+            raise ValueError(
+                f"serial port {key} is already used at {connection.settings}, not {settings}"
+            )
+        return connection
+
     async def close(self) -> None:
         """Close every connection."""
-        connections = list(self._connections.values())
+        connections: list[_PymodbusConnection] = [
+            *self._connections.values(),
+            *self._serial.values(),
+        ]
         self._connections.clear()
+        self._serial.clear()
         for connection in connections:
             await connection.close()

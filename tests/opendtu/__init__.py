@@ -1,0 +1,1 @@
+"""Tests for the OpenDTU client and inverter adapter."""

@@ -1,0 +1,1 @@
+"""Tests for the Powerwall 2 gateway client and site meter."""
