@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers.typing import ConfigType
 
+from .const import DOMAIN
 from .entity import site_device_info
 from .runtime import (
     DynamicExportConfigEntry,
@@ -13,6 +16,8 @@ from .runtime import (
     async_build_runtime,
     structure_of,
 )
+from .services import async_setup_services
+from .storage import SiteStore
 
 PLATFORMS: list[Platform] = [
     Platform.BINARY_SENSOR,
@@ -20,6 +25,15 @@ PLATFORMS: list[Platform] = [
     Platform.SENSOR,
     Platform.SWITCH,
 ]
+
+
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the actions, so automations can use them whether or not a site is loaded."""
+    async_setup_services(hass)
+    return True
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: DynamicExportConfigEntry) -> bool:
@@ -45,7 +59,15 @@ async def async_setup_entry(hass: HomeAssistant, entry: DynamicExportConfigEntry
 
 async def async_unload_entry(hass: HomeAssistant, entry: DynamicExportConfigEntry) -> bool:
     """Unload a site; its connections close through the unload callbacks."""
-    return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+    unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+    if unloaded:
+        await entry.runtime_data.store.async_flush()
+    return unloaded
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: DynamicExportConfigEntry) -> None:
+    """Delete the site's stored state when the site is deleted."""
+    await SiteStore(hass, entry.entry_id).async_remove()
 
 
 async def _async_entry_updated(hass: HomeAssistant, entry: DynamicExportConfigEntry) -> None:

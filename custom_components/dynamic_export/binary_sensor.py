@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from homeassistant.components.binary_sensor import (
     BinarySensorDeviceClass,
     BinarySensorEntity,
@@ -10,9 +12,12 @@ from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
+from .const import SUBENTRY_AMBER
 from .coordinator import SiteCoordinator
 from .core.controller import ControlState
 from .entity import SiteEntity, SubentryEntity
+from .limiter_entities import LimitingBinarySensor
+from .limiters.override import Override
 from .runtime import DynamicExportConfigEntry, InverterHandle, MeterHandle
 
 PARALLEL_UPDATES = 0
@@ -26,9 +31,14 @@ async def async_setup_entry(
     """Add the fail-safe sensor and a connectivity sensor per device."""
     runtime = entry.runtime_data
     coordinator = runtime.coordinator
-    async_add_entities([FailSafeBinarySensor(coordinator)])
+    async_add_entities([FailSafeBinarySensor(coordinator), OverrideBinarySensor(coordinator)])
     for sub_id, handle in runtime.inverters.items():
         async_add_entities([DeviceConnectivity(coordinator, handle)], config_subentry_id=sub_id)
+    for sub_id, limiter in runtime.limiters.items():
+        if limiter.subentry.subentry_type == SUBENTRY_AMBER:
+            async_add_entities(
+                [LimitingBinarySensor(coordinator, limiter)], config_subentry_id=sub_id
+            )
     if runtime.meter is not None:
         async_add_entities(
             [DeviceConnectivity(coordinator, runtime.meter)],
@@ -55,6 +65,31 @@ class FailSafeBinarySensor(SiteEntity, BinarySensorEntity):
         """Why the site is in fail-safe."""
         reason = self.snapshot.plan.fail_safe_reason
         return {"reason": reason.value if reason else None}
+
+
+class OverrideBinarySensor(SiteEntity, BinarySensorEntity):
+    """On while an automation override (action ``set_limits``) is in force."""
+
+    def __init__(self, coordinator: SiteCoordinator) -> None:
+        """Create the sensor."""
+        super().__init__(coordinator, "override")
+
+    @property
+    def is_on(self) -> bool:
+        """True while an override is active."""
+        return self._active() is not None
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any]:
+        """What the override asks for, until when, and who set it."""
+        active = self._active()
+        if active is None:
+            return {}
+        asked = {k: v for k, v in active.controls.as_dict().items() if v is not None}
+        return {**asked, "until": active.until.isoformat(), "set_by": active.source}
+
+    def _active(self) -> Override | None:
+        return self.coordinator.config_entry.runtime_data.override.active(self.snapshot.wall_time)
 
 
 class DeviceConnectivity(SubentryEntity, BinarySensorEntity):

@@ -41,12 +41,22 @@ from .const import (
     DEFAULT_REVERT_TIMEOUT,
     DOMAIN,
     MAX_LIMIT_W,
+    SUBENTRY_AMBER,
     SUBENTRY_FIXED_LIMITER,
     SUBENTRY_INVERTER,
     SUBENTRY_METER,
+    SUBENTRY_MQTT,
+    SUBENTRY_SOC,
+    SUBENTRY_TARIFF,
     WATT_LIMIT_KEYS,
 )
 from .core.errors import DeviceError, DeviceUnavailableError
+from .flow_limiters import (
+    AmberSubentryFlow,
+    MqttSubentryFlow,
+    SocSubentryFlow,
+    TariffSubentryFlow,
+)
 from .sunspec.connection import ConnectionPool
 from .sunspec.device import SunSpecDevice
 from .sunspec.errors import ModbusExceptionError, NotSunSpecError
@@ -143,6 +153,10 @@ class DynamicExportConfigFlow(ConfigFlow, domain=DOMAIN):
             SUBENTRY_INVERTER: InverterSubentryFlow,
             SUBENTRY_METER: MeterSubentryFlow,
             SUBENTRY_FIXED_LIMITER: FixedLimiterSubentryFlow,
+            SUBENTRY_AMBER: AmberSubentryFlow,
+            SUBENTRY_TARIFF: TariffSubentryFlow,
+            SUBENTRY_SOC: SocSubentryFlow,
+            SUBENTRY_MQTT: MqttSubentryFlow,
         }
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:

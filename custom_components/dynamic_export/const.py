@@ -49,3 +49,37 @@ WATT_LIMIT_KEYS: Final = (
     CONF_LOAD_LIMIT,
 )
 MAX_LIMIT_W: Final = 10_000_000
+
+# Price, tariff, battery and MQTT limiters
+SUBENTRY_AMBER: Final = "amber"
+SUBENTRY_TARIFF: Final = "tariff"
+SUBENTRY_SOC: Final = "battery_soc"
+SUBENTRY_MQTT: Final = "mqtt_limiter"
+LIMITER_SUBENTRIES: Final = (
+    SUBENTRY_FIXED_LIMITER,
+    SUBENTRY_AMBER,
+    SUBENTRY_TARIFF,
+    SUBENTRY_SOC,
+    SUBENTRY_MQTT,
+)
+CONF_SITE_ID: Final = "site_id"
+CONF_THRESHOLD: Final = "threshold"
+CONF_FALLBACK: Final = "fallback"
+CONF_PRESET: Final = "preset"
+CONF_WINDOWS: Final = "windows"
+CONF_TIMEZONE: Final = "timezone"
+CONF_SOC_ENTITY: Final = "soc_entity"
+CONF_HYSTERESIS: Final = "hysteresis"
+CONF_LOW_EXPORT_LIMIT: Final = "low_export_limit"
+CONF_HIGH_EXPORT_LIMIT: Final = "high_export_limit"
+CONF_MAX_AGE: Final = "max_age"
+CONF_TOPIC: Final = "topic"
+PRESET_CUSTOM: Final = "custom"
+
+# Services
+SERVICE_SET_LIMITS: Final = "set_limits"
+SERVICE_CLEAR_LIMITS: Final = "clear_limits"
+ATTR_SITE: Final = "site"
+ATTR_DURATION: Final = "duration"
+ATTR_UNTIL: Final = "until"
+OVERRIDE_SOURCE: Final = "Automation override"

@@ -9,14 +9,13 @@ from typing import Any, Protocol
 from homeassistant.config_entries import ConfigEntry, ConfigSubentry
 from homeassistant.const import CONF_HOST, CONF_PORT
 from homeassistant.core import HomeAssistant
+from homeassistant.util import dt as dt_util
 
 from .const import (
-    CONF_CONNECT,
     CONF_CONTROL_ENABLED,
     CONF_CONTROL_INTERVAL,
     CONF_DEADBAND,
     CONF_ENABLED,
-    CONF_ENERGIZE,
     CONF_INVERT,
     CONF_METER_MAX_AGE,
     CONF_RAMP_UP_RATE,
@@ -27,18 +26,20 @@ from .const import (
     DEFAULT_METER_MAX_AGE,
     DEFAULT_RAMP_UP_RATE,
     DEFAULT_REVERT_TIMEOUT,
+    LIMITER_SUBENTRIES,
+    OVERRIDE_SOURCE,
     SUBENTRY_FIXED_LIMITER,
     SUBENTRY_INVERTER,
     SUBENTRY_METER,
-    WATT_LIMIT_KEYS,
 )
 from .coordinator import SiteCoordinator
 from .core.controller import Controller, ControllerSettings
-from .core.controls import Controls
 from .core.cycle import ControlLoop
 from .core.errors import DeviceError
 from .core.write_policy import WritePolicy
-from .limiters.fixed import FixedLimiter
+from .limiter_setup import LimiterHandle, apply_live_data, async_build_limiter
+from .limiters.override import OverrideLimiter
+from .storage import SiteStore
 from .sunspec.connection import ConnectionPool
 from .sunspec.device import SunSpecDevice
 from .sunspec.inverter import InverterInfo, SunSpecInverter
@@ -77,7 +78,9 @@ class SiteRuntime:
     pool: ConnectionPool
     inverters: dict[str, InverterHandle]
     meter: MeterHandle | None
-    limiters: dict[str, FixedLimiter]
+    limiters: dict[str, LimiterHandle]
+    override: OverrideLimiter
+    store: SiteStore
     structure: Any = field(default=None)
     site_device_id: str | None = None
     """Device registry id of the site, the parent of every subentry's device."""
@@ -105,44 +108,35 @@ def control_enabled(entry: ConfigEntry) -> bool:
 
 
 def structure_of(entry: ConfigEntry) -> Any:
-    """What cannot change without a reload: devices, options, the set of limiters.
+    """What cannot change without a reload: devices, options, limiters' settings.
 
-    Limiter values and the control switch are applied live, so moving a number
-    slider never interrupts control.
+    Limiter switches, fixed limits and the control switch are applied live, so moving a
+    number slider never interrupts control.
     """
     options = {k: v for k, v in entry.options.items() if k not in LIVE_OPTIONS}
     subentries: list[tuple[str, str, str, Any]] = []
     for sub in entry.subentries.values():
+        data = dict(sub.data)
+        if sub.subentry_type in LIMITER_SUBENTRIES:
+            data.pop(CONF_ENABLED, None)
         if sub.subentry_type == SUBENTRY_FIXED_LIMITER:
-            subentries.append((sub.subentry_id, sub.subentry_type, sub.title, None))
-        else:
-            subentries.append(
-                (sub.subentry_id, sub.subentry_type, sub.title, tuple(sorted(sub.data.items())))
-            )
+            data = {}
+        subentries.append(
+            (sub.subentry_id, sub.subentry_type, sub.title, tuple(sorted(map(repr, data.items()))))
+        )
     return (tuple(sorted(entry.data.items())), tuple(sorted(options.items())), tuple(subentries))
-
-
-def fixed_limiter_controls(data: Any) -> Controls:
-    """Controls of a fixed limiter subentry; connect/energize True mean "no opinion"."""
-    limits = {key: _optional_watts(data.get(key)) for key in WATT_LIMIT_KEYS}
-    return Controls(
-        connect=None if data.get(CONF_CONNECT, True) else False,
-        energize=None if data.get(CONF_ENERGIZE, True) else False,
-        **limits,
-    )
-
-
-def _optional_watts(value: Any) -> float | None:
-    return None if value is None else float(value)
 
 
 async def async_build_runtime(hass: HomeAssistant, entry: DynamicExportConfigEntry) -> SiteRuntime:
     """Create clients for every subentry and the control loop that drives them."""
     pool = ConnectionPool()
+    store = SiteStore(hass, entry.entry_id)
+    await store.async_load()
+    override = _restore_override(store)
     revert_timeout = float(entry.options.get(CONF_REVERT_TIMEOUT, DEFAULT_REVERT_TIMEOUT))
     inverters: dict[str, InverterHandle] = {}
     meter: MeterHandle | None = None
-    limiters: dict[str, FixedLimiter] = {}
+    limiters: dict[str, LimiterHandle] = {}
     for sub in entry.subentries.values():
         if sub.subentry_type == SUBENTRY_INVERTER:
             device = SunSpecDevice(
@@ -156,12 +150,8 @@ async def async_build_runtime(hass: HomeAssistant, entry: DynamicExportConfigEnt
             )
             meter_client = SunSpecMeter(device, invert=bool(sub.data.get(CONF_INVERT, False)))
             meter = MeterHandle(sub, meter_client, await _setup(meter_client, sub))
-        elif sub.subentry_type == SUBENTRY_FIXED_LIMITER:
-            limiters[sub.subentry_id] = FixedLimiter(
-                source=sub.title,
-                settings=fixed_limiter_controls(sub.data),
-                enabled=bool(sub.data.get(CONF_ENABLED, True)),
-            )
+        elif (handle := await async_build_limiter(hass, entry, sub, store)) is not None:
+            limiters[sub.subentry_id] = handle
 
     loop = ControlLoop(
         meter=meter.client if meter else None,
@@ -170,7 +160,7 @@ async def async_build_runtime(hass: HomeAssistant, entry: DynamicExportConfigEnt
             key: handle.info.rated_power_w if handle.info else 0.0
             for key, handle in inverters.items()
         },
-        limiters=list(limiters.values()),
+        limiters=[override, *(handle.limiter for handle in limiters.values())],
         controller=Controller(controller_settings(entry)),
         write_policy=WritePolicy(float(entry.options.get(CONF_DEADBAND, DEFAULT_DEADBAND))),
         control_enabled=control_enabled(entry),
@@ -183,8 +173,21 @@ async def async_build_runtime(hass: HomeAssistant, entry: DynamicExportConfigEnt
         inverters=inverters,
         meter=meter,
         limiters=limiters,
+        override=override,
+        store=store,
         structure=structure_of(entry),
     )
+
+
+def _restore_override(store: SiteStore) -> OverrideLimiter:
+    """The automation override saved before a restart, if it has not expired."""
+    try:
+        return OverrideLimiter.from_dict(
+            OVERRIDE_SOURCE, store.data.get("override") or {}, dt_util.utcnow()
+        )
+    except (ValueError, TypeError, KeyError) as err:
+        _LOGGER.warning("Ignoring a stored override that cannot be read: %s", err)
+        return OverrideLimiter(OVERRIDE_SOURCE)
 
 
 class _SetsUp[InfoT](Protocol):
@@ -204,7 +207,6 @@ def apply_live_settings(entry: DynamicExportConfigEntry) -> None:
     """Apply limiter values and the control switch without a reload."""
     runtime = entry.runtime_data
     runtime.loop.set_control_enabled(control_enabled(entry))
-    for sub_id, limiter in runtime.limiters.items():
-        sub = entry.subentries[sub_id]
-        limiter.settings = fixed_limiter_controls(sub.data)
-        limiter.enabled = bool(sub.data.get(CONF_ENABLED, True))
+    for sub_id, handle in runtime.limiters.items():
+        handle.subentry = entry.subentries[sub_id]
+        apply_live_data(handle)

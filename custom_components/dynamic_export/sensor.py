@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from homeassistant.components.sensor import (
@@ -31,6 +32,7 @@ from .core.controls import WATT_CONTROLS, ControlType
 from .core.cycle import CycleSnapshot, InverterStatus
 from .core.measurements import InverterReading, MeterReading
 from .entity import SiteEntity, SubentryEntity
+from .limiter_entities import limiter_sensors
 from .runtime import DynamicExportConfigEntry, InverterHandle, MeterHandle
 
 PARALLEL_UPDATES = 0
@@ -242,11 +244,15 @@ async def async_setup_entry(
     runtime = entry.runtime_data
     coordinator = runtime.coordinator
     async_add_entities(SiteSensor(coordinator, d) for d in SITE_SENSORS)
+    async_add_entities([OverrideUntilSensor(coordinator)])
     for sub_id, handle in runtime.inverters.items():
         async_add_entities(
             (InverterSensor(coordinator, handle, d) for d in INVERTER_SENSORS),
             config_subentry_id=sub_id,
         )
+    for sub_id, limiter in runtime.limiters.items():
+        if sensors := limiter_sensors(coordinator, limiter):
+            async_add_entities(sensors, config_subentry_id=sub_id)
     if (meter := runtime.meter) is not None:
         phases = meter.info.phases if meter.info else 1
         async_add_entities(
@@ -276,6 +282,23 @@ class SiteSensor(SiteEntity, SensorEntity):
         if self.entity_description.attributes_fn is None:
             return None
         return self.entity_description.attributes_fn(self.snapshot)
+
+
+class OverrideUntilSensor(SiteEntity, SensorEntity):
+    """When the automation override ends (unknown while there is none)."""
+
+    _attr_device_class = SensorDeviceClass.TIMESTAMP
+
+    def __init__(self, coordinator: SiteCoordinator) -> None:
+        """Create the sensor."""
+        super().__init__(coordinator, "override_until")
+
+    @property
+    def native_value(self) -> datetime | None:
+        """The end of the active override."""
+        override = self.coordinator.config_entry.runtime_data.override
+        active = override.active(self.snapshot.wall_time)
+        return None if active is None else active.until
 
 
 class InverterSensor(SubentryEntity, SensorEntity):

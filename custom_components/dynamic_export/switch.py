@@ -9,7 +9,7 @@ from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .const import CONF_CONTROL_ENABLED, CONF_ENABLED, SUBENTRY_FIXED_LIMITER
+from .const import CONF_CONTROL_ENABLED, CONF_ENABLED, LIMITER_SUBENTRIES
 from .coordinator import SiteCoordinator
 from .entity import SiteEntity, SubentryEntity
 from .runtime import DynamicExportConfigEntry, control_enabled
@@ -26,7 +26,7 @@ async def async_setup_entry(
     coordinator = entry.runtime_data.coordinator
     async_add_entities([ControlSwitch(coordinator)])
     for sub in entry.subentries.values():
-        if sub.subentry_type == SUBENTRY_FIXED_LIMITER:
+        if sub.subentry_type in LIMITER_SUBENTRIES:
             async_add_entities(
                 [LimiterEnabledSwitch(coordinator, sub.subentry_id)],
                 config_subentry_id=sub.subentry_id,
