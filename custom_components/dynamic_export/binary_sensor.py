@@ -15,10 +15,11 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from .const import SUBENTRY_AMBER
 from .coordinator import SiteCoordinator
 from .core.controller import ControlState
+from .device_setup import InverterHandle, MeterHandle
 from .entity import SiteEntity, SubentryEntity
 from .limiter_entities import LimitingBinarySensor
 from .limiters.override import Override
-from .runtime import DynamicExportConfigEntry, InverterHandle, MeterHandle
+from .runtime import DynamicExportConfigEntry
 
 PARALLEL_UPDATES = 0
 
@@ -32,8 +33,11 @@ async def async_setup_entry(
     runtime = entry.runtime_data
     coordinator = runtime.coordinator
     async_add_entities([FailSafeBinarySensor(coordinator), OverrideBinarySensor(coordinator)])
-    for sub_id, handle in runtime.inverters.items():
-        async_add_entities([DeviceConnectivity(coordinator, handle)], config_subentry_id=sub_id)
+    for handle in runtime.inverters.values():
+        async_add_entities(
+            [DeviceConnectivity(coordinator, handle)],
+            config_subentry_id=handle.subentry.subentry_id,
+        )
     for sub_id, limiter in runtime.limiters.items():
         if limiter.subentry.subentry_type == SUBENTRY_AMBER:
             async_add_entities(
@@ -120,7 +124,7 @@ class DeviceConnectivity(SubentryEntity, BinarySensorEntity):
             if snap.meter_error is None and snap.meter is None:
                 return "no reading yet"
             return snap.meter_error
-        status = snap.inverters.get(self.subentry_id)
+        status = snap.inverters.get(self.device_key)
         if status is None:
             return "unknown inverter"
         return status.error

@@ -83,3 +83,11 @@ ATTR_SITE: Final = "site"
 ATTR_DURATION: Final = "duration"
 ATTR_UNTIL: Final = "until"
 OVERRIDE_SOURCE: Final = "Automation override"
+
+# Device kinds (``kind`` in an inverter or meter subentry; absent means SunSpec TCP)
+CONF_KIND: Final = "kind"
+KIND_SUNSPEC_TCP: Final = "sunspec_tcp"
+KIND_SUNSPEC_RTU: Final = "sunspec_rtu"
+KIND_OPENDTU: Final = "opendtu"
+KIND_POWERWALL: Final = "powerwall"
+KIND_HA_ENTITY: Final = "ha_entity"

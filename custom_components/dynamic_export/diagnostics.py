@@ -25,9 +25,9 @@ async def async_get_config_entry_diagnostics(
         {
             "entry": entry.as_dict(),
             "inverters": {
-                sub_id: _plain(handle.info) for sub_id, handle in runtime.inverters.items()
+                key: _plain(handle.identity) for key, handle in runtime.inverters.items()
             },
-            "meter": _plain(runtime.meter.info) if runtime.meter else None,
+            "meter": _plain(runtime.meter.identity) if runtime.meter else None,
             "last_cycle": _plain(snapshot),
         },
         TO_REDACT,

@@ -11,7 +11,7 @@ from homeassistant.helpers.update_coordinator import CoordinatorEntity
 from .const import DOMAIN, SUBENTRY_FIXED_LIMITER
 from .coordinator import SiteCoordinator
 from .core.cycle import CycleSnapshot
-from .runtime import InverterHandle, MeterHandle
+from .device_setup import InverterHandle, MeterHandle
 
 # Home Assistant 2026.8 links child devices by registry id (``via_device_id``) and
 # deprecates ``via_device``; older releases only know ``via_device``.
@@ -34,11 +34,12 @@ def subentry_device_info(
     subentry: ConfigSubentry,
     handle: InverterHandle | MeterHandle | None = None,
 ) -> DeviceInfo:
-    """A device for one subentry, linked to the site device."""
+    """A device of a subentry (one of its inverters, for a gateway), linked to the site."""
     entry = coordinator.config_entry
+    device_key = handle.key if handle is not None else subentry.subentry_id
     info = DeviceInfo(
-        identifiers={(DOMAIN, f"{entry.entry_id}_{subentry.subentry_id}")},
-        name=subentry.title,
+        identifiers={(DOMAIN, f"{entry.entry_id}_{device_key}")},
+        name=handle.name if handle is not None else subentry.title,
     )
     if LINK_BY_DEVICE_ID:
         cast("dict[str, Any]", info)["via_device_id"] = entry.runtime_data.site_device_id
@@ -48,11 +49,11 @@ def subentry_device_info(
         info["entry_type"] = DeviceEntryType.SERVICE
         info["manufacturer"] = "Dynamic Export"
         info["model"] = "Fixed limiter"
-    elif handle is not None and handle.info is not None:
-        info["manufacturer"] = handle.info.manufacturer
-        info["model"] = handle.info.model
-        info["serial_number"] = handle.info.serial_number
-        info["sw_version"] = handle.info.version
+    elif handle is not None and handle.identity is not None:
+        info["manufacturer"] = handle.identity.manufacturer
+        info["model"] = handle.identity.model
+        info["serial_number"] = handle.identity.serial_number
+        info["sw_version"] = handle.identity.version
     return info
 
 
@@ -89,8 +90,9 @@ class SubentryEntity(CoordinatorEntity[SiteCoordinator]):
         """Attach the entity to the subentry's device."""
         super().__init__(coordinator)
         self.subentry_id = subentry.subentry_id
+        self.device_key = handle.key if handle is not None else subentry.subentry_id
         self._attr_translation_key = key
-        self._attr_unique_id = f"{coordinator.config_entry.entry_id}_{subentry.subentry_id}_{key}"
+        self._attr_unique_id = f"{coordinator.config_entry.entry_id}_{self.device_key}_{key}"
         self._attr_device_info = subentry_device_info(coordinator, subentry, handle)
 
     @property

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from homeassistant.config_entries import ConfigEntry, ConfigSubentry
-from homeassistant.const import CONF_HOST, CONF_PORT
+from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
 
@@ -16,11 +15,9 @@ from .const import (
     CONF_CONTROL_INTERVAL,
     CONF_DEADBAND,
     CONF_ENABLED,
-    CONF_INVERT,
     CONF_METER_MAX_AGE,
     CONF_RAMP_UP_RATE,
     CONF_REVERT_TIMEOUT,
-    CONF_UNIT_ID,
     DEFAULT_CONTROL_INTERVAL,
     DEFAULT_DEADBAND,
     DEFAULT_METER_MAX_AGE,
@@ -35,38 +32,23 @@ from .const import (
 from .coordinator import SiteCoordinator
 from .core.controller import Controller, ControllerSettings
 from .core.cycle import ControlLoop
-from .core.errors import DeviceError
 from .core.write_policy import WritePolicy
+from .device_setup import (
+    DeviceContext,
+    InverterHandle,
+    MeterHandle,
+    async_build_inverters,
+    async_build_meter,
+)
 from .limiter_setup import LimiterHandle, apply_live_data, async_build_limiter
 from .limiters.override import OverrideLimiter
 from .storage import SiteStore
 from .sunspec.connection import ConnectionPool
-from .sunspec.device import SunSpecDevice
-from .sunspec.inverter import InverterInfo, SunSpecInverter
-from .sunspec.meter import MeterInfo, SunSpecMeter
 
 _LOGGER = logging.getLogger(__name__)
 
 # Options that can change while the site runs, without a reload.
 LIVE_OPTIONS = (CONF_CONTROL_ENABLED,)
-
-
-@dataclass(slots=True)
-class InverterHandle:
-    """An inverter subentry and its client."""
-
-    subentry: ConfigSubentry
-    client: SunSpecInverter
-    info: InverterInfo | None
-
-
-@dataclass(slots=True)
-class MeterHandle:
-    """The site meter subentry and its client."""
-
-    subentry: ConfigSubentry
-    client: SunSpecMeter
-    info: MeterInfo | None
 
 
 @dataclass(slots=True)
@@ -77,6 +59,7 @@ class SiteRuntime:
     coordinator: SiteCoordinator
     pool: ConnectionPool
     inverters: dict[str, InverterHandle]
+    """Every inverter by its key (the key the control loop uses)."""
     meter: MeterHandle | None
     limiters: dict[str, LimiterHandle]
     override: OverrideLimiter
@@ -137,29 +120,20 @@ async def async_build_runtime(hass: HomeAssistant, entry: DynamicExportConfigEnt
     inverters: dict[str, InverterHandle] = {}
     meter: MeterHandle | None = None
     limiters: dict[str, LimiterHandle] = {}
+    devices = DeviceContext(hass, pool, revert_timeout)
     for sub in entry.subentries.values():
         if sub.subentry_type == SUBENTRY_INVERTER:
-            device = SunSpecDevice(
-                pool.get(sub.data[CONF_HOST], sub.data[CONF_PORT]), sub.data[CONF_UNIT_ID]
-            )
-            client = SunSpecInverter(device, revert_timeout_s=revert_timeout)
-            inverters[sub.subentry_id] = InverterHandle(sub, client, await _setup(client, sub))
+            for inverter in await async_build_inverters(devices, sub):
+                inverters[inverter.key] = inverter
         elif sub.subentry_type == SUBENTRY_METER:
-            device = SunSpecDevice(
-                pool.get(sub.data[CONF_HOST], sub.data[CONF_PORT]), sub.data[CONF_UNIT_ID]
-            )
-            meter_client = SunSpecMeter(device, invert=bool(sub.data.get(CONF_INVERT, False)))
-            meter = MeterHandle(sub, meter_client, await _setup(meter_client, sub))
+            meter = await async_build_meter(devices, sub)
         elif (handle := await async_build_limiter(hass, entry, sub, store)) is not None:
             limiters[sub.subentry_id] = handle
 
     loop = ControlLoop(
         meter=meter.client if meter else None,
         inverters={key: handle.client for key, handle in inverters.items()},
-        ratings={
-            key: handle.info.rated_power_w if handle.info else 0.0
-            for key, handle in inverters.items()
-        },
+        ratings={key: handle.rated_power_w for key, handle in inverters.items()},
         limiters=[override, *(handle.limiter for handle in limiters.values())],
         controller=Controller(controller_settings(entry)),
         write_policy=WritePolicy(float(entry.options.get(CONF_DEADBAND, DEFAULT_DEADBAND))),
@@ -188,19 +162,6 @@ def _restore_override(store: SiteStore) -> OverrideLimiter:
     except (ValueError, TypeError, KeyError) as err:
         _LOGGER.warning("Ignoring a stored override that cannot be read: %s", err)
         return OverrideLimiter(OVERRIDE_SOURCE)
-
-
-class _SetsUp[InfoT](Protocol):
-    async def async_setup(self) -> InfoT: ...
-
-
-async def _setup[InfoT](client: _SetsUp[InfoT], sub: ConfigSubentry) -> InfoT | None:
-    """Read a device's identity; a device that is down now is set up on a later cycle."""
-    try:
-        return await client.async_setup()
-    except DeviceError as err:
-        _LOGGER.warning("%s is not ready (%s); will keep trying", sub.title, err)
-        return None
 
 
 def apply_live_settings(entry: DynamicExportConfigEntry) -> None:

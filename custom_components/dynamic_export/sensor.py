@@ -31,9 +31,10 @@ from .core.controller import ControlState
 from .core.controls import WATT_CONTROLS, ControlType
 from .core.cycle import CycleSnapshot, InverterStatus
 from .core.measurements import InverterReading, MeterReading
+from .device_setup import InverterHandle, MeterHandle
 from .entity import SiteEntity, SubentryEntity
 from .limiter_entities import limiter_sensors
-from .runtime import DynamicExportConfigEntry, InverterHandle, MeterHandle
+from .runtime import DynamicExportConfigEntry
 
 PARALLEL_UPDATES = 0
 
@@ -245,16 +246,16 @@ async def async_setup_entry(
     coordinator = runtime.coordinator
     async_add_entities(SiteSensor(coordinator, d) for d in SITE_SENSORS)
     async_add_entities([OverrideUntilSensor(coordinator)])
-    for sub_id, handle in runtime.inverters.items():
+    for handle in runtime.inverters.values():
         async_add_entities(
             (InverterSensor(coordinator, handle, d) for d in INVERTER_SENSORS),
-            config_subentry_id=sub_id,
+            config_subentry_id=handle.subentry.subentry_id,
         )
     for sub_id, limiter in runtime.limiters.items():
         if sensors := limiter_sensors(coordinator, limiter):
             async_add_entities(sensors, config_subentry_id=sub_id)
     if (meter := runtime.meter) is not None:
-        phases = meter.info.phases if meter.info else 1
+        phases = meter.phases
         async_add_entities(
             (MeterSensor(coordinator, meter, d) for d in METER_SENSORS if d.phases <= phases),
             config_subentry_id=meter.subentry.subentry_id,
@@ -318,7 +319,7 @@ class InverterSensor(SubentryEntity, SensorEntity):
 
     @property
     def _status(self) -> InverterStatus | None:
-        return self.snapshot.inverters.get(self.subentry_id)
+        return self.snapshot.inverters.get(self.device_key)
 
     @property
     def available(self) -> bool:

@@ -160,6 +160,11 @@ class _PymodbusConnection:
                 (request, lost), timeout=self._timeout_s, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
+            if not request.done():
+                # Abandoned (timeout, or our caller was cancelled): close the socket so a
+                # late answer cannot reach the cancelled request (pymodbus 3.8 then fails
+                # inside the event loop's data_received).
+                self._drop()
             request.cancel()
             lost.cancel()
             await asyncio.gather(request, lost, return_exceptions=True)
