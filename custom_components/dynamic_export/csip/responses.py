@@ -153,6 +153,10 @@ class ResponseTracker:
         """Everything still to be sent (for diagnostics)."""
         return [p.response for p in self._pending]
 
+    def next_attempt(self) -> int | None:
+        """The earliest time a queued Response may be sent (server time), if any."""
+        return min((p.next_try for p in self._pending), default=None)
+
     def _forget(self, now: int) -> None:
         """Drop old history; keys of queued Responses stay so nothing is duplicated."""
         queued = {(p.response.mrid, p.response.status) for p in self._pending}

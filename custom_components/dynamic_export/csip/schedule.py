@@ -326,9 +326,22 @@ class ControlSchedule:
         return sorted(events, key=lambda e: order.get(e.status, 1))
 
     def _prune(self, now: int) -> None:
-        """Forget finished controls once no server copy could bring them back."""
+        """Forget finished controls once no server copy could bring them back.
+
+        A control that ended on its own is kept while a control that has not started yet
+        follows it closely enough to be bridged to: the bridge needs it.
+        """
+        waiting = [e for e in self._entries.values() if not e.done and not e.started]
         for mrid in [m for m, e in self._entries.items() if e.done]:
-            if _latest_end(self._entries[mrid].control) <= now:
+            entry = self._entries[mrid]
+            if _latest_end(entry.control) > now:
+                continue
+            nominal_end = _nominal(entry.control)[1]
+            bridging = entry.stop == entry.end and any(
+                min(w.control.start - nominal_end, w.start - entry.end) <= self.gap_bridge_s
+                for w in waiting
+            )
+            if not bridging:
                 del self._entries[mrid]
 
     def _windows(self, now: int, *, freeze: bool) -> dict[str, dict[ControlType, _Window]]:

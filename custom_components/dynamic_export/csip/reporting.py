@@ -1,0 +1,254 @@
+"""What the client tells the server about its DER: capability, settings, status, availability.
+
+Each of the four documents is rebuilt from every cycle's measurements and PUT when its
+content changes (at most every :data:`MIN_CHANGE_S`) and, changed or not, once every
+DERList ``pollRate``: every time, not once (open-dynamic-export sent DERStatus once).
+Timestamps inside a document (``readingTime``, a status value's ``dateTime``,
+``updatedTime``) say when the content last changed, so they never count as a change.
+
+What is advertised is what the site enforces. ``modesSupported`` carries opModConnect and
+opModEnergize; ``doeModesSupported`` the CSIP-AUS dynamic operating envelope modes the
+controller acts on. By default that is export, generation and import limits: the
+controller holds generation up so import stays under an import limit, but a site without
+controllable load cannot enforce a load limit, so opModLoadLimW is not advertised unless
+the site says it can. While control is off (monitor only, or the CSIP limiter disabled)
+DERSettings reports no mode enabled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from ..core.controls import ControlType
+from .ramp import AS4777_GRAD_W
+from .resources import (
+    ActivePower,
+    ApparentPower,
+    ConnectStatus,
+    DERAvailability,
+    DERCapability,
+    DERControlType,
+    DERSettings,
+    DERStatus,
+    DOEControlType,
+    OperationalModeStatus,
+    ReactivePower,
+    StatusValue,
+)
+from .serialise import (
+    der_availability_xml,
+    der_capability_xml,
+    der_settings_xml,
+    der_status_xml,
+)
+from .telemetry import SiteMeasurements
+
+MIN_CHANGE_S = 10.0
+"""Shortest interval between two change-driven PUTs of one document."""
+
+DEFAULT_ENFORCED: frozenset[ControlType] = frozenset(
+    {
+        ControlType.CONNECT,
+        ControlType.ENERGIZE,
+        ControlType.EXPORT_LIMIT,
+        ControlType.GENERATION_LIMIT,
+        ControlType.IMPORT_LIMIT,
+    }
+)
+"""What a site with inverters and a meter, but no controllable load, enforces."""
+
+_MODE_BITS = {
+    ControlType.CONNECT: DERControlType.OP_MOD_CONNECT,
+    ControlType.ENERGIZE: DERControlType.OP_MOD_ENERGIZE,
+}
+_DOE_BITS = {
+    ControlType.EXPORT_LIMIT: DOEControlType.OP_MOD_EXP_LIM_W,
+    ControlType.IMPORT_LIMIT: DOEControlType.OP_MOD_IMP_LIM_W,
+    ControlType.GENERATION_LIMIT: DOEControlType.OP_MOD_GEN_LIM_W,
+    ControlType.LOAD_LIMIT: DOEControlType.OP_MOD_LOAD_LIM_W,
+}
+
+
+def modes_bits(enforced: Iterable[ControlType]) -> int:
+    """DERControlType bits (modesSupported) for the enforced controls."""
+    bits = 0
+    for control in enforced:
+        bits |= int(_MODE_BITS.get(control, 0))
+    return bits
+
+
+def doe_bits(enforced: Iterable[ControlType]) -> int:
+    """CSIP-AUS DOEControlType bits (doeModesSupported) for the enforced controls."""
+    bits = 0
+    for control in enforced:
+        bits |= int(_DOE_BITS.get(control, 0))
+    return bits
+
+
+def default_set_grad_w(server_set_grad_w: int | None) -> int:
+    """The setGradW in use: the server's default control's, else AS/NZS 4777.2's 16.67 %/min."""
+    return round(AS4777_GRAD_W) if server_set_grad_w is None else server_set_grad_w
+
+
+class Kind(StrEnum):
+    """The four DER documents, by the DER link they go to."""
+
+    CAPABILITY = "capability"
+    SETTINGS = "settings"
+    STATUS = "status"
+    AVAILABILITY = "availability"
+
+
+type Document = DERCapability | DERSettings | DERStatus | DERAvailability
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """One document to PUT; ``content`` identifies it for :meth:`DerReporter.sent`."""
+
+    kind: Kind
+    body: bytes
+    content: Document
+
+
+@dataclass(slots=True)
+class _Track:
+    current: Document | None = None
+    sent: Document | None = None
+    sent_at: float | None = None
+    retry_at: float = 0.0
+
+
+def _connect_bits(m: SiteMeasurements) -> int:
+    bits = ConnectStatus(0)
+    if m.connected or m.operating:
+        bits |= ConnectStatus.CONNECTED | ConnectStatus.AVAILABLE
+    if m.operating:
+        bits |= ConnectStatus.OPERATING
+    if m.fault:
+        bits |= ConnectStatus.FAULT
+    return int(bits)
+
+
+def _operational_mode(m: SiteMeasurements) -> int:
+    if m.operating is None:
+        return int(OperationalModeStatus.NOT_APPLICABLE)
+    return int(OperationalModeStatus.OPERATIONAL if m.operating else OperationalModeStatus.OFF)
+
+
+class DerReporter:
+    """Builds the DER documents and decides when each is due."""
+
+    def __init__(self, enforced: Iterable[ControlType] = DEFAULT_ENFORCED) -> None:
+        """``enforced``: the controls the site acts on (what is advertised)."""
+        self.enforced = frozenset(enforced)
+        self._tracks = {kind: _Track() for kind in Kind}
+        self._status_since: dict[str, tuple[int, int]] = {}
+        self._settings_since: tuple[DERSettings, int] | None = None
+
+    def observe(
+        self, m: SiteMeasurements, server_now: int, *, set_grad_w: int, control_enabled: bool
+    ) -> None:
+        """Rebuild the documents from one cycle's measurements (no I/O)."""
+        tracks = self._tracks
+        if m.rated_w is not None and m.rated_w > 0:
+            tracks[Kind.CAPABILITY].current = DERCapability(
+                der_type=int(m.der_type),
+                modes_supported=modes_bits(self.enforced),
+                doe_modes_supported=doe_bits(self.enforced),
+                rtg_max_w=ActivePower.from_watts(m.rated_w),
+                rtg_max_va=None if not m.rated_va else ApparentPower.from_va(m.rated_va),
+                rtg_max_var=None if not m.rated_var else ReactivePower.from_var(m.rated_var),
+            )
+            enabled = control_enabled
+            settings = DERSettings(
+                updated_time=0,
+                set_max_w=ActivePower.from_watts(m.rated_w),
+                set_grad_w=set_grad_w,
+                modes_enabled=modes_bits(self.enforced) if enabled else 0,
+                doe_modes_enabled=doe_bits(self.enforced) if enabled else 0,
+                set_max_va=None if not m.rated_va else ApparentPower.from_va(m.rated_va),
+            )
+            if self._settings_since is None or self._settings_since[0] != settings:
+                self._settings_since = (settings, server_now)
+            tracks[Kind.SETTINGS].current = replace(settings, updated_time=self._settings_since[1])
+        tracks[Kind.STATUS].current = DERStatus(
+            reading_time=0,
+            gen_connect_status=self._since("gen", _connect_bits(m), server_now),
+            operational_mode_status=self._since("mode", _operational_mode(m), server_now),
+        )
+        available = m.available_w
+        if available is None and m.rated_w is not None and m.connected is not False:
+            available = m.rated_w
+        tracks[Kind.AVAILABILITY].current = DERAvailability(
+            reading_time=0,
+            stat_w_avail=None if available is None else ActivePower.from_watts(max(0.0, available)),
+        )
+
+    def _since(self, name: str, value: int, server_now: int) -> StatusValue:
+        known = self._status_since.get(name)
+        if known is None or known[0] != value:
+            known = (value, server_now)
+            self._status_since[name] = known
+        return StatusValue(value=known[0], date_time=known[1])
+
+    def due(
+        self, now: float, rate: float, server_now: int, kinds: Iterable[Kind] = tuple(Kind)
+    ) -> list[Report]:
+        """Documents of ``kinds`` to PUT at ``now`` (local seconds), timestamps in server time."""
+        out: list[Report] = []
+        wanted = set(kinds)
+        for kind, track in self._tracks.items():
+            if kind not in wanted or track.current is None or now < track.retry_at:
+                continue
+            if track.sent_at is not None:
+                elapsed = now - track.sent_at
+                changed = track.current != track.sent and elapsed >= MIN_CHANGE_S
+                if not changed and elapsed < rate:
+                    continue
+            out.append(Report(kind, _body(track.current, server_now), track.current))
+        return out
+
+    def next_due(self, rate: float, kinds: Iterable[Kind] = tuple(Kind)) -> float | None:
+        """The earliest local time a document of ``kinds`` could be due, if any."""
+        times: list[float] = []
+        wanted = set(kinds)
+        for kind, track in self._tracks.items():
+            if kind not in wanted or track.current is None:
+                continue
+            if track.sent_at is None:
+                times.append(track.retry_at)
+                continue
+            wait = MIN_CHANGE_S if track.current != track.sent else rate
+            times.append(max(track.retry_at, track.sent_at + wait))
+        return min(times, default=None)
+
+    def sent(self, report: Report, now: float) -> None:
+        """The server took ``report``."""
+        track = self._tracks[report.kind]
+        track.sent, track.sent_at, track.retry_at = report.content, now, 0.0
+
+    def failed(self, report: Report, now: float, retry_s: float) -> None:
+        """The PUT failed: try again after ``retry_s``."""
+        self._tracks[report.kind].retry_at = now + retry_s
+
+    def resend_all(self) -> None:
+        """Forget what was sent (new DER links): every document is due again."""
+        for track in self._tracks.values():
+            track.sent, track.sent_at, track.retry_at = None, None, 0.0
+
+    def last_sent(self, kind: Kind) -> float | None:
+        """When ``kind`` was last accepted (local seconds)."""
+        return self._tracks[kind].sent_at
+
+
+def _body(document: Document, server_now: int) -> bytes:
+    if isinstance(document, DERCapability):
+        return der_capability_xml(document)
+    if isinstance(document, DERSettings):
+        return der_settings_xml(document)
+    if isinstance(document, DERStatus):
+        return der_status_xml(replace(document, reading_time=server_now))
+    return der_availability_xml(replace(document, reading_time=server_now))

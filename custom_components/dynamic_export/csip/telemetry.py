@@ -1,0 +1,470 @@
+"""Site and DER telemetry for CSIP-AUS: what the client measures and mirrors to the server.
+
+The Home Assistant layer hands the client one :class:`SiteMeasurements` per control
+cycle. Samples are gathered into periods aligned to the server's UTC clock (``postRate``
+seconds long, starting at whole multiples of it); when a period ends, its average,
+minimum and maximum of each quantity become one batch of MirrorMeterReadings for the site
+MirrorUsagePoint and one for the DER MirrorUsagePoint. Batches wait in a bounded buffer
+until the server accepted them, so readings survive an outage (and a restart).
+
+Values are sent as integers scaled by the ReadingType's ``powerOfTenMultiplier``: watts
+and vars as whole units, volts to 0.1 V and hertz to 0.01 Hz. Every reading covers the
+period it describes: ``timePeriod.start`` is the period's start, not the time of posting.
+
+Sign conventions: site power is positive when the site imports (flowDirection forward),
+DER power is positive when it generates (flowDirection reverse); reactive power follows
+the same convention as the active power of the same device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from ..core.cycle import CycleSnapshot
+from .resources import (
+    COMMODITY_ELECTRICITY_SECONDARY,
+    DataQualifier,
+    DERType,
+    FlowDirection,
+    Kind,
+    MirrorMeterReading,
+    MirrorUsagePoint,
+    PhaseCode,
+    Reading,
+    ReadingType,
+    RoleFlags,
+    TimePeriod,
+    Uom,
+)
+
+type Phases = tuple[float | None, float | None, float | None]
+
+_INT48 = (-(2**47), 2**47 - 1)
+"""Range of Reading.value; values beyond it (sensor nonsense) are not sent."""
+MAX_BATCHES = 2 * 288
+"""Unsent batches kept (both MUPs): a day of five-minute periods each; the oldest go first."""
+_FORMAT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class SiteMeasurements:
+    """What the site measured in one control cycle; ``None`` is "not measured".
+
+    Phase tuples are (A, B, C). ``rated_w`` and friends describe all inverters together;
+    ``available_w`` is what they could produce now (e.g. the rating of those online).
+    ``control_enabled`` False means the user turned control off (monitor only): running
+    CSIP events are then answered "opted out".
+    """
+
+    site_power_w: float | None = None
+    site_phase_power_w: Phases | None = None
+    site_reactive_var: float | None = None
+    site_phase_reactive_var: Phases | None = None
+    site_voltage_v: Phases | None = None
+    site_frequency_hz: float | None = None
+    der_power_w: float | None = None
+    der_phase_power_w: Phases | None = None
+    der_reactive_var: float | None = None
+    der_phase_reactive_var: Phases | None = None
+    der_voltage_v: Phases | None = None
+    der_frequency_hz: float | None = None
+    rated_w: float | None = None
+    rated_va: float | None = None
+    rated_var: float | None = None
+    der_type: int = DERType.PHOTOVOLTAIC
+    connected: bool | None = None
+    operating: bool | None = None
+    fault: bool = False
+    available_w: float | None = None
+    control_enabled: bool = True
+
+    @property
+    def export_w(self) -> float | None:
+        """Power exported to the grid now (negative while importing)."""
+        return None if self.site_power_w is None else -self.site_power_w
+
+    @property
+    def load_w(self) -> float | None:
+        """The site's own consumption: generation plus import."""
+        if self.site_power_w is None or self.der_power_w is None:
+            return None
+        return self.der_power_w + self.site_power_w
+
+
+def measurements_from_cycle(
+    snapshot: CycleSnapshot,
+    ratings: Mapping[str, float],
+    *,
+    der_type: int = DERType.PHOTOVOLTAIC,
+    rated_va: float | None = None,
+) -> SiteMeasurements:
+    """What one control cycle saw, as :class:`SiteMeasurements`.
+
+    ``ratings`` are the inverters' rated powers from set-up (also those that did not
+    answer). A meter that failed this cycle gives no site values; the meter's single
+    voltage is reported as phase A.
+    """
+    meter = snapshot.meter if snapshot.meter_error is None else None
+    readings = [s.reading for s in snapshot.inverters.values() if s.reading is not None]
+    rated = sum(ratings.values()) or sum(r.rated_power_w for r in readings) or None
+    return SiteMeasurements(
+        site_power_w=None if meter is None else meter.grid_power_w,
+        site_phase_power_w=None if meter is None else meter.phase_power_w,
+        site_voltage_v=None
+        if meter is None or meter.voltage_v is None
+        else (meter.voltage_v, None, None),
+        site_frequency_hz=None if meter is None else meter.frequency_hz,
+        der_power_w=sum(r.ac_power_w for r in readings) if readings else None,
+        rated_w=rated,
+        rated_va=rated_va,
+        der_type=der_type,
+        connected=any(r.connected is not False for r in readings) if readings else None,
+        operating=any(r.ac_power_w > 0 for r in readings) if readings else None,
+        available_w=sum(r.rated_power_w for r in readings if r.connected is not False),
+        control_enabled=snapshot.control_enabled,
+    )
+
+
+class Role(StrEnum):
+    """The two mirrored usage points."""
+
+    SITE = "site"
+    DER = "der"
+
+
+ROLE_FLAGS: dict[Role, int] = {
+    Role.SITE: RoleFlags.IS_MIRROR | RoleFlags.IS_PREMISES_AGGREGATION_POINT,
+    Role.DER: RoleFlags.IS_MIRROR | RoleFlags.IS_DER | RoleFlags.IS_SUBMETER,
+}
+_ROLE_LABEL = {Role.SITE: "Site", Role.DER: "DER"}
+_FLOW = {Role.SITE: FlowDirection.FORWARD, Role.DER: FlowDirection.REVERSE}
+
+
+@dataclass(frozen=True, slots=True)
+class Quantity:
+    """A measured quantity: unit, scaling and how it is named."""
+
+    key: str
+    uom: Uom
+    multiplier: int
+    label: str
+    directional: bool
+
+
+REAL_POWER = Quantity("w", Uom.WATT, 0, "Real Power", directional=True)
+REACTIVE_POWER = Quantity("var", Uom.VAR, 0, "Reactive Power", directional=True)
+VOLTAGE = Quantity("v", Uom.VOLT, -1, "Voltage", directional=False)
+FREQUENCY = Quantity("hz", Uom.HERTZ, -2, "Frequency", directional=False)
+
+_POWER_PHASES = (
+    (PhaseCode.NOT_APPLICABLE, "Net"),
+    (PhaseCode.A, "Phase A"),
+    (PhaseCode.B, "Phase B"),
+    (PhaseCode.C, "Phase C"),
+)
+_VOLTAGE_PHASES = (
+    (PhaseCode.AN, "Phase AN"),
+    (PhaseCode.BN, "Phase BN"),
+    (PhaseCode.CN, "Phase CN"),
+)
+_QUALIFIERS = (
+    (DataQualifier.AVERAGE, "Avg"),
+    (DataQualifier.MAXIMUM, "Max"),
+    (DataQualifier.MINIMUM, "Min"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingDefinition:
+    """One MirrorMeterReading of a usage point: a quantity, a phase and a statistic."""
+
+    role: Role
+    quantity: Quantity
+    phase: PhaseCode
+    qualifier: DataQualifier
+    mrid: str
+    description: str
+
+    @property
+    def series(self) -> tuple[Role, str, int]:
+        """The measured series the statistic is taken of."""
+        return (self.role, self.quantity.key, int(self.phase))
+
+    def reading_type(self) -> ReadingType:
+        """The ReadingType sent with the definition."""
+        q = self.quantity
+        return ReadingType(
+            commodity=COMMODITY_ELECTRICITY_SECONDARY,
+            data_qualifier=int(self.qualifier),
+            flow_direction=int(_FLOW[self.role]) if q.directional else None,
+            kind=int(Kind.POWER),
+            phase=None if self.phase == PhaseCode.NOT_APPLICABLE else int(self.phase),
+            power_of_ten_multiplier=q.multiplier,
+            uom=int(q.uom),
+        )
+
+    def scaled(self, value: float) -> int:
+        """``value`` in units of 10^multiplier, as Reading.value carries it."""
+        return round(value * 10.0**-self.quantity.multiplier)
+
+
+def pen_hex(pen: int) -> str:
+    """A Private Enterprise Number as the 32 low bits of an mRID (8 hex digits)."""
+    if not 0 <= pen <= 0xFFFF_FFFF:
+        raise ValueError(f"PEN {pen} does not fit 32 bits")
+    return f"{pen:08X}"
+
+
+def mup_mrid(lfdi: str, role: Role, pen: int) -> str:
+    """The mRID of a usage point: 88 bits of the LFDI, the role flags, then the PEN."""
+    return f"{lfdi[:22].upper()}{ROLE_FLAGS[role]:02X}{pen_hex(pen)}"
+
+
+def _reading_mrid(lfdi: str, role: Role, name: str, pen: int) -> str:
+    digest = hashlib.sha256(f"{lfdi.upper()}|{role.value}|{name}".encode()).hexdigest()
+    return f"{digest[:24].upper()}{pen_hex(pen)}"
+
+
+def reading_definitions(lfdi: str, role: Role, pen: int) -> tuple[ReadingDefinition, ...]:
+    """Every reading a usage point carries (36: W and var net and per phase, V, Hz)."""
+    series: list[tuple[Quantity, PhaseCode, str]] = [
+        *((REAL_POWER, p, n) for p, n in _POWER_PHASES),
+        *((REACTIVE_POWER, p, n) for p, n in _POWER_PHASES),
+        *((VOLTAGE, p, n) for p, n in _VOLTAGE_PHASES),
+        (FREQUENCY, PhaseCode.NOT_APPLICABLE, ""),
+    ]
+    out: list[ReadingDefinition] = []
+    for quantity, phase, phase_name in series:
+        for qualifier, qualifier_name in _QUALIFIERS:
+            description = " ".join(
+                part
+                for part in (_ROLE_LABEL[role], qualifier_name, quantity.label, phase_name)
+                if part
+            )
+            name = f"{quantity.key}|{int(phase)}|{int(qualifier)}"
+            out.append(
+                ReadingDefinition(
+                    role,
+                    quantity,
+                    phase,
+                    qualifier,
+                    _reading_mrid(lfdi, role, name, pen),
+                    description,
+                )
+            )
+    return tuple(out)
+
+
+def usage_point(lfdi: str, role: Role, pen: int) -> MirrorUsagePoint:
+    """The MirrorUsagePoint POSTed for ``role``, with all its reading definitions."""
+    return MirrorUsagePoint(
+        mrid=mup_mrid(lfdi, role, pen),
+        role_flags=ROLE_FLAGS[role],
+        device_lfdi=lfdi.upper(),
+        description=f"{_ROLE_LABEL[role]} measurement",
+        readings=tuple(
+            MirrorMeterReading(d.mrid, d.description, reading_type=d.reading_type())
+            for d in reading_definitions(lfdi, role, pen)
+        ),
+    )
+
+
+def _phased(
+    role: Role, quantity: Quantity, net: float | None, phases: Phases | None
+) -> Iterator[tuple[tuple[Role, str, int], float]]:
+    if net is not None:
+        yield (role, quantity.key, int(PhaseCode.NOT_APPLICABLE)), net
+    for (code, _name), value in zip(_POWER_PHASES[1:], phases or (), strict=False):
+        if value is not None:
+            yield (role, quantity.key, int(code)), value
+
+
+def _voltages(role: Role, phases: Phases | None) -> Iterator[tuple[tuple[Role, str, int], float]]:
+    for (code, _name), value in zip(_VOLTAGE_PHASES, phases or (), strict=False):
+        if value is not None:
+            yield (role, VOLTAGE.key, int(code)), value
+
+
+def samples(m: SiteMeasurements) -> dict[tuple[Role, str, int], float]:
+    """The measured series of one cycle, keyed like ``ReadingDefinition.series``."""
+    out: dict[tuple[Role, str, int], float] = {}
+    for role, power, phase_power, var, phase_var, volts, hz in (
+        (
+            Role.SITE,
+            m.site_power_w,
+            m.site_phase_power_w,
+            m.site_reactive_var,
+            m.site_phase_reactive_var,
+            m.site_voltage_v,
+            m.site_frequency_hz,
+        ),
+        (
+            Role.DER,
+            m.der_power_w,
+            m.der_phase_power_w,
+            m.der_reactive_var,
+            m.der_phase_reactive_var,
+            m.der_voltage_v,
+            m.der_frequency_hz,
+        ),
+    ):
+        out.update(_phased(role, REAL_POWER, power, phase_power))
+        out.update(_phased(role, REACTIVE_POWER, var, phase_var))
+        out.update(_voltages(role, volts))
+        if hz is not None:
+            out[(role, FREQUENCY.key, int(PhaseCode.NOT_APPLICABLE))] = hz
+    return {k: float(v) for k, v in out.items() if math.isfinite(v)}
+
+
+@dataclass(slots=True)
+class _Stat:
+    count: int = 0
+    total: float = 0.0
+    low: float = float("inf")
+    high: float = float("-inf")
+
+    def add(self, value: float) -> None:
+        self.count += 1
+        self.total += value
+        self.low = min(self.low, value)
+        self.high = max(self.high, value)
+
+    def statistic(self, qualifier: DataQualifier) -> float:
+        if qualifier == DataQualifier.MAXIMUM:
+            return self.high
+        if qualifier == DataQualifier.MINIMUM:
+            return self.low
+        return self.total / self.count
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """The readings of one period for one usage point, waiting to be posted."""
+
+    role: Role
+    start: int
+    duration: int
+    values: tuple[tuple[str, int], ...]
+    """(MirrorMeterReading mRID, scaled value)."""
+
+    def readings(self) -> list[MirrorMeterReading]:
+        """The MirrorMeterReadings to post."""
+        end = self.start + self.duration
+        period = TimePeriod(self.start, self.duration)
+        return [
+            MirrorMeterReading(
+                mrid,
+                last_update_time=end,
+                next_update_time=end + self.duration,
+                reading=Reading(value=value, time_period=period),
+            )
+            for mrid, value in self.values
+        ]
+
+
+@dataclass(slots=True)
+class Telemetry:
+    """Gathers samples into server-clock-aligned periods and buffers the batches."""
+
+    lfdi: str
+    pen: int
+    max_batches: int = MAX_BATCHES
+    pending: list[Batch] = field(default_factory=list)
+    dropped: int = 0
+    """Batches thrown away because the buffer was full."""
+    _definitions: dict[Role, tuple[ReadingDefinition, ...]] = field(default_factory=dict)
+    _period_start: int | None = None
+    _rate: int = 300
+    _stats: dict[tuple[Role, str, int], _Stat] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._definitions = {r: reading_definitions(self.lfdi, r, self.pen) for r in Role}
+
+    def usage_point(self, role: Role) -> MirrorUsagePoint:
+        """The MirrorUsagePoint to create for ``role``."""
+        return usage_point(self.lfdi, role, self.pen)
+
+    def add(self, server_time: int, m: SiteMeasurements, rate: int) -> None:
+        """Take one cycle's measurements at ``server_time`` (seconds, server clock)."""
+        rate = max(1, rate)
+        start = server_time - server_time % rate
+        open_start = self._period_start
+        if open_start is not None and (start != open_start or rate != self._rate):
+            # A new rate can end the open period early: it then covers only what it saw.
+            cut = start - open_start
+            self._close(cut if 0 < cut < self._rate else self._rate)
+        if self._period_start is None:
+            self._period_start, self._rate = start, rate
+        for key, value in samples(m).items():
+            self._stats.setdefault(key, _Stat()).add(value)
+
+    @property
+    def period_end(self) -> int | None:
+        """When the period being gathered ends (server time), if one is open."""
+        return None if self._period_start is None else self._period_start + self._rate
+
+    def close_due(self, server_time: int) -> None:
+        """Close the open period if it has ended, so its batches can be posted."""
+        end = self.period_end
+        if end is not None and server_time >= end:
+            self._close()
+
+    def _close(self, duration: int | None = None) -> None:
+        start, stats = self._period_start, self._stats
+        rate = self._rate if duration is None else duration
+        self._period_start, self._stats = None, {}
+        if start is None or not stats:
+            return
+        for role, definitions in self._definitions.items():
+            values = tuple(
+                (d.mrid, value)
+                for d in definitions
+                if d.series in stats
+                and _INT48[0]
+                <= (value := d.scaled(stats[d.series].statistic(d.qualifier)))
+                <= _INT48[1]
+            )
+            if values:
+                self.pending.append(Batch(role, start, rate, values))
+        while len(self.pending) > self.max_batches:
+            self.pending.pop(0)
+            self.dropped += 1
+
+    def sent(self, batch: Batch) -> None:
+        """The server accepted ``batch``."""
+        if batch in self.pending:
+            self.pending.remove(batch)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Unsent batches, JSON-friendly (the open period is not kept)."""
+        return {
+            "format": _FORMAT,
+            "pending": [
+                {
+                    "role": b.role.value,
+                    "start": b.start,
+                    "duration": b.duration,
+                    "values": [list(v) for v in b.values],
+                }
+                for b in self.pending
+            ],
+        }
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        """Take back unsent batches saved by :meth:`to_dict` (unknown formats are ignored)."""
+        if data.get("format") != _FORMAT:
+            return
+        self.pending = [
+            Batch(
+                Role(item["role"]),
+                int(item["start"]),
+                int(item["duration"]),
+                tuple((str(mrid), int(value)) for mrid, value in item["values"]),
+            )
+            for item in data.get("pending", [])
+        ][-self.max_batches :]

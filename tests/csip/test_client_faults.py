@@ -1,0 +1,131 @@
+"""A misbehaving server never stops the client: each fault leaves a clear state."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from custom_components.dynamic_export.core.controls import Controls
+from custom_components.dynamic_export.csip.client import CommsState
+
+from .client_harness import Harness, make_harness
+from .server.app import FaultKind
+from .server.certs import Credentials, CsipPKI
+from .server.fixtures import ServerFactory
+
+RECEIVED, STARTED = 1, 2
+
+
+@pytest.fixture
+async def h(
+    csip_server_factory: ServerFactory, csip_pki: CsipPKI, csip_device: Credentials
+) -> AsyncIterator[Harness]:
+    async with make_harness(csip_server_factory, csip_pki, csip_device) as harness:
+        harness.registered()
+        for resource in ("derp", "fsa", "edev", "dcap", "tm"):
+            harness.state.set_poll_rate(resource, 60)
+        yield harness
+
+
+@pytest.mark.parametrize(
+    ("path", "kind", "resource"),
+    [
+        ("/derp/1/derc", "malformed", "DERControlList /derp/1/derc"),
+        ("/derp/1/derc", "xxe", "DERControlList /derp/1/derc"),
+        ("/derp/1/derc", "billion_laughs", "DERControlList /derp/1/derc"),
+        ("/derp", "huge", "DERProgramList /derp"),
+        ("/derp/1/dderc", "status", "DefaultDERControl /derp/1/dderc"),
+        ("/derp/1/dderc", "wrong_namespace", "DefaultDERControl /derp/1/dderc"),
+        ("/edev/1/fsa", "wrong_namespace", "FunctionSetAssignmentsList"),
+        ("/edev", "malformed", "EndDeviceList"),
+        ("/tm", "empty", "Time"),
+    ],
+)
+async def test_bad_answer_keeps_known_controls(
+    h: Harness, path: str, kind: FaultKind, resource: str
+) -> None:
+    control = h.state.add_control("1", duration=900, op_mod_exp_lim_w=800)
+    client = h.client()
+    assert (await h.run(client)).export_limit == 800.0
+    fault = h.server.inject(path, kind, size=2 << 20)
+    controls = await h.step(client, 60)
+    assert fault.hits >= 1
+    assert controls.export_limit == 800.0, "the control in force stays in force"
+    assert controls.generation_limit == 10000.0, "and so does the default"
+    status = client.status()
+    assert status.comms is CommsState.SERVER_ERROR
+    assert resource in status.errors, status.errors
+    assert status.last_error is not None
+    assert status.connected
+    h.server.clear_faults()
+    await h.step(client, 60)
+    assert client.comms is CommsState.OK, client.status().errors
+    assert h.state.response_statuses(control.mrid) == [RECEIVED, STARTED]
+
+
+async def test_xxe_at_first_contact(h: Harness) -> None:
+    """An entity-laden DeviceCapability is refused unread; the fixed default applies."""
+    h.server.inject("/dcap", "xxe")
+    client = h.client(fixed_default=Controls(export_limit=1000.0))
+    controls = await h.run(client)
+    assert controls == Controls(export_limit=1000.0)
+    status = client.status()
+    assert status.comms is CommsState.SERVER_ERROR
+    assert "DOCTYPE" in status.errors["DeviceCapability"]
+    assert [r.path for r in h.server.requests] == ["/dcap"]
+    h.server.clear_faults()
+    await h.step(client, 60)
+    assert client.comms is CommsState.OK
+
+
+async def test_dcap_error_uses_known_links(h: Harness) -> None:
+    """A failing DeviceCapability poll does not stop the polls below it."""
+    client = h.client()
+    await h.run(client)
+    h.server.inject("/dcap", "status", status=500)
+    control = h.state.add_control("1", duration=300, op_mod_exp_lim_w=900)
+    controls = await h.step(client, 60)
+    assert controls.export_limit == 900.0
+    assert client.comms is CommsState.SERVER_ERROR
+    assert h.state.response_statuses(control.mrid) == [RECEIVED, STARTED]
+
+
+async def test_connection_dropped(h: Harness) -> None:
+    """A server closing connections without answering reads as unreachable."""
+    client = h.client()
+    await h.run(client)
+    h.server.inject("/derp*", "drop")
+    await h.step(client, 60)
+    assert client.comms is CommsState.UNREACHABLE
+    h.server.clear_faults()
+    await h.step(client, 60)
+    assert client.comms is CommsState.OK
+
+
+async def test_response_post_retried_then_delivered(h: Harness) -> None:
+    """A Response the server fails to take is retried, and sent exactly once."""
+    fault = h.server.inject("/rsps/*", "status", status=503, times=2)
+    control = h.state.add_control("1", duration=900, op_mod_exp_lim_w=800)
+    client = h.client()
+    await h.run(client)
+    assert fault.hits >= 1
+    assert h.state.response_statuses(control.mrid) == []
+    for _ in range(4):
+        await h.step(client, 30)
+    assert h.state.response_statuses(control.mrid) == [RECEIVED, STARTED]
+
+
+async def test_response_rejected_is_not_repeated(h: Harness) -> None:
+    """A Response refused with 400 is dropped rather than sent forever."""
+    h.server.inject("/rsps/*", "status", status=400)
+    control = h.state.add_control("1", duration=900, op_mod_exp_lim_w=800)
+    client = h.client()
+    await h.run(client)
+    posts = len(h.server.requests_to("/rsps/*", "POST"))
+    assert posts == 2
+    for _ in range(3):
+        await h.step(client, 60)
+    assert len(h.server.requests_to("/rsps/*", "POST")) == posts
+    assert client.status().pending_responses == 0
+    assert h.state.response_statuses(control.mrid) == []
