@@ -27,11 +27,11 @@ from .const import (
     MAX_LIMIT_W,
     PRESET_CUSTOM,
 )
-from .limiter_setup import amber_client
+from .limiter_setup import amber_client, custom_windows
 from .limiters.amber import AmberFallback
 from .limiters.amber_api import AmberAuthError, AmberError, AmberSite
 from .limiters.soc import SocSettings
-from .limiters.tariff import PRESETS, TariffWindowError, load_timezone, windows_from_list
+from .limiters.tariff import PRESETS, TariffWindowError, load_timezone
 
 
 def _number(minimum: float, maximum: float, step: float, unit: str) -> selector.NumberSelector:
@@ -182,17 +182,20 @@ class TariffSubentryFlow(_LimiterFlow):
         if user_input is not None:
             preset = user_input[CONF_PRESET]
             windows = user_input.get(CONF_WINDOWS) or []
+            if isinstance(windows, dict):  # one window, typed without the list's "- "
+                windows = [windows]
             timezone = (user_input.get(CONF_TIMEZONE) or self.hass.config.time_zone).strip()
             try:
                 if preset == PRESET_CUSTOM:
                     if not isinstance(windows, list) or not windows:
                         raise TariffWindowError("give at least one window")
-                    windows_from_list(windows)
+                    custom_windows(windows, float(user_input[CONF_EXPORT_LIMIT]))
             except TariffWindowError as err:
                 errors[CONF_WINDOWS] = "invalid_windows"
                 placeholders["detail"] = str(err)
             else:
-                if load_timezone(timezone)[1]:
+                # Loading a zone reads a file: not on the event loop.
+                if (await self.hass.async_add_executor_job(load_timezone, timezone))[1]:
                     errors[CONF_TIMEZONE] = "invalid_timezone"
                 else:
                     return self._finish(

@@ -9,19 +9,28 @@ undone through ``entry.async_on_unload``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from homeassistant.config_entries import ConfigEntry, ConfigSubentry
 from homeassistant.const import CONF_API_TOKEN, STATE_UNAVAILABLE, STATE_UNKNOWN
-from homeassistant.core import Event, EventStateChangedData, HomeAssistant, State, callback
+from homeassistant.core import (
+    Event,
+    EventStateChangedData,
+    EventStateReportedData,
+    HomeAssistant,
+    State,
+    callback,
+)
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.event import (
     async_track_point_in_utc_time,
     async_track_state_change_event,
+    async_track_state_report_event,
 )
 from homeassistant.util import dt as dt_util
 
@@ -63,7 +72,13 @@ from .limiters.amber_api import DEFAULT_BASE_URL, AmberClient
 from .limiters.fixed import FixedLimiter
 from .limiters.mqtt_payload import MqttLimiter, MqttPayloadError
 from .limiters.soc import SocLimiter, SocSettings
-from .limiters.tariff import PRESETS, TariffLimiter, TariffSchedule, windows_from_list
+from .limiters.tariff import (
+    PRESETS,
+    TariffLimiter,
+    TariffSchedule,
+    TariffWindow,
+    windows_from_list,
+)
 from .storage import SiteStore
 
 _LOGGER = logging.getLogger(__name__)
@@ -80,8 +95,12 @@ def amber_client(hass: HomeAssistant, token: str) -> AmberClient:
 class SiteLimiter(Protocol):
     """What a loaded limiter offers: the core Limiter protocol with a settable switch."""
 
-    source: str
     enabled: bool
+
+    @property
+    def source(self) -> str:
+        """Label of the limiter in the merge."""
+        ...
 
     def controls(self, now: datetime) -> Controls:
         """The controls asked for at ``now``."""
@@ -146,7 +165,15 @@ async def async_tariff_schedule(hass: HomeAssistant, data: Any) -> TariffSchedul
     await dt_util.async_get_time_zone(timezone)
     if preset is not None:
         return preset.schedule(export_limit)
-    return TariffSchedule(windows_from_list(data.get(CONF_WINDOWS) or []), timezone)
+    return TariffSchedule(custom_windows(data.get(CONF_WINDOWS) or [], export_limit), timezone)
+
+
+def custom_windows(windows: Iterable[Any], export_limit: float) -> list[TariffWindow]:
+    """The user's windows; one that sets no export limit of its own takes ``export_limit``."""
+    return windows_from_list(
+        {CONF_EXPORT_LIMIT: export_limit, **window} if isinstance(window, Mapping) else window
+        for window in windows
+    )
 
 
 async def _async_amber(
@@ -231,11 +258,14 @@ def _soc(hass: HomeAssistant, entry: ConfigEntry, sub: ConfigSubentry) -> SocLim
         limiter.update(_state_number(state), state.last_reported if state else dt_util.utcnow())
 
     @callback
-    def _changed(event: Event[EventStateChangedData]) -> None:
+    def _changed(event: Event[EventStateChangedData] | Event[EventStateReportedData]) -> None:
         _update(event.data["new_state"])
 
     _update(hass.states.get(entity_id))
     entry.async_on_unload(async_track_state_change_event(hass, [entity_id], _changed))
+    # A steady charge (a full battery at 100 %) is reported again without changing: each
+    # report is a fresh reading, or the rule would call it stale after max_age.
+    entry.async_on_unload(async_track_state_report_event(hass, [entity_id], _changed))
     return limiter
 
 
