@@ -12,9 +12,10 @@ from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .const import SUBENTRY_AMBER
+from .const import SUBENTRY_AMBER, SUBENTRY_CSIP
 from .coordinator import SiteCoordinator
 from .core.controller import ControlState
+from .csip_entities import CsipConnectedSensor
 from .device_setup import InverterHandle, MeterHandle
 from .entity import SiteEntity, SubentryEntity
 from .limiter_entities import LimitingBinarySensor
@@ -39,6 +40,10 @@ async def async_setup_entry(
             config_subentry_id=handle.subentry.subentry_id,
         )
     for sub_id, limiter in runtime.limiters.items():
+        if limiter.subentry.subentry_type == SUBENTRY_CSIP:
+            async_add_entities(
+                [CsipConnectedSensor(coordinator, limiter)], config_subentry_id=sub_id
+            )
         if limiter.subentry.subentry_type == SUBENTRY_AMBER:
             async_add_entities(
                 [LimitingBinarySensor(coordinator, limiter)], config_subentry_id=sub_id

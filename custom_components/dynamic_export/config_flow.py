@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import voluptuous as vol
@@ -26,6 +27,7 @@ from .const import (
     CONF_ENABLED,
     CONF_ENERGIZE,
     CONF_INVERT,
+    CONF_KIND,
     CONF_METER_MAX_AGE,
     CONF_RAMP_UP_RATE,
     CONF_REVERT_TIMEOUT,
@@ -39,9 +41,13 @@ from .const import (
     DEFAULT_MODBUS_PORT,
     DEFAULT_RAMP_UP_RATE,
     DEFAULT_REVERT_TIMEOUT,
+    DEVICE_KINDS_INVERTER,
+    DEVICE_KINDS_METER,
     DOMAIN,
+    KIND_SUNSPEC_TCP,
     MAX_LIMIT_W,
     SUBENTRY_AMBER,
+    SUBENTRY_CSIP,
     SUBENTRY_FIXED_LIMITER,
     SUBENTRY_INVERTER,
     SUBENTRY_METER,
@@ -51,6 +57,8 @@ from .const import (
     WATT_LIMIT_KEYS,
 )
 from .core.errors import DeviceError, DeviceUnavailableError
+from .flow_csip import CsipSubentryFlow
+from .flow_devices import InverterKindSteps, MeterKindSteps
 from .flow_limiters import (
     AmberSubentryFlow,
     MqttSubentryFlow,
@@ -76,7 +84,9 @@ def _number(minimum: float, maximum: float, step: float, unit: str) -> selector.
     )
 
 
-INTERVAL_SELECTOR = _number(0.5, 60, 0.1, "s")
+# Whole seconds: Home Assistant's update coordinator schedules refreshes on a whole-second
+# grid, so a fraction of a second would make cycles run back to back.
+INTERVAL_SELECTOR = _number(1, 60, 1, "s")
 
 # Modbus exceptions a gateway answers with when nothing is behind the unit id:
 # 10 "gateway path unavailable", 11 "gateway target device failed to respond".
@@ -157,6 +167,7 @@ class DynamicExportConfigFlow(ConfigFlow, domain=DOMAIN):
             SUBENTRY_TARIFF: TariffSubentryFlow,
             SUBENTRY_SOC: SocSubentryFlow,
             SUBENTRY_MQTT: MqttSubentryFlow,
+            SUBENTRY_CSIP: CsipSubentryFlow,
         }
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
@@ -192,20 +203,30 @@ class SiteOptionsFlow(OptionsFlow):
 
 
 class _SunSpecSubentryFlow(ConfigSubentryFlow):
-    """Shared steps of the inverter and meter flows: probe the device, then save it."""
+    """Shared steps of the inverter and meter flows: probe the device, then save it.
+
+    The first step is a menu of device kinds; SunSpec over Modbus TCP is here, the other
+    kinds' steps come from flow_devices.py.
+    """
 
     default_unit_id: int
     fallback_title: str
     is_meter = False
 
-    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
+    async def async_step_sunspec_tcp(
+        self, user_input: dict[str, Any] | None = None
+    ) -> SubentryFlowResult:
         """Ask for the device address and test it."""
-        return await self._async_step_device("user", user_input)
+        return await self._async_step_device("sunspec_tcp", user_input)
 
     async def async_step_reconfigure(
         self, user_input: dict[str, Any] | None = None
     ) -> SubentryFlowResult:
-        """Change the address of a device already added (the same device)."""
+        """Change a device already added (it must stay the same device), by its kind's steps."""
+        kind = self._get_reconfigure_subentry().data.get(CONF_KIND, KIND_SUNSPEC_TCP)
+        if kind != KIND_SUNSPEC_TCP:
+            step: Callable[[], Awaitable[SubentryFlowResult]] = getattr(self, f"async_step_{kind}")
+            return await step()
         return await self._async_step_device("reconfigure", user_input)
 
     async def _async_step_device(
@@ -214,12 +235,6 @@ class _SunSpecSubentryFlow(ConfigSubentryFlow):
         entry = self._get_entry()
         reconfiguring = step_id == "reconfigure"
         current = self._get_reconfigure_subentry() if reconfiguring else None
-        if (
-            self.is_meter
-            and not reconfiguring
-            and any(sub.subentry_type == SUBENTRY_METER for sub in entry.subentries.values())
-        ):
-            return self.async_abort(reason="already_configured")
         errors: dict[str, str] = {}
         if user_input is not None:
             data = {
@@ -287,19 +302,30 @@ class _SunSpecSubentryFlow(ConfigSubentryFlow):
         return f"{name} ({serial})", serial
 
 
-class InverterSubentryFlow(_SunSpecSubentryFlow):
-    """Add a SunSpec inverter (Modbus TCP)."""
+class InverterSubentryFlow(InverterKindSteps, _SunSpecSubentryFlow):
+    """Add an inverter: SunSpec (TCP or RS-485), OpenDTU, or Home Assistant entities."""
 
     default_unit_id = DEFAULT_INVERTER_UNIT_ID
     fallback_title = "SunSpec inverter"
 
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
+        """Choose the kind of inverter."""
+        return self.async_show_menu(menu_options=list(DEVICE_KINDS_INVERTER))
 
-class MeterSubentryFlow(_SunSpecSubentryFlow):
-    """Add the site meter (SunSpec, Modbus TCP) at the grid connection point."""
+
+class MeterSubentryFlow(MeterKindSteps, _SunSpecSubentryFlow):
+    """Add the site meter at the grid connection point (one per site)."""
 
     default_unit_id = DEFAULT_METER_UNIT_ID
     fallback_title = "SunSpec meter"
     is_meter = True
+
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
+        """Choose the kind of meter, unless the site has one."""
+        entry = self._get_entry()
+        if any(sub.subentry_type == SUBENTRY_METER for sub in entry.subentries.values()):
+            return self.async_abort(reason="already_configured")
+        return self.async_show_menu(menu_options=list(DEVICE_KINDS_METER))
 
     def _client(
         self, device: SunSpecDevice, data: dict[str, Any]

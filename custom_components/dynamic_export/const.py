@@ -56,6 +56,7 @@ SUBENTRY_TARIFF: Final = "tariff"
 SUBENTRY_SOC: Final = "battery_soc"
 SUBENTRY_MQTT: Final = "mqtt_limiter"
 LIMITER_SUBENTRIES: Final = (
+    "csip_aus",
     SUBENTRY_FIXED_LIMITER,
     SUBENTRY_AMBER,
     SUBENTRY_TARIFF,
@@ -91,3 +92,44 @@ KIND_SUNSPEC_RTU: Final = "sunspec_rtu"
 KIND_OPENDTU: Final = "opendtu"
 KIND_POWERWALL: Final = "powerwall"
 KIND_HA_ENTITY: Final = "ha_entity"
+DEVICE_KINDS_INVERTER: Final = (KIND_SUNSPEC_TCP, KIND_SUNSPEC_RTU, KIND_OPENDTU, KIND_HA_ENTITY)
+DEVICE_KINDS_METER: Final = (KIND_SUNSPEC_TCP, KIND_SUNSPEC_RTU, KIND_POWERWALL, KIND_HA_ENTITY)
+
+# SunSpec over RS-485 (Modbus RTU)
+CONF_SERIAL_PORT: Final = "serial_port"
+CONF_BAUDRATE: Final = "baudrate"
+CONF_PARITY: Final = "parity"
+CONF_STOPBITS: Final = "stopbits"
+DEFAULT_BAUDRATE: Final = 9600
+
+# Tesla Powerwall 2 and OpenDTU (password, host and port use Home Assistant's names)
+CONF_FINGERPRINT: Final = "fingerprint"
+CONF_PHASES: Final = "phases"
+CONF_VERSION: Final = "version"
+DEFAULT_POWERWALL_PORT: Final = 443
+DEFAULT_OPENDTU_PORT: Final = 80
+CONF_INVERTERS: Final = "inverters"
+CONF_SERIAL: Final = "serial"
+CONF_RATED_POWER: Final = "rated_power"
+
+# Home Assistant entities as devices
+CONF_POWER_ENTITY: Final = "power_entity"
+CONF_LIMIT_ENTITY: Final = "limit_entity"
+CONF_LIMIT_UNIT: Final = "limit_unit"
+LIMIT_UNIT_WATT: Final = "watt"
+LIMIT_UNIT_PERCENT: Final = "percent"
+DEFAULT_ENTITY_MAX_AGE: Final = 5.0
+
+# CSIP-AUS limiter
+SUBENTRY_CSIP: Final = "csip_aus"
+CONF_DCAP_URL: Final = "dcap_url"
+CONF_CERT_PEM: Final = "certificate"
+CONF_KEY_PEM: Final = "private_key"
+CONF_CA_PEM: Final = "ca_certificates"
+CONF_CSR_PEM: Final = "csr"
+CONF_VERIFY_SERVER: Final = "verify_server"
+CONF_NMI: Final = "nmi"
+CONF_PIN: Final = "pin"
+CONF_PEN: Final = "pen"
+CONF_DEFAULT_EXPORT_LIMIT: Final = "default_export_limit"
+CONF_DEFAULT_IMPORT_LIMIT: Final = "default_import_limit"

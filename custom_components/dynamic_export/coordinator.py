@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -43,7 +44,15 @@ class SiteCoordinator(DataUpdateCoordinator[CycleSnapshot]):
             always_update=True,
         )
         self.loop = loop
+        self.after_cycle: list[Callable[[CycleSnapshot], Awaitable[None]]] = []
+        """Called with each snapshot (limiters that report measurements to a server)."""
 
     async def _async_update_data(self) -> CycleSnapshot:
-        """Run one control cycle."""
-        return await self.loop.async_run_cycle()
+        """Run one control cycle, then hand its snapshot to whoever needs it."""
+        snapshot = await self.loop.async_run_cycle()
+        for hook in self.after_cycle:
+            try:
+                await hook(snapshot)
+            except Exception:
+                _LOGGER.exception("Error handing the control cycle to a limiter")
+        return snapshot

@@ -7,12 +7,28 @@ from enum import Enum
 from typing import Any
 
 from homeassistant.components.diagnostics import async_redact_data
-from homeassistant.const import CONF_HOST
+from homeassistant.const import CONF_API_TOKEN, CONF_HOST, CONF_PASSWORD
 from homeassistant.core import HomeAssistant
 
+from .const import CONF_CERT_PEM, CONF_CSR_PEM, CONF_KEY_PEM, CONF_NMI, CONF_PIN
 from .runtime import DynamicExportConfigEntry
 
-TO_REDACT = {CONF_HOST, "serial_number", "unique_id", "identifiers"}
+TO_REDACT = {
+    CONF_HOST,
+    CONF_PASSWORD,
+    CONF_API_TOKEN,
+    CONF_KEY_PEM,
+    CONF_CERT_PEM,
+    CONF_CSR_PEM,
+    CONF_NMI,
+    CONF_PIN,
+    "lfdi",
+    "sfdi",
+    "serial",
+    "serial_number",
+    "unique_id",
+    "identifiers",
+}
 
 
 async def async_get_config_entry_diagnostics(

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from homeassistant.config_entries import ConfigEntry
+from homeassistant.config_entries import ConfigEntry, ConfigSubentry
 from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
 
@@ -25,6 +25,7 @@ from .const import (
     DEFAULT_REVERT_TIMEOUT,
     LIMITER_SUBENTRIES,
     OVERRIDE_SOURCE,
+    SUBENTRY_CSIP,
     SUBENTRY_FIXED_LIMITER,
     SUBENTRY_INVERTER,
     SUBENTRY_METER,
@@ -33,6 +34,9 @@ from .coordinator import SiteCoordinator
 from .core.controller import Controller, ControllerSettings
 from .core.cycle import ControlLoop
 from .core.write_policy import WritePolicy
+from .csip.identity import IdentityError
+from .csip.limiter import CsipLimiter
+from .csip_setup import CycleHook, async_build_csip
 from .device_setup import (
     DeviceContext,
     InverterHandle,
@@ -81,8 +85,13 @@ def controller_settings(entry: ConfigEntry) -> ControllerSettings:
 
 
 def control_interval(entry: ConfigEntry) -> float:
-    """Seconds between control cycles."""
-    return float(entry.options.get(CONF_CONTROL_INTERVAL, DEFAULT_CONTROL_INTERVAL))
+    """Seconds between control cycles, whole and at least one.
+
+    The update coordinator schedules on a whole-second grid; a fraction of a second
+    (from an older configuration) would make cycles run back to back.
+    """
+    value = float(entry.options.get(CONF_CONTROL_INTERVAL, DEFAULT_CONTROL_INTERVAL))
+    return float(max(1, round(value)))
 
 
 def control_enabled(entry: ConfigEntry) -> bool:
@@ -121,12 +130,17 @@ async def async_build_runtime(hass: HomeAssistant, entry: DynamicExportConfigEnt
     meter: MeterHandle | None = None
     limiters: dict[str, LimiterHandle] = {}
     devices = DeviceContext(hass, pool, revert_timeout)
+    hooks: list[CycleHook] = []
     for sub in entry.subentries.values():
         if sub.subentry_type == SUBENTRY_INVERTER:
             for inverter in await async_build_inverters(devices, sub):
                 inverters[inverter.key] = inverter
         elif sub.subentry_type == SUBENTRY_METER:
             meter = await async_build_meter(devices, sub)
+        elif sub.subentry_type == SUBENTRY_CSIP:
+            if (built := await _async_csip(hass, entry, sub, store)) is not None:
+                limiters[sub.subentry_id] = LimiterHandle(sub, built[0])
+                hooks.append(built[1])
         elif (handle := await async_build_limiter(hass, entry, sub, store)) is not None:
             limiters[sub.subentry_id] = handle
 
@@ -140,6 +154,7 @@ async def async_build_runtime(hass: HomeAssistant, entry: DynamicExportConfigEnt
         control_enabled=control_enabled(entry),
     )
     coordinator = SiteCoordinator(hass, entry, loop, control_interval(entry))
+    coordinator.after_cycle.extend(hooks)
     return SiteRuntime(
         loop=loop,
         coordinator=coordinator,
@@ -151,6 +166,17 @@ async def async_build_runtime(hass: HomeAssistant, entry: DynamicExportConfigEnt
         store=store,
         structure=structure_of(entry),
     )
+
+
+async def _async_csip(
+    hass: HomeAssistant, entry: ConfigEntry, sub: ConfigSubentry, store: SiteStore
+) -> tuple[CsipLimiter, CycleHook] | None:
+    """Start a CSIP-AUS limiter; a certificate that cannot be used is logged, not fatal."""
+    try:
+        return await async_build_csip(hass, entry, sub, store)
+    except (IdentityError, ValueError, OSError) as err:
+        _LOGGER.error("%s cannot start: %s", sub.title, err)
+        return None
 
 
 def _restore_override(store: SiteStore) -> OverrideLimiter:

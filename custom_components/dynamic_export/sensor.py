@@ -26,11 +26,14 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 
+from .const import SUBENTRY_CSIP
 from .coordinator import SiteCoordinator
 from .core.controller import ControlState
 from .core.controls import WATT_CONTROLS, ControlType
 from .core.cycle import CycleSnapshot, InverterStatus
 from .core.measurements import InverterReading, MeterReading
+from .csip_entities import csip_sensors
+from .device_entities import add_device_sensors
 from .device_setup import InverterHandle, MeterHandle
 from .entity import SiteEntity, SubentryEntity
 from .limiter_entities import limiter_sensors
@@ -252,7 +255,9 @@ async def async_setup_entry(
             config_subentry_id=handle.subentry.subentry_id,
         )
     for sub_id, limiter in runtime.limiters.items():
-        if sensors := limiter_sensors(coordinator, limiter):
+        if limiter.subentry.subentry_type == SUBENTRY_CSIP:
+            async_add_entities(csip_sensors(coordinator, limiter), config_subentry_id=sub_id)
+        elif sensors := limiter_sensors(coordinator, limiter):
             async_add_entities(sensors, config_subentry_id=sub_id)
     if (meter := runtime.meter) is not None:
         phases = meter.phases
@@ -260,6 +265,7 @@ async def async_setup_entry(
             (MeterSensor(coordinator, meter, d) for d in METER_SENSORS if d.phases <= phases),
             config_subentry_id=meter.subentry.subentry_id,
         )
+    add_device_sensors(runtime, async_add_entities)
 
 
 class SiteSensor(SiteEntity, SensorEntity):

@@ -30,6 +30,10 @@ from custom_components.dynamic_export.const import (
 from custom_components.dynamic_export.sim.scenario import Scenario
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
 
+from ..csip.server.fixtures import csip_device, csip_pki, csip_server, csip_server_factory
+
+__all__ = ["csip_device", "csip_pki", "csip_server", "csip_server_factory"]
+
 STEADY_SITE = {
     "description": "Steady sun and load for Home Assistant tests",
     "duration_s": 3600,
@@ -103,7 +107,7 @@ def limiter_subentry(title: str = "Fixed", **limits: float | bool | None) -> Con
 
 
 def site_entry(
-    subentries: list[ConfigSubentryData], *, interval: float = 0.5, **options: Any
+    subentries: list[ConfigSubentryData], *, interval: float = 1.0, **options: Any
 ) -> MockConfigEntry:
     """A site config entry with the given subentries."""
     return MockConfigEntry(

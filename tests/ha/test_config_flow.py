@@ -26,6 +26,7 @@ from custom_components.dynamic_export.const import (
     CONF_SITE_NAME,
     CONF_UNIT_ID,
     DOMAIN,
+    KIND_SUNSPEC_TCP,
     SUBENTRY_FIXED_LIMITER,
     SUBENTRY_INVERTER,
     SUBENTRY_METER,
@@ -57,9 +58,15 @@ async def _add_site(hass: HomeAssistant, subentries: list[Any] | None = None) ->
 
 
 async def _start_subflow(hass: HomeAssistant, entry: Any, kind: str) -> Any:
-    return await hass.config_entries.subentries.async_init(
+    """Start a subentry flow; devices start with a menu of kinds, where SunSpec TCP is picked."""
+    result = await hass.config_entries.subentries.async_init(
         (entry.entry_id, kind), context={"source": SOURCE_USER}
     )
+    if result["type"] is FlowResultType.MENU:
+        result = await hass.config_entries.subentries.async_configure(
+            result["flow_id"], {"next_step_id": KIND_SUNSPEC_TCP}
+        )
+    return result
 
 
 async def _start_reconfigure(hass: HomeAssistant, entry: Any, kind: str, sub_id: str) -> Any:

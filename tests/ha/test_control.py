@@ -58,8 +58,9 @@ async def test_export_held_at_limit_through_load_steps(
     after_drop = [s for s in samples if 8.0 <= s.t < 16.0]
     over = [s.t for s in after_drop if s.export_w > EXPORT_LIMIT + TOLERANCE]
     assert over, "the load drop should push export over the limit for a moment"
-    assert max(over) - 8.0 <= 5.0, f"export above the limit until t={max(over):.1f} s"
-    assert all(s.export_w <= EXPORT_LIMIT + TOLERANCE for s in after_drop if s.t >= 13.0)
+    # Up to one 1 s cycle to notice, then the inverters' 1 s lag sheds 3 kW within ~4.1 s.
+    assert max(over) - 8.0 <= 6.0, f"export above the limit until t={max(over):.1f} s"
+    assert all(s.export_w <= EXPORT_LIMIT + TOLERANCE for s in after_drop if s.t >= 14.0)
 
     after_rise = [s for s in samples if 16.0 <= s.t < 24.0]
     assert all(s.export_w <= EXPORT_LIMIT + TOLERANCE for s in after_rise)

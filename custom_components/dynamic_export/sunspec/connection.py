@@ -12,8 +12,9 @@ for the reply to a later request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -354,6 +355,17 @@ class ModbusSerialConnection(_PymodbusConnection):
 
     def _new_client(self, trace_connect: Callable[[bool], None]) -> ModbusBaseClient:
         return _serial_client(self._port, self._settings, self._timeout_s, trace_connect)
+
+    @contextlib.asynccontextmanager
+    async def async_suspend(self) -> AsyncIterator[None]:
+        """Close the port and keep requests waiting until the block ends.
+
+        The port is opened exclusively, so this is how another client (a set-up check at new
+        line settings) gets to use it meanwhile; the next request reopens it.
+        """
+        async with self._lock:
+            self._drop()
+            yield
 
 
 class ConnectionPool:

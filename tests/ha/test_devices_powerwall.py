@@ -1,0 +1,443 @@
+"""Tesla Powerwall 2 as the site meter: flow, entities, certificate repair, end-to-end control."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+from homeassistant.config_entries import (
+    SOURCE_RECONFIGURE,
+    SOURCE_USER,
+    ConfigSubentry,
+    ConfigSubentryData,
+)
+from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_PORT
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import issue_registry as ir
+from pytest_homeassistant_custom_component.components.diagnostics import (
+    get_diagnostics_for_config_entry,
+)
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
+
+from custom_components.dynamic_export import flow_devices
+from custom_components.dynamic_export.const import (
+    CONF_FINGERPRINT,
+    CONF_KIND,
+    CONF_PHASES,
+    DOMAIN,
+    KIND_POWERWALL,
+    SUBENTRY_METER,
+)
+from custom_components.dynamic_export.core.controller import ControlState
+from custom_components.dynamic_export.core.measurements import MeterReading
+from custom_components.dynamic_export.device_setup import PowerwallSiteMeter, powerwall_issue_id
+from custom_components.dynamic_export.powerwall.errors import CertificateChangedError
+from custom_components.dynamic_export.sim.server import SimulatedSiteServer
+
+from ..powerwall.gateway import DIN, PASSWORD
+from .conftest import inverter_subentry, limiter_subentry, setup_site, site_entry
+from .helpers import record, wait_for
+from .peers import SiteGateway
+
+EXPORT_LIMIT = 1500.0
+TOLERANCE = 50.0
+# The inverters need ~3.3 s (1 s lag) and a cycle starts up to 1 s after the drop; the rest is
+# slack for a loaded test machine (this runs in real time).
+COMPLY_S = 6.0
+
+
+@pytest.fixture
+async def gateway(socket_enabled: None, tmp_path: Path) -> AsyncIterator[SiteGateway]:
+    gateway = SiteGateway(tmp_path)
+    await gateway.start()
+    yield gateway
+    await gateway.stop()
+
+
+@pytest.fixture(autouse=True)
+def _short_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(flow_devices, "PROBE_TIMEOUT_S", 0.5)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def powerwall_subentry(gateway: SiteGateway, *, fingerprint: str | None = None) -> Any:
+    return ConfigSubentryData(
+        data={
+            CONF_KIND: KIND_POWERWALL,
+            CONF_HOST: "127.0.0.1",
+            CONF_PORT: gateway.port,
+            CONF_PASSWORD: PASSWORD,
+            CONF_FINGERPRINT: fingerprint or gateway.fingerprint,
+            CONF_PHASES: 3,
+            "version": "24.36.2 46990655",
+        },
+        subentry_type=SUBENTRY_METER,
+        title="Tesla Powerwall",
+        unique_id=DIN,
+    )
+
+
+def _user_input(gateway: SiteGateway, **changes: Any) -> dict[str, Any]:
+    return {CONF_HOST: "127.0.0.1", CONF_PORT: gateway.port, CONF_PASSWORD: PASSWORD, **changes}
+
+
+async def _start(hass: HomeAssistant, entry: Any) -> Any:
+    result = await hass.config_entries.subentries.async_init(
+        (entry.entry_id, SUBENTRY_METER), context={"source": SOURCE_USER}
+    )
+    assert result["type"] is FlowResultType.MENU
+    assert "powerwall" in result["menu_options"]
+    return await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {"next_step_id": KIND_POWERWALL}
+    )
+
+
+async def _reconfigure(hass: HomeAssistant, entry: Any, sub_id: str) -> Any:
+    return await hass.config_entries.subentries.async_init(
+        (entry.entry_id, SUBENTRY_METER),
+        context={"source": SOURCE_RECONFIGURE, "subentry_id": sub_id},
+    )
+
+
+async def test_add_powerwall_pins_its_certificate(
+    hass: HomeAssistant, gateway: SiteGateway
+) -> None:
+    """The gateway is logged into and read; its DIN is the unique id, its certificate pinned."""
+    entry = site_entry([])
+    entry.add_to_hass(hass)
+    result = await _start(hass, entry)
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "powerwall"
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], _user_input(gateway, **{CONF_HOST: " 127.0.0.1 "})
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    (sub,) = entry.subentries.values()
+    assert sub.unique_id == DIN
+    assert sub.title == "Tesla Powerwall"
+    assert sub.data[CONF_FINGERPRINT] == gateway.fingerprint
+    assert sub.data[CONF_HOST] == "127.0.0.1"
+    assert sub.data[CONF_PHASES] == 3
+    assert sub.data[CONF_KIND] == KIND_POWERWALL
+
+
+@pytest.mark.parametrize(
+    ("setup", "error"),
+    [
+        ("wrong_password", "invalid_auth"),
+        ("closed_port", "cannot_connect"),
+        ("timeout", "cannot_connect"),
+        ("stopped", "gateway_stopped"),
+        ("no_login", "not_powerwall"),
+        ("no_din", "not_powerwall"),
+        ("locked", "login_throttled"),
+        ("malformed_json", "invalid_response"),
+        ("missing_site", "invalid_response"),
+    ],
+)
+async def test_powerwall_flow_errors(
+    hass: HomeAssistant, gateway: SiteGateway, setup: str, error: str
+) -> None:
+    """Each way a gateway can fail the check is its own form error, and nothing is saved."""
+    entry = site_entry([])
+    entry.add_to_hass(hass)
+    user_input = _user_input(gateway)
+    if setup == "wrong_password":
+        user_input[CONF_PASSWORD] = "wrong"
+    elif setup == "closed_port":
+        user_input[CONF_PORT] = _closed_port()
+    elif setup == "timeout":
+        gateway.delay_s = 1.0
+    elif setup == "stopped":
+        gateway.stopped = True
+    elif setup == "no_login":
+        gateway.overrides["/api/login/Basic"] = (404, b"")
+    elif setup == "no_din":
+        gateway.overrides["/api/status"] = (200, json.dumps({"version": "1"}).encode())
+    elif setup == "locked":
+        gateway.failed_logins = gateway.lock_after
+    elif setup == "malformed_json":
+        gateway.overrides["/api/meters/aggregates"] = (200, b"{not json")
+    elif setup == "missing_site":
+        body = {"solar": gateway.aggregates["solar"]}
+        gateway.overrides["/api/meters/aggregates"] = (200, json.dumps(body).encode())
+    result = await _start(hass, entry)
+    result = await hass.config_entries.subentries.async_configure(result["flow_id"], user_input)
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": error}
+    assert not entry.subentries
+
+
+async def test_reconfigure_and_accept_a_new_certificate(
+    hass: HomeAssistant, gateway: SiteGateway
+) -> None:
+    """Reconfigure checks the pinned certificate; a new one is shown and must be accepted."""
+    entry = site_entry([powerwall_subentry(gateway)])
+    entry.add_to_hass(hass)
+    (sub_id,) = entry.subentries
+    result = await _reconfigure(hass, entry, sub_id)
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "powerwall"
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], _user_input(gateway)
+    )
+    assert result["reason"] == "reconfigure_successful"
+
+    old = gateway.fingerprint
+    new = await gateway.replace_certificate()
+    result = await _reconfigure(hass, entry, sub_id)
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], _user_input(gateway)
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "powerwall_certificate"
+    assert result["description_placeholders"] == {"pinned": old, "seen": new}
+    assert entry.subentries[sub_id].data[CONF_FINGERPRINT] == old  # nothing changed yet
+
+    # The gateway is stopped while the user decides, then changes again: both are shown.
+    gateway.stopped = True
+    result = await hass.config_entries.subentries.async_configure(result["flow_id"], {})
+    assert result["errors"] == {"base": "gateway_stopped"}
+    gateway.stopped = False
+    newer = await gateway.replace_certificate()
+    result = await hass.config_entries.subentries.async_configure(result["flow_id"], {})
+    assert result["errors"] == {"base": "certificate_changed_again"}
+    assert result["description_placeholders"]["seen"] == newer
+    result = await hass.config_entries.subentries.async_configure(result["flow_id"], {})
+    assert result["reason"] == "reconfigure_successful"
+    assert entry.subentries[sub_id].data[CONF_FINGERPRINT] == newer
+
+
+async def test_reconfigure_to_another_gateway_is_refused(
+    hass: HomeAssistant, gateway: SiteGateway
+) -> None:
+    """A gateway with another DIN at the address is a different device."""
+    entry = site_entry([powerwall_subentry(gateway)])
+    entry.add_to_hass(hass)
+    (sub_id,) = entry.subentries
+    other = {"din": "1232100-00-E--TG9999999999ZZ", "version": "24.36.2"}
+    gateway.overrides["/api/status"] = (200, json.dumps(other).encode())
+    result = await _reconfigure(hass, entry, sub_id)
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], _user_input(gateway)
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "different_device"
+
+
+LOAD_STEPS = {
+    "description": "6 kW of sun; the load drops by 3 kW at 8 s and comes back at 16 s",
+    "duration_s": 600,
+    "repeat": False,
+    "inverters": [
+        {"rating_w": 5000, "time_constant_s": 1.0},
+        {"rating_w": 5000, "time_constant_s": 1.0},
+    ],
+    "pv_available_w": 6000,
+    "load_w": 3500,
+    "events": [
+        {"t": 8, "type": "load_step", "delta_w": -3000},
+        {"t": 16, "type": "load_step", "delta_w": 3000},
+    ],
+}
+
+
+@pytest.mark.parametrize("scenario_data", [LOAD_STEPS])
+async def test_powerwall_meter_holds_the_export_limit(
+    hass: HomeAssistant,
+    sim: SimulatedSiteServer,
+    gateway: SiteGateway,
+    scenario_data: dict[str, Any],
+) -> None:
+    """The gateway reports the simulated site's grid power; the SunSpec inverters follow."""
+    gateway.follow_sim(sim)
+    entry = site_entry(
+        [
+            inverter_subentry(sim, 1),
+            inverter_subentry(sim, 2),
+            powerwall_subentry(gateway),
+            limiter_subentry("Export limit", export_limit=EXPORT_LIMIT),
+        ]
+    )
+    await setup_site(hass, entry)
+    samples = await record(sim, until_t=24.0)
+
+    settled = [s for s in samples if 4.0 <= s.t < 8.0]
+    assert settled
+    assert all(s.export_w <= EXPORT_LIMIT + TOLERANCE for s in settled)
+    assert max(s.export_w for s in settled) >= EXPORT_LIMIT - 150
+    after_drop = [s for s in samples if 8.0 <= s.t < 16.0]
+    over = [s.t for s in after_drop if s.export_w > EXPORT_LIMIT + TOLERANCE]
+    assert over
+    assert max(over) - 8.0 <= COMPLY_S, over
+    assert all(s.export_w <= EXPORT_LIMIT + TOLERANCE for s in after_drop if s.t >= 8.0 + COMPLY_S)
+    after_rise = [s for s in samples if 16.0 <= s.t < 24.0]
+    assert all(s.export_w <= EXPORT_LIMIT + TOLERANCE for s in after_rise)
+    assert max(s.generation_w for s in after_rise if s.t >= 21.0) >= 4500
+
+    # The meter's own and the gateway's extra sensors, on the gateway's device.
+    grid = float(hass.states.get("sensor.tesla_powerwall_grid_power").state)
+    assert abs(grid - sim.site.meter.reported_power_w) < 600
+    assert float(hass.states.get("sensor.tesla_powerwall_solar_power").state) > 3000
+    assert float(hass.states.get("sensor.tesla_powerwall_battery_power").state) == -1500
+    assert float(hass.states.get("sensor.tesla_powerwall_home_load").state) > 0
+    charge = hass.states.get("sensor.tesla_powerwall_battery_charge")
+    assert float(charge.state) == 67.2
+    assert charge.attributes["unit_of_measurement"] == "%"
+    assert float(hass.states.get("sensor.tesla_powerwall_grid_power_phase_c").state) == -500
+    assert hass.states.get("binary_sensor.tesla_powerwall_connection").state == "on"
+    device = dr.async_get(hass).async_get_device(
+        identifiers={(DOMAIN, f"{entry.entry_id}_{next(iter(_meters(entry)))}")}
+    )
+    assert device is not None
+    assert (device.manufacturer, device.serial_number) == ("Tesla", DIN)
+
+
+def _meters(entry: Any) -> list[str]:
+    return [s.subentry_id for s in entry.subentries.values() if s.subentry_type == SUBENTRY_METER]
+
+
+async def test_changed_certificate_raises_a_repair_until_accepted(
+    hass: HomeAssistant, sim: SimulatedSiteServer, gateway: SiteGateway
+) -> None:
+    """A new certificate is refused: fail-safe and a repair issue with the new fingerprint."""
+    gateway.follow_sim(sim)
+    entry = site_entry(
+        [
+            inverter_subentry(sim, 1),
+            powerwall_subentry(gateway),
+            limiter_subentry("Export limit", export_limit=EXPORT_LIMIT),
+        ],
+        meter_max_age=2.0,
+    )
+    await setup_site(hass, entry)
+    (meter_id,) = _meters(entry)
+    await wait_for(
+        lambda: hass.states.get("sensor.home_control_state").state == ControlState.CONTROLLING,
+        5,
+        "control",
+    )
+    new = await gateway.replace_certificate()
+    issues = ir.async_get(hass)
+    await wait_for(
+        lambda: issues.async_get_issue(DOMAIN, powerwall_issue_id(meter_id)) is not None,
+        5,
+        "repair issue",
+    )
+    issue = issues.async_get_issue(DOMAIN, powerwall_issue_id(meter_id))
+    assert issue.translation_key == "powerwall_certificate"
+    assert issue.translation_placeholders["seen"] == new
+    assert issue.severity is ir.IssueSeverity.ERROR
+    await wait_for(
+        lambda: hass.states.get("sensor.home_control_state").state == ControlState.FAIL_SAFE,
+        5,
+        "fail-safe",
+    )
+    connection = hass.states.get("binary_sensor.tesla_powerwall_connection")
+    assert connection.state == "off"
+    assert "certificate changed" in connection.attributes["error"]
+    assert hass.states.get("sensor.tesla_powerwall_solar_power").state == "unavailable"
+
+    result = await _reconfigure(hass, entry, meter_id)
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], _user_input(gateway)
+    )
+    assert result["step_id"] == "powerwall_certificate"
+    result = await hass.config_entries.subentries.async_configure(result["flow_id"], {})
+    assert result["reason"] == "reconfigure_successful"
+    assert issues.async_get_issue(DOMAIN, powerwall_issue_id(meter_id)) is None
+    await hass.async_block_till_done()
+    await wait_for(
+        lambda: hass.states.get("sensor.home_control_state").state == ControlState.CONTROLLING,
+        10,
+        "control again with the accepted certificate",
+    )
+
+
+async def test_bad_gateway_answers_keep_the_loop_running(
+    hass: HomeAssistant, sim: SimulatedSiteServer, gateway: SiteGateway
+) -> None:
+    """Malformed JSON, a missing field or a stopped gateway: meter unavailable, loop runs."""
+    gateway.follow_sim(sim)
+    entry = site_entry([inverter_subentry(sim, 1), powerwall_subentry(gateway)], meter_max_age=2.0)
+    await setup_site(hass, entry)
+    coordinator = entry.runtime_data.coordinator
+    for fault in ("malformed", "missing", "stopped", "timeout"):
+        if fault == "malformed":
+            gateway.overrides["/api/meters/aggregates"] = (200, b"[1, 2")
+        elif fault == "missing":
+            body = json.dumps({"site": {"frequency": 50}}).encode()
+            gateway.overrides["/api/meters/aggregates"] = (200, body)
+        elif fault == "stopped":
+            gateway.stopped = True
+        else:
+            gateway.delay_s = 3.0  # beyond the client's 2 s timeout
+        await wait_for(
+            lambda: hass.states.get("binary_sensor.tesla_powerwall_connection").state == "off",
+            8,
+            f"meter down ({fault})",
+        )
+        assert hass.states.get("sensor.tesla_powerwall_grid_power").state == "unavailable"
+        assert coordinator.last_update_success
+        gateway.overrides.clear()
+        gateway.stopped = False
+        gateway.delay_s = 0.0
+        await wait_for(
+            lambda: hass.states.get("binary_sensor.tesla_powerwall_connection").state == "on",
+            8,
+            f"meter back ({fault})",
+        )
+
+
+async def test_certificate_issue_clears_when_the_pinned_one_is_back(hass: HomeAssistant) -> None:
+    """If the pinned certificate comes back (an impostor left), the repair goes by itself."""
+
+    class FlakyMeter:
+        def __init__(self) -> None:
+            self.changed = True
+
+        async def async_read(self) -> MeterReading:
+            if self.changed:
+                raise CertificateChangedError("changed", pinned="AA", seen="BB")
+            return MeterReading(timestamp=0.0, grid_power_w=100.0)
+
+    sub = ConfigSubentry(
+        data=MappingProxyType({}), subentry_type=SUBENTRY_METER, title="PW", unique_id=DIN
+    )
+    inner = FlakyMeter()
+    meter = PowerwallSiteMeter(hass, inner, sub)  # type: ignore[arg-type]
+    issues = ir.async_get(hass)
+    for _ in range(2):  # raised once, not again for the same certificate
+        with pytest.raises(CertificateChangedError):
+            await meter.async_read()
+    assert issues.async_get_issue(DOMAIN, powerwall_issue_id(sub.subentry_id)) is not None
+    inner.changed = False
+    assert (await meter.async_read()).grid_power_w == 100.0
+    assert issues.async_get_issue(DOMAIN, powerwall_issue_id(sub.subentry_id)) is None
+
+
+async def test_diagnostics_hide_the_gateway_password(
+    hass: HomeAssistant,
+    sim: SimulatedSiteServer,
+    gateway: SiteGateway,
+    hass_client: ClientSessionGenerator,
+) -> None:
+    """The password, address and DIN stored in the meter's subentry are redacted."""
+    gateway.follow_sim(sim)
+    entry = await setup_site(hass, site_entry([powerwall_subentry(gateway)]))
+    text = str(await get_diagnostics_for_config_entry(hass, hass_client, entry))
+    assert PASSWORD not in text
+    assert DIN not in text
+    assert "127.0.0.1" not in text
