@@ -12,6 +12,7 @@ from homeassistant.config_entries import SOURCE_USER, ConfigSubentryData
 from homeassistant.const import CONF_NAME
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers import issue_registry as ir
 from pytest_homeassistant_custom_component.components.diagnostics import (
     get_diagnostics_for_config_entry,
 )
@@ -26,6 +27,7 @@ from custom_components.dynamic_export.const import (
     CONF_KEY_PEM,
     CONF_PEN,
     CONF_VERIFY_SERVER,
+    DOMAIN,
     SUBENTRY_CSIP,
 )
 from custom_components.dynamic_export.csip import discovery
@@ -203,3 +205,86 @@ async def test_utility_limits_drive_the_site(
     assert "PRIVATE KEY" not in text
     assert csip_device.pem.decode().splitlines()[1] not in text  # the device certificate
     assert csip_device.lfdi.upper() not in text.upper()
+
+
+async def test_stored_controls_apply_after_restart_with_server_down(
+    hass: HomeAssistant,
+    sim: SimulatedSiteServer,
+    csip_server: CsipTestServer,
+    csip_device: Credentials,
+    csip_pki: CsipPKI,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A restart while the utility's server is down keeps applying what it had said."""
+    monkeypatch.setattr(discovery, "MIN_POLL_S", 1)
+    state = csip_server.state
+    state.register_device(csip_device)
+    for resource in ("dcap", "edev", "fsa", "derp", "der"):
+        state.set_poll_rate(resource, 1)
+    state.add_control(
+        "1", start=time.time(), duration=600, mrid="CAFE0001", op_mod_exp_lim_w=200, ramp_tms=0
+    )
+    data = _form(csip_server, csip_device, csip_pki)
+    title = data.pop(CONF_NAME)
+    data[CONF_ENABLED] = True
+    entry = site_entry(
+        [
+            inverter_subentry(sim, 1),
+            inverter_subentry(sim, 2),
+            meter_subentry(sim),
+            ConfigSubentryData(data=data, subentry_type=SUBENTRY_CSIP, title=title, unique_id=None),
+        ]
+    )
+    await setup_site(hass, entry)
+
+    def export_limit() -> str:
+        limit = hass.states.get("sensor.home_export_limit")
+        return limit.state if limit else "missing"
+
+    await wait_for(lambda: export_limit() == "200.0", 15, "the control")
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+    await csip_server.stop()
+
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    await wait_for(lambda: export_limit() == "200.0", 10, "the stored control")
+    assert hass.states.get("sensor.home_export_limit").attributes["source"] == "SAPN"
+    await wait_for(lambda: sim.site.export_w < 260, 10, "export held while the server is down")
+    await wait_for(
+        lambda: hass.states.get("binary_sensor.sapn_connected").state == "off", 15, "offline"
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "issue"),
+    [
+        ("disabled", "csip_end_device_disabled"),
+        ("pin", "csip_pin_mismatch"),
+    ],
+)
+async def test_repair_issues(
+    hass: HomeAssistant,
+    csip_server: CsipTestServer,
+    csip_pki: CsipPKI,
+    monkeypatch: pytest.MonkeyPatch,
+    case: str,
+    issue: str,
+) -> None:
+    """What only the user can fix becomes a repair issue."""
+    monkeypatch.setattr(discovery, "MIN_POLL_S", 1)
+    device = csip_pki.device("device")
+    state = csip_server.state
+    state.register_device(device, enabled=case != "disabled", pin=11111)
+    data = _form(csip_server, device, csip_pki)
+    title = data.pop(CONF_NAME)
+    data.update({CONF_ENABLED: True, "pin": "22222" if case == "pin" else None})
+    entry = site_entry(
+        [ConfigSubentryData(data=data, subentry_type=SUBENTRY_CSIP, title=title, unique_id=None)]
+    )
+    await setup_site(hass, entry)
+    (sub_id,) = entry.subentries
+    registry = ir.async_get(hass)
+    await wait_for(
+        lambda: registry.async_get_issue(DOMAIN, f"{issue}_{sub_id}") is not None, 15, issue
+    )
