@@ -10,14 +10,12 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntry, ConfigSubentry
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
-from homeassistant.util import dt as dt_util
 
 from .const import (
     CONF_CA_PEM,
@@ -158,8 +156,3 @@ def _sync_repairs(
         elif issue_id in raised:
             raised.discard(issue_id)
             ir.async_delete_issue(hass, DOMAIN, issue_id)
-
-
-def last_success(status: CsipStatus) -> datetime | None:
-    """When the server last answered (for the entity)."""
-    return None if status.last_success is None else dt_util.as_utc(status.last_success)
