@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import voluptuous as vol
 from homeassistant.config_entries import (
     ConfigEntry,
     ConfigFlow,
@@ -19,6 +18,7 @@ from homeassistant.core import callback
 from homeassistant.helpers import selector
 from homeassistant.util import slugify
 
+from .compat import vol
 from .const import (
     CONF_CONNECT,
     CONF_CONTROL_ENABLED,
@@ -310,7 +310,7 @@ class InverterSubentryFlow(InverterKindSteps, _SunSpecSubentryFlow):
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
         """Choose the kind of inverter."""
-        return self.async_show_menu(menu_options=list(DEVICE_KINDS_INVERTER))
+        return self.async_show_menu(step_id="user", menu_options=list(DEVICE_KINDS_INVERTER))
 
 
 class MeterSubentryFlow(MeterKindSteps, _SunSpecSubentryFlow):
@@ -325,7 +325,7 @@ class MeterSubentryFlow(MeterKindSteps, _SunSpecSubentryFlow):
         entry = self._get_entry()
         if any(sub.subentry_type == SUBENTRY_METER for sub in entry.subentries.values()):
             return self.async_abort(reason="already_configured")
-        return self.async_show_menu(menu_options=list(DEVICE_KINDS_METER))
+        return self.async_show_menu(step_id="user", menu_options=list(DEVICE_KINDS_METER))
 
     def _client(
         self, device: SunSpecDevice, data: dict[str, Any]

@@ -41,10 +41,11 @@ def subentry_device_info(
         identifiers={(DOMAIN, f"{entry.entry_id}_{device_key}")},
         name=handle.name if handle is not None else subentry.title,
     )
+    # Written through a plain dict: each end's DeviceInfo types only one of the two keys.
     if LINK_BY_DEVICE_ID:
         cast("dict[str, Any]", info)["via_device_id"] = entry.runtime_data.site_device_id
     else:
-        info["via_device"] = (DOMAIN, entry.entry_id)
+        cast("dict[str, Any]", info)["via_device"] = (DOMAIN, entry.entry_id)
     if subentry.subentry_type == SUBENTRY_FIXED_LIMITER:
         info["entry_type"] = DeviceEntryType.SERVICE
         info["manufacturer"] = "Dynamic Export"

@@ -12,7 +12,6 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import voluptuous as vol
 from homeassistant.config_entries import (
     SOURCE_RECONFIGURE,
     ConfigEntryState,
@@ -25,6 +24,7 @@ from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers import selector
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
+from .compat import vol
 from .const import (
     CONF_BAUDRATE,
     CONF_FINGERPRINT,

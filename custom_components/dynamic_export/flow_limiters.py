@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import voluptuous as vol
 from homeassistant.config_entries import ConfigSubentryFlow, SubentryFlowResult
 from homeassistant.const import CONF_API_TOKEN, CONF_NAME
 from homeassistant.helpers import selector
 
+from .compat import vol
 from .const import (
     CONF_ENABLED,
     CONF_EXPORT_LIMIT,

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import voluptuous as vol
 from homeassistant.const import (
     ATTR_ENTITY_ID,
     ATTR_UNIT_OF_MEASUREMENT,
@@ -29,6 +28,7 @@ from homeassistant.core import HomeAssistant, State
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.util import dt as dt_util
 
+from .compat import vol
 from .const import LIMIT_UNIT_PERCENT
 from .core.errors import DeviceResponseError, DeviceUnavailableError, InvalidDeviceDataError
 from .core.measurements import InverterCommand, InverterReading, MeterReading

@@ -10,13 +10,13 @@ import math
 from datetime import datetime, timedelta
 from typing import Any
 
-import voluptuous as vol
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant, ServiceCall, callback
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import config_validation as cv
 from homeassistant.util import dt as dt_util
 
+from .compat import vol
 from .const import (
     ATTR_DURATION,
     ATTR_SITE,

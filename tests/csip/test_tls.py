@@ -17,7 +17,7 @@ from custom_components.dynamic_export.csip import identity, tls
 
 from .pki import Issued, issue
 
-SERVER_TLS12_CIPHERS = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-CCM8"
+SERVER_TLS12_CIPHERS = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-CCM8:@SECLEVEL=0"
 
 
 def _has_ccm8() -> bool:
@@ -157,6 +157,20 @@ async def test_mutual_tls_handshake(pki: Pki, tmp_path: Path) -> None:
     assert result["version"] == "TLSv1.2"
     if _has_ccm8():
         assert result["cipher"] == "ECDHE-ECDSA-AES128-CCM8"
+
+
+async def test_ccm8_only_server_is_reached_and_still_verified(pki: Pki, tmp_path: Path) -> None:
+    """A server offering nothing but 2030.5's mandatory suite (OpenSSL 3.6 rates it low)."""
+    client = tls.build_ssl_context(pki.device_identity(), ca_certificates=[pki.serca.cert])
+    server = _server_context(pki, pki.server, tmp_path)
+    server.set_ciphers("ECDHE-ECDSA-AES128-CCM8:@SECLEVEL=0")
+    async with _serve(server) as port:
+        assert (await _talk(port, client))["cipher"] == "ECDHE-ECDSA-AES128-CCM8"
+    impostor = _server_context(pki, issue("server", pki.stranger, ip=("127.0.0.1",)), tmp_path)
+    impostor.set_ciphers("ECDHE-ECDSA-AES128-CCM8:@SECLEVEL=0")
+    async with _serve(impostor) as port:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await _talk(port, client)
 
 
 async def test_untrusted_server_is_rejected(pki: Pki, tmp_path: Path) -> None:

@@ -7,7 +7,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
+
+from custom_components.dynamic_export.const import DOMAIN
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
+
+
+def site_device(
+    hass: HomeAssistant, entry_id: str, key: str | None = None
+) -> dr.DeviceEntry | None:
+    """The site's device (``key`` None) or one of its subentries' devices, by identifier.
+
+    Looked up among the entry's devices: ``DeviceRegistry.async_get_device`` is deprecated
+    and raises outside an integration on Home Assistant 2026.11.
+    """
+    wanted = (DOMAIN, entry_id if key is None else f"{entry_id}_{key}")
+    devices = dr.async_entries_for_config_entry(dr.async_get(hass), entry_id)
+    return next((d for d in devices if wanted in d.identifiers), None)
 
 
 async def wait_for(condition: Callable[[], bool], within_s: float, what: str) -> None:

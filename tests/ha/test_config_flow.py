@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+import pytest
 from homeassistant.config_entries import SOURCE_RECONFIGURE, SOURCE_USER
 from homeassistant.const import CONF_HOST, CONF_PORT
 from homeassistant.core import HomeAssistant
@@ -67,6 +68,18 @@ async def _start_subflow(hass: HomeAssistant, entry: Any, kind: str) -> Any:
             result["flow_id"], {"next_step_id": KIND_SUNSPEC_TCP}
         )
     return result
+
+
+@pytest.mark.parametrize("kind", [SUBENTRY_INVERTER, SUBENTRY_METER])
+async def test_device_menus_name_their_step(hass: HomeAssistant, kind: str) -> None:
+    """A menu without ``step_id`` is reported by HA 2026.11 and stops working in 2027.5."""
+    entry = await _add_site(hass)
+    result = await hass.config_entries.subentries.async_init(
+        (entry.entry_id, kind), context={"source": SOURCE_USER}
+    )
+    assert result["type"] is FlowResultType.MENU
+    assert result["step_id"] == "user"
+    assert KIND_SUNSPEC_TCP in result["menu_options"]
 
 
 async def _start_reconfigure(hass: HomeAssistant, entry: Any, kind: str, sub_id: str) -> Any:

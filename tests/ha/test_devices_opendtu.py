@@ -13,7 +13,6 @@ from homeassistant.config_entries import SOURCE_RECONFIGURE, SOURCE_USER, Config
 from homeassistant.const import CONF_HOST, CONF_NAME, CONF_PASSWORD, CONF_PORT
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
-from homeassistant.helpers import device_registry as dr
 
 from custom_components.dynamic_export import flow_devices
 from custom_components.dynamic_export.const import (
@@ -21,7 +20,6 @@ from custom_components.dynamic_export.const import (
     CONF_KIND,
     CONF_RATED_POWER,
     CONF_SERIAL,
-    DOMAIN,
     KIND_OPENDTU,
     SUBENTRY_INVERTER,
 )
@@ -29,7 +27,7 @@ from custom_components.dynamic_export.core.controller import ControlState
 
 from ..opendtu.dtu import HM_SERIAL, HMS_SERIAL, PASSWORD
 from .conftest import limiter_subentry, setup_site, site_entry
-from .helpers import wait_for
+from .helpers import site_device, wait_for
 from .peers import DtuPeer, PeerSite, SiteGateway, dtu_peer, run_until, seconds_over
 from .test_devices_powerwall import powerwall_subentry
 
@@ -369,13 +367,10 @@ async def test_dtu_inverters_hold_the_export_limit(
         assert float(_state(hass, f"{hms}_rated_power")) == 2000
         assert _state(hass, "binary_sensor.garage_hm_800_connection") == "on"
         assert _state(hass, "sensor.home_control_state") == ControlState.CONTROLLING
-        registry = dr.async_get(hass)
         (sub_id,) = [
             s.subentry_id for s in entry.subentries.values() if s.subentry_type == "inverter"
         ]
-        device = registry.async_get_device(
-            identifiers={(DOMAIN, f"{entry.entry_id}_{sub_id}_{HMS_SERIAL}")}
-        )
+        device = site_device(hass, entry.entry_id, f"{sub_id}_{HMS_SERIAL}")
         assert device is not None
         assert (device.manufacturer, device.serial_number) == ("Hoymiles", HMS_SERIAL)
     finally:
@@ -432,9 +427,7 @@ async def test_unticked_inverter_loses_its_device(hass: HomeAssistant, dtu: DtuP
     entry = site_entry([dtu_subentry(dtu)])
     await setup_site(hass, entry)
     (sub_id,) = entry.subentries
-    registry = dr.async_get(hass)
-    hm_device = {(DOMAIN, f"{entry.entry_id}_{sub_id}_{HM_SERIAL}")}
-    assert registry.async_get_device(identifiers=hm_device) is not None
+    assert site_device(hass, entry.entry_id, f"{sub_id}_{HM_SERIAL}") is not None
     result = await _reconfigure(hass, entry, sub_id)
     result = await hass.config_entries.subentries.async_configure(result["flow_id"], _login(dtu))
     result = await hass.config_entries.subentries.async_configure(
@@ -442,10 +435,9 @@ async def test_unticked_inverter_loses_its_device(hass: HomeAssistant, dtu: DtuP
     )
     assert result["reason"] == "reconfigure_successful"
     await hass.async_block_till_done()
-    assert registry.async_get_device(identifiers=hm_device) is None
+    assert site_device(hass, entry.entry_id, f"{sub_id}_{HM_SERIAL}") is None
     assert hass.states.get("sensor.garage_hm_800_ac_power") is None
-    hms_device = {(DOMAIN, f"{entry.entry_id}_{sub_id}_{HMS_SERIAL}")}
-    assert registry.async_get_device(identifiers=hms_device) is not None
+    assert site_device(hass, entry.entry_id, f"{sub_id}_{HMS_SERIAL}") is not None
     assert hass.states.get("sensor.roof_hms_2000_ac_power") is not None
 
 

@@ -19,7 +19,6 @@ from homeassistant.config_entries import (
 from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_PORT
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
-from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import issue_registry as ir
 from pytest_homeassistant_custom_component.components.diagnostics import (
     get_diagnostics_for_config_entry,
@@ -43,7 +42,7 @@ from custom_components.dynamic_export.sim.server import SimulatedSiteServer
 
 from ..powerwall.gateway import DIN, PASSWORD
 from .conftest import inverter_subentry, limiter_subentry, setup_site, site_entry
-from .helpers import record, wait_for
+from .helpers import record, site_device, wait_for
 from .peers import SiteGateway
 
 EXPORT_LIMIT = 1500.0
@@ -298,9 +297,7 @@ async def test_powerwall_meter_holds_the_export_limit(
     assert charge.attributes["unit_of_measurement"] == "%"
     assert float(hass.states.get("sensor.tesla_powerwall_grid_power_phase_c").state) == -500
     assert hass.states.get("binary_sensor.tesla_powerwall_connection").state == "on"
-    device = dr.async_get(hass).async_get_device(
-        identifiers={(DOMAIN, f"{entry.entry_id}_{next(iter(_meters(entry)))}")}
-    )
+    device = site_device(hass, entry.entry_id, next(iter(_meters(entry))))
     assert device is not None
     assert (device.manufacturer, device.serial_number) == ("Tesla", DIN)
 

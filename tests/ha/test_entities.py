@@ -16,12 +16,12 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 )
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
-from custom_components.dynamic_export.const import CONF_CONTROL_ENABLED, DOMAIN
+from custom_components.dynamic_export.const import CONF_CONTROL_ENABLED
 from custom_components.dynamic_export.core.controller import ControlState
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
 
 from .conftest import inverter_subentry, limiter_subentry, meter_subentry, setup_site, site_entry
-from .helpers import wait_for
+from .helpers import site_device, wait_for
 
 
 def _site(sim: SimulatedSiteServer, **limits: float | bool | None):
@@ -76,7 +76,7 @@ async def test_entity_states_follow_the_site(hass: HomeAssistant, sim: Simulated
     device_registry = dr.async_get(hass)
     devices = dr.async_entries_for_config_entry(device_registry, entry.entry_id)
     assert len(devices) == 5
-    site = device_registry.async_get_device(identifiers={(DOMAIN, entry.entry_id)})
+    site = site_device(hass, entry.entry_id)
     assert site is not None
     assert all(d.via_device_id == site.id for d in devices if d.id != site.id)
     inverter = next(d for d in devices if d.name == "Inverter 1")

@@ -10,13 +10,14 @@ then, then "Ok" (or "Failure" with ``fail_acks``). ``firmware`` "new" takes limi
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import BasicAuth, web
+from aiohttp import web
 
 PASSWORD = "dtu-Secret-7"
 HM_SERIAL = "114182912345"
@@ -182,11 +183,14 @@ class FakeDtu:
         header = request.headers.get("Authorization")
         if header is None:
             return False
-        try:
-            auth = BasicAuth.decode(header)
-        except ValueError:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "basic":
             return False
-        return auth.login == "admin" and auth.password == self.password
+        try:
+            login, _, password = base64.b64decode(token, validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        return login == "admin" and password == self.password
 
     def _denied(self, request: web.Request, *, write: bool) -> web.Response | None:
         if self._authorised(request) or (self.allow_readonly and not write):

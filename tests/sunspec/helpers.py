@@ -565,8 +565,9 @@ class PymodbusServer:
             ) -> None:
                 self._record(Request(unit, function, address, count, tuple(values or ())))
 
+            # UINT16, not REGISTERS: pymodbus 3.13 packs REGISTERS as signed 16-bit.
             simdata = [
-                SimData(start, values=values, datatype=DataType.REGISTERS)
+                SimData(start, values=values, datatype=DataType.UINT16)
                 for start, values in register_runs(image.registers)
             ]
             devices.append(SimDevice(id=unit, simdata=simdata, action=action))

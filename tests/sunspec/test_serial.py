@@ -28,6 +28,7 @@ from custom_components.dynamic_export.sunspec.connection import (
     SerialSettings,
 )
 from custom_components.dynamic_export.sunspec.device import SunSpecDevice
+from custom_components.dynamic_export.sunspec.errors import ModbusExceptionError
 from custom_components.dynamic_export.sunspec.inverter import SunSpecInverter
 from custom_components.dynamic_export.sunspec.meter import SunSpecMeter
 
@@ -55,8 +56,11 @@ def _pty() -> tuple[int, int, str]:
 class VirtualBus:
     """Two pty pairs with their masters joined; ``path`` is the client's (symlinked) port."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, units: set[int] | None = None) -> None:
         self.path = str(directory / "ttyRS485")
+        self.units = units
+        """Units on the line: requests for others get no answer, as on a real RS-485 bus.
+        None lets every request through to the server (which then decides)."""
         self.server_master, self._server_slave, self.server_path = _pty()
         self._client: tuple[int, int, str] | None = None
         self._loop = asyncio.get_running_loop()
@@ -69,8 +73,10 @@ class VirtualBus:
             data = os.read(source, 4096)
             if client is None:
                 return  # nothing plugged in: bytes are lost, as on a cut cable
-            target = client[0] if source == self.server_master else self.server_master
-            os.write(target, data)
+            if source == self.server_master:
+                os.write(client[0], data)
+            elif self.units is None or (data and data[0] in self.units):
+                os.write(self.server_master, data)  # an RTU frame starts with its unit id
 
     def plug_in(self) -> None:
         assert self._client is None
@@ -111,10 +117,11 @@ class PymodbusRtuServer(PymodbusServer):
         context = self._block_context() if _datablocks_hold_values() else self._sim_devices()
         params = inspect.signature(ModbusSerialServer.__init__).parameters
         kwargs: dict[str, Any] = {"port": self.serial_port, "baudrate": SETTINGS.baudrate}
-        # Units that are not on the bus must stay silent, as on a real RS-485 line.
+        # Whether a missing unit is answered is the bus's choice (VirtualBus.units), not the
+        # server's: pymodbus 3.13's server answers exception 4 even when told to ignore it.
         for name in ("ignore_missing_devices", "ignore_missing_slaves"):
             if name in params:
-                kwargs[name] = True
+                kwargs[name] = False
         self._server = ModbusSerialServer(context, framer=FramerType.RTU, **kwargs)
         await self._server.serve_forever(background=True)
         return 0
@@ -133,8 +140,13 @@ def _site() -> dict[int, DeviceImage]:
 
 
 @pytest.fixture
-async def bus(tmp_path: Path) -> AsyncIterator[tuple[VirtualBus, PymodbusRtuServer]]:
-    virtual = VirtualBus(tmp_path)
+async def bus(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[VirtualBus, PymodbusRtuServer]]:
+    """Units 1 and 2 on the line; ``@pytest.mark.parametrize("bus", [None], indirect=True)``
+    lets every unit id reach the server."""
+    units = getattr(request, "param", {1, 2})
+    virtual = VirtualBus(tmp_path, units)
     server = PymodbusRtuServer(_site(), virtual.server_path)
     await server.start()
     yield virtual, server
@@ -184,10 +196,30 @@ async def test_multi_chunk_reads_are_not_interleaved_on_the_bus(bus, pool) -> No
 
 
 async def test_silent_unit_times_out_and_the_bus_keeps_working(bus, pool) -> None:
+    """Nobody on the line answers unit 7: the request times out, the bus stays usable."""
     virtual, _ = bus
     connection = pool.get_serial(virtual.path, SETTINGS)
     with pytest.raises(DeviceUnavailableError, match=r"unit 7: .*no response"):
         await connection.read_holding_registers(7, 40000, 2)
+    assert await connection.read_holding_registers(1, 40000, 2) == [0x5375, 0x6E53]
+
+
+@pytest.mark.parametrize("bus", [None], indirect=True)
+async def test_unknown_unit_left_to_pymodbus_server(bus, pool) -> None:
+    """Every unit id reaches pymodbus' RTU server, whose answer for one it lacks differs:
+    3.8 stays silent (the request times out), 3.13 answers exception 4 (server device
+    failure), which the client reports at once, naming the unit. The bus works on after."""
+    virtual, _ = bus
+    connection = pool.get_serial(virtual.path, SETTINGS)
+    if _datablocks_hold_values():  # pymodbus up to 3.1x: silent
+        with pytest.raises(DeviceUnavailableError, match=r"unit 7: .*no response"):
+            await connection.read_holding_registers(7, 40000, 2)
+    else:
+        started = time.monotonic()
+        with pytest.raises(ModbusExceptionError, match=r"unit 7: .*Modbus exception 4") as err:
+            await connection.read_holding_registers(7, 40000, 2)
+        assert err.value.code == 4
+        assert time.monotonic() - started < TIMEOUT_S
     assert await connection.read_holding_registers(1, 40000, 2) == [0x5375, 0x6E53]
 
 

@@ -1,9 +1,11 @@
 """Mutual TLS for the 2030.5 client.
 
-IEEE 2030.5 mandates TLS 1.2 with ECDHE-ECDSA-AES128-CCM8, so that suite is offered first
-(where the local OpenSSL has it), followed by the usual ECDHE AEAD suites for servers
-that lack it. The server is verified by default: skipping it (``verify_server=False``) is
-for local test servers only.
+IEEE 2030.5 mandates TLS 1.2 with ECDHE-ECDSA-AES128-CCM8, so that suite is offered first,
+followed by the usual ECDHE AEAD suites for servers that lack it. OpenSSL 3.6 rates CCM8's
+64-bit tag below its default security level and silently leaves the suite out, so the
+context runs at security level 0: the suites are still only the AEAD ones listed here, TLS
+1.2 is still the minimum, and the server is still verified against the configured CA.
+Skipping that verification (``verify_server=False``) is for local test servers only.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ CIPHERS = ":".join(
     )
 )
 """TLS 1.2 suites in preference order; OpenSSL silently drops ones it lacks."""
+
+CIPHER_STRING = f"{CIPHERS}:@SECLEVEL=0"
+"""What the context is given: level 0 keeps CCM8 on every OpenSSL (3.6 rates it below 1)."""
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -65,7 +70,7 @@ def build_ssl_context(
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if maximum_version is not None:
         context.maximum_version = maximum_version
-    context.set_ciphers(CIPHERS)
+    context.set_ciphers(CIPHER_STRING)
     if verify_server:
         context.check_hostname = check_hostname
         context.verify_mode = ssl.CERT_REQUIRED

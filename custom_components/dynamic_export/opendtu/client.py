@@ -12,6 +12,7 @@ request; 5001-5004 and 11001/11002 bad limit or power command).
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from collections.abc import Callable
@@ -61,6 +62,16 @@ CODE_TEXT = {
 }
 
 
+def basic_authorization(user: str, password: str) -> str:
+    """An HTTP Basic ``Authorization`` value (RFC 7617).
+
+    Built here because aiohttp 3.14 deprecates both ``BasicAuth`` and ``auth=``, while
+    its replacement, ``encode_basic_auth``, does not exist in aiohttp 3.11 (HA 2025.4).
+    """
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return f"Basic {token}"
+
+
 class OpenDtuClient:
     """One DTU; share it between the inverter adapters of that DTU."""
 
@@ -80,7 +91,7 @@ class OpenDtuClient:
         self._session = session
         self._host = host.strip()
         self._port = port
-        self._auth = aiohttp.BasicAuth(USERNAME, password)
+        self._headers = {"Authorization": basic_authorization(USERNAME, password)}
         self._timeout_s = timeout_s
         self._clock = clock
         self._lock = asyncio.Lock()
@@ -193,7 +204,7 @@ class OpenDtuClient:
                 url,
                 params=params,
                 data=form,
-                auth=self._auth,
+                headers=self._headers,
                 timeout=aiohttp.ClientTimeout(total=self._timeout_s),
                 allow_redirects=False,
             ) as response:

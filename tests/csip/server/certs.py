@@ -424,7 +424,7 @@ def server_ssl_context(
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if maximum_version is not None:
         context.maximum_version = maximum_version
-    context.set_ciphers(SEP_CIPHERS)
+    context.set_ciphers(f"{SEP_CIPHERS}:@SECLEVEL=0")  # CCM8 on OpenSSL 3.6 too
     context.set_ecdh_curve("prime256v1")
     context.load_cert_chain(credentials.cert_path, credentials.key_path)
     context.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
