@@ -79,6 +79,14 @@ class _FakeInverter:
     def revert_timeout_s(self) -> float:
         return 60.0
 
+    @property
+    def supports_connect(self) -> bool:
+        return True
+
+    @property
+    def limit_step_pct(self) -> float:
+        return 0.0
+
     async def async_read(self) -> InverterReading:
         return self.readings[self.index % len(self.readings)]
 

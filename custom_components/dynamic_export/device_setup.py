@@ -58,6 +58,7 @@ from .opendtu.inverter import OpenDtuInverter
 from .powerwall.client import PowerwallClient
 from .powerwall.errors import CertificateChangedError
 from .powerwall.meter import PowerwallMeter
+from .storage import SiteStore
 from .sunspec.connection import ConnectionPool, RegisterConnection, SerialSettings
 from .sunspec.device import SunSpecDevice
 from .sunspec.inverter import InverterInfo, SunSpecInverter
@@ -117,6 +118,8 @@ class DeviceContext:
     hass: HomeAssistant
     pool: ConnectionPool
     revert_timeout_s: float
+    store: SiteStore | None = None
+    """The site's persisted state (ratings, baselines), when the site has one."""
     powerwalls: dict[tuple[str, int], PowerwallClient] = field(default_factory=dict)
     """One client per Powerwall gateway (host, port)."""
     dtus: dict[tuple[str, int], OpenDtuClient] = field(default_factory=dict)

@@ -190,6 +190,20 @@ class HaEntityInverter:
         """0: the number keeps its value; nothing needs refreshing."""
         return 0.0
 
+    @property
+    def supports_connect(self) -> bool:
+        """False: a number entity cannot open the inverter's relay."""
+        return False
+
+    @property
+    def limit_step_pct(self) -> float:
+        """The number's step, in % of the rating (0 when it has none or is unavailable)."""
+        state = self._hass.states.get(self.limit_entity)
+        step = _finite(state.attributes.get(ATTR_STEP)) if state is not None else None
+        if step is None or step <= 0:
+            return 0.0
+        return step if self._percent else 100.0 * step / self._rating
+
     async def async_read(self) -> InverterReading:
         """Output from the power sensor, the limit in force from the number."""
         output = power_w(_state(self._hass, self.power_entity))

@@ -129,7 +129,7 @@ async def async_build_runtime(hass: HomeAssistant, entry: DynamicExportConfigEnt
     inverters: dict[str, InverterHandle] = {}
     meter: MeterHandle | None = None
     limiters: dict[str, LimiterHandle] = {}
-    devices = DeviceContext(hass, pool, revert_timeout)
+    devices = DeviceContext(hass, pool, revert_timeout, store)
     hooks: list[CycleHook] = []
     for sub in entry.subentries.values():
         if sub.subentry_type == SUBENTRY_INVERTER:

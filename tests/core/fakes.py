@@ -8,6 +8,7 @@ its own writes on the next cycle. Every device can be told to fail or to hang.
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -74,6 +75,9 @@ class FakeInverter:
         self.release_fault = Fault()
         self.reports_limit = True
         """False: the inverter does not report its limit or relay state."""
+        self.supports_connect = True
+        self.limit_step_pct = 0.0
+        """The step a read-back limit is rounded down to (0: exact)."""
 
     @property
     def revert_timeout_s(self) -> float:
@@ -106,7 +110,10 @@ class FakeInverter:
         await self.apply_fault.apply()
         self.applied.append(command)
         self.connected = command.connect
-        self.limit_pct = command.limit_pct
+        step = self.limit_step_pct
+        self.limit_pct = (
+            math.floor(command.limit_pct / step + 1e-9) * step if step > 0 else command.limit_pct
+        )
         self.limit_enabled = True
 
     async def async_release(self) -> None:

@@ -27,6 +27,20 @@ class Inverter(Protocol):
         """Seconds after the last write at which the inverter drops our limit (0: never)."""
         ...
 
+    @property
+    def supports_connect(self) -> bool:
+        """True when ``connect=False`` really opens the inverter's relay (or powers it off)."""
+        ...
+
+    @property
+    def limit_step_pct(self) -> float:
+        """Smallest change of the limit the device can hold, in % of rating (0: continuous).
+
+        A limit read back from the device is rounded to this step, so it may differ from
+        the command by up to one step without the device having drifted.
+        """
+        ...
+
     async def async_read(self) -> InverterReading:
         """Read output, rating and the limit in force."""
         ...

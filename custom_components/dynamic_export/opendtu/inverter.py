@@ -114,6 +114,17 @@ class OpenDtuInverter:
         return 0.0
 
     @property
+    def supports_connect(self) -> bool:
+        """True: connect=False powers the inverter off through the DTU."""
+        return True
+
+    @property
+    def limit_step_pct(self) -> float:
+        """One watt of the absolute limit the DTU sends (0 while the max power is unknown)."""
+        rating = self._max_power_w or self._fallback_rating
+        return 100.0 / rating if rating else 0.0
+
+    @property
     def temperature_c(self) -> float | None:
         """Inverter temperature from the last reading."""
         return self.data.temperature_c if self.data else None

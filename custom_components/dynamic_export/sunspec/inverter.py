@@ -109,6 +109,16 @@ class SunSpecInverter:
         """Seconds after our last write at which the inverter drops the limit (0: never)."""
         return float(self._revert_raw) if self._limit_revert_supported else 0.0
 
+    @property
+    def supports_connect(self) -> bool:
+        """True when the device implements model 123's Conn point."""
+        return self._conn is not None
+
+    @property
+    def limit_step_pct(self) -> float:
+        """One unit of WMaxLimPct at the device's scale factor (1 % at SF 0)."""
+        return float(10.0**self._limit_sf)
+
     async def async_setup(self) -> InverterInfo:
         """Discover models, read identity and rating, and check the controls are usable."""
         models = await self._device.async_scan()
