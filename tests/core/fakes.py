@@ -39,8 +39,12 @@ class Fault:
 
     error: BaseException | None = None
     hang: bool = False
+    delay_s: float = 0.0
+    """A slow answer: this long before the call completes."""
 
     async def apply(self) -> None:
+        if self.delay_s > 0:
+            await asyncio.sleep(self.delay_s)
         if self.hang:
             await asyncio.Event().wait()
         if self.error is not None:

@@ -744,12 +744,37 @@ def test_unreachable_rating_above_generation_limit_gives_zero() -> None:
     assert plan.commands["a"].limit_pct == 0.0
 
 
-def test_unreachable_inverter_without_known_rating_counts_as_zero() -> None:
+def test_unreachable_inverter_without_known_rating_leaves_nothing_under_a_limit() -> None:
+    """Never read, never stored: it could be producing anything, so the others get 0 W."""
     plan = no_ramp().compute(
         MergedControls(generation_limit=3000.0),
         meter(0.0),
         {"a": reading(2000.0, 5000.0), "b": None},
         {"a": 5000.0},
+        NOW,
+    )
+    assert plan.generation_target_w == 0.0
+    assert plan.commands["a"].limit_pct == 0.0
+
+
+def test_unreachable_inverter_without_known_rating_leaves_nothing_at_fail_safe() -> None:
+    plan = no_ramp().compute(
+        MergedControls(export_limit=1500.0),
+        None,
+        {"a": reading(2000.0, 5000.0), "b": None},
+        {"a": 5000.0},
+        NOW,
+    )
+    assert plan.state is ControlState.FAIL_SAFE
+    assert plan.generation_target_w == 0.0
+
+
+def test_unknown_rating_matters_only_while_unreachable() -> None:
+    plan = no_ramp().compute(
+        MergedControls(generation_limit=3000.0),
+        meter(0.0),
+        {"a": reading(2000.0, 5000.0), "b": reading(0.0, 5000.0)},
+        {},
         NOW,
     )
     assert plan.generation_target_w == pytest.approx(3000.0)
@@ -836,3 +861,42 @@ def test_export_a_hair_over_the_limit_is_not_urgent() -> None:
             10.0,
         )
         assert plan.over_export_limit is urgent
+
+
+# --- inverters that refuse their limit -----------------------------------------------------
+
+
+def test_inverter_refusing_its_limit_leaves_the_others_only_what_remains() -> None:
+    """b holds 50 % of 3 kW and refuses writes: a and b together stay within the target."""
+    plan = no_ramp().compute(
+        MergedControls(export_limit=1500.0),
+        meter(-2429.0),  # load 1000 W, a 1929 W + b 1500 W, exporting 2429 W
+        {"a": reading(1929.0, 4000.0, limit_pct=48.2), "b": reading(1500.0, 3000.0, limit_pct=50)},
+        {"a": 4000.0, "b": 3000.0},
+        NOW,
+        not_following={"b"},
+    )
+    assert plan.generation_target_w == pytest.approx(2500.0)
+    a_w = plan.commands["a"].limit_pct / 100 * 4000.0
+    assert a_w == pytest.approx(1000.0)  # 2500 W target minus the 1500 W b may go on making
+    b_w = plan.commands["b"].limit_pct / 100 * 3000.0
+    assert b_w <= 1500.0  # asked for its share, never more than it holds now
+
+
+def test_refusing_inverter_counts_at_its_output_when_above_its_reported_limit() -> None:
+    plan = no_ramp().compute(
+        MergedControls(generation_limit=3000.0),
+        meter(0.0),
+        {"a": reading(1000.0, 4000.0, limit_pct=25), "b": reading(2500.0, 3000.0, limit_pct=50)},
+        {},
+        NOW,
+        not_following={"b"},
+    )
+    assert plan.commands["a"].limit_pct / 100 * 4000.0 == pytest.approx(500.0)
+
+
+def test_configured_meter_that_never_answered_is_unavailable_not_missing() -> None:
+    plan = no_ramp().compute(
+        MergedControls(export_limit=0.0), None, {"a": reading(0.0)}, {}, NOW, meter_fresh=False
+    )
+    assert plan.fail_safe_reason is FailSafeReason.METER_UNAVAILABLE

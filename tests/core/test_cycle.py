@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 
@@ -264,12 +265,33 @@ async def test_failed_release_is_reported_and_retried() -> None:
     assert site.inverters["a"].releases == 2  # best effort: all are released again
 
 
-async def test_explicit_release() -> None:
+async def test_close_hands_back_inverters_without_a_revert_timer_and_stops_writing() -> None:
     site = two_inverter_site()
+    site.inverters["b"]._revert_timeout_s = 0.0  # e.g. a Home Assistant number
     loop = make_loop(site, export_limit(0.0))
     await run(loop, site, 1)
-    await loop.async_release()
-    assert all(inv.releases == 1 for inv in site.inverters.values())
+    assert await loop.async_close() == {}
+    assert site.inverters["a"].releases == 0  # its own timer drops our limit
+    assert site.inverters["b"].releases == 1
+    assert not site.inverters["b"].limit_enabled
+    writes = sum(len(inv.applied) for inv in site.inverters.values())
+    await run(loop, site, 3)
+    assert sum(len(inv.applied) for inv in site.inverters.values()) == writes
+
+
+async def test_close_waits_for_a_running_cycle() -> None:
+    site = two_inverter_site()
+    site.inverters["b"]._revert_timeout_s = 0.0
+    loop = make_loop(site, export_limit(0.0))
+    await run(loop, site, 1)
+    site.log.clear()
+    cycle = asyncio.ensure_future(loop.async_run_cycle())
+    await asyncio.sleep(0)
+    await loop.async_close()
+    await cycle
+    assert site.log.index("release b") > max(
+        i for i, line in enumerate(site.log) if line.startswith("read")
+    )
 
 
 # --- limiters ------------------------------------------------------------------
@@ -408,7 +430,9 @@ async def test_cycle_never_raises_when_every_device_fails() -> None:
     loop = make_loop(site, export_limit(0.0))
     snapshot = await run(loop, site, 3)
     assert snapshot.state is ControlState.FAIL_SAFE
-    assert snapshot.plan.fail_safe_reason is FailSafeReason.NO_METER
+    assert (
+        snapshot.plan.fail_safe_reason is FailSafeReason.METER_UNAVAILABLE
+    )  # configured, never answered
     assert snapshot.meter is None
     assert "meter bug" in (snapshot.meter_error or "")
     assert snapshot.plan.commands == {}
@@ -574,3 +598,111 @@ async def test_reverted_inverter_is_rewritten() -> None:
     snapshot = await run(loop, site, 1)
     assert snapshot.writes == 1
     assert site.inverters["a"].limit_enabled
+
+
+# --- safety: overlapping cycles, never-read inverters ----------------------------------
+
+
+async def test_cycles_asked_for_at_once_run_one_after_the_other() -> None:
+    """An action's refresh next to the timer's: read, write, then read, write — never mixed."""
+    site = two_inverter_site()
+    site.inverters.pop("b")
+    loop = make_loop(site, export_limit(0.0))
+    site.inverters["a"].read_fault.delay_s = 0.01
+    await asyncio.gather(loop.async_run_cycle(), loop.async_run_cycle())
+    steps = [line.split()[0] for line in site.log if not line.endswith("meter")]
+    assert steps in (["read", "write", "read"], ["read", "write", "read", "write"])
+
+
+async def test_inverter_never_read_counts_at_its_stored_rating() -> None:
+    """Down since start-up: the rating known from before (store or user) still holds it."""
+    site = two_inverter_site(load_w=0.0)
+    site.inverters["b"].read_fault.error = DeviceUnavailableError("down")
+    loop = ControlLoop(
+        meter=site.meter,
+        inverters=site.inverters,
+        ratings={"b": 3000.0},  # a's rating comes from its first read
+        limiters=[FixedLimiter("fixed", Controls(generation_limit=5000.0))],
+        controller=Controller(ControllerSettings(ramp_up_pct_per_s=100.0)),
+        write_policy=WritePolicy(),
+        clock=site.clock,
+        wall_clock=lambda: WALL,
+        device_timeout_s=TIMEOUT,
+    )
+    snapshot = await run(loop, site, 3)
+    assert snapshot.plan.generation_target_w == pytest.approx(2000.0)
+
+
+async def test_inverter_never_read_without_any_rating_holds_the_others_at_zero() -> None:
+    site = two_inverter_site(load_w=0.0)
+    site.inverters["b"].read_fault.error = DeviceUnavailableError("down")
+    learnt: list[tuple[str, float]] = []
+    loop = ControlLoop(
+        meter=site.meter,
+        inverters=site.inverters,
+        ratings={"b": 0.0},  # what set-up used to pass when the first read failed
+        limiters=[FixedLimiter("fixed", Controls(generation_limit=5000.0))],
+        controller=Controller(ControllerSettings(ramp_up_pct_per_s=100.0)),
+        write_policy=WritePolicy(),
+        clock=site.clock,
+        wall_clock=lambda: WALL,
+        device_timeout_s=TIMEOUT,
+        on_rating=lambda key, watts: learnt.append((key, watts)),
+    )
+    snapshot = await run(loop, site, 3)
+    assert snapshot.plan.generation_target_w == 0.0
+    assert site.inverters["a"].output_w == 0.0  # b may be producing up to any rating
+    assert "rating never read" in (snapshot.inverters["b"].error or "")
+    assert learnt == [("a", 6000.0)]
+    site.inverters["b"].read_fault.error = None
+    snapshot = await run(loop, site, 3)
+    assert learnt == [("a", 6000.0), ("b", 3000.0)]
+    assert snapshot.plan.generation_target_w == pytest.approx(5000.0)
+
+
+async def test_steady_limit_on_a_stepped_device_is_written_once() -> None:
+    """A device that rounds the limit down to whole percent is not rewritten every cycle."""
+    site = FakeSite(load_w=1000.0)
+    inverter = site.add_inverter("a", 5000.0, revert_timeout_s=0.0)
+    inverter.limit_step_pct = 1.0
+    loop = ControlLoop(
+        meter=site.meter,
+        inverters=site.inverters,
+        ratings=site.ratings,
+        limiters=[FixedLimiter("fixed", Controls(generation_limit=2030.0))],
+        controller=Controller(ControllerSettings(ramp_up_pct_per_s=100.0)),
+        write_policy=WritePolicy(deadband_pct=0.5),
+        clock=site.clock,
+        wall_clock=lambda: WALL,
+        device_timeout_s=TIMEOUT,
+    )
+    await run(loop, site, 3)
+    writes = len(inverter.applied)
+    assert inverter.limit_pct == 40.0  # 40.6 % asked, 40 % held
+    await run(loop, site, 20)
+    assert len(inverter.applied) == writes
+
+
+async def test_inverter_refusing_writes_is_made_up_for_by_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Its writes fail while its reads work: the others are turned down so export holds."""
+    site = FakeSite(load_w=1000.0)
+    site.add_inverter("a", 4000.0)
+    stuck = site.add_inverter("b", 3000.0)
+    stuck.limit_enabled, stuck.limit_pct = True, 50.0
+    stuck.apply_fault.error = DeviceResponseError("illegal function")
+    loop = make_loop(site, export_limit(1500.0))
+    with caplog.at_level(logging.INFO):
+        await run(loop, site, 10)
+        assert site.export_w <= 1500.0 + 1.0
+        assert stuck.output_w == 1500.0  # it kept its own limit throughout
+        stuck.apply_fault.error = None
+        await run(loop, site, 10)
+    assert site.export_w <= 1500.0 + 1.0
+    assert stuck.limit_pct != 50.0  # it takes limits again
+    # One line when it starts refusing and one when it stops, not one per cycle, and no
+    # "unavailable"/"is back" flapping: its reads worked throughout.
+    assert caplog.text.count("does not take its limit") == 1
+    assert caplog.text.count("takes its limit again") == 1
+    assert "unavailable" not in caplog.text

@@ -195,3 +195,35 @@ def test_going_to_zero_is_written_inside_the_deadband() -> None:
     assert not policy.should_write(
         "a", InverterCommand(connect=True, limit_pct=0.0), None, 60.0, 2.0
     )
+
+
+# --- device steps: what the device rounds is not drift ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("written_pct", "held_pct", "step_pct", "deadband"),
+    [
+        (40.6, 40.0, 1.0, 0.5),  # SunSpec WMaxLimPct at scale factor 0, rounded down
+        (41.5, 40.0, 2.0, 1.0),  # an HA number with a 100 W step on a 5 kW inverter
+    ],
+)
+def test_device_rounding_is_not_drift(
+    written_pct: float, held_pct: float, step_pct: float, deadband: float
+) -> None:
+    policy = written(written_pct, deadband=deadband)
+    for second in range(1, 6):
+        assert not policy.should_write(
+            "a", cmd(written_pct), holding(held_pct), REVERT, T0 + second, step_pct=step_pct
+        )
+
+
+def test_a_change_the_device_cannot_hold_is_not_written() -> None:
+    """40.2 % and 40.9 % are both 40 % on a device with 1 % steps."""
+    policy = written(40.2, deadband=0.5)
+    assert not policy.should_write("a", cmd(40.9), holding(40.0), REVERT, T0 + 1, step_pct=1.0)
+    assert policy.should_write("a", cmd(41.0), holding(40.0), REVERT, T0 + 1, step_pct=1.0)
+
+
+def test_a_real_drift_beyond_one_step_is_still_rewritten() -> None:
+    policy = written(40.6, deadband=0.5)
+    assert policy.should_write("a", cmd(40.6), holding(38.0), REVERT, T0 + 1, step_pct=1.0)

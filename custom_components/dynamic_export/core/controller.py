@@ -9,7 +9,7 @@ decision that tests can check on its own.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -21,6 +21,9 @@ from .merge import MergedControls
 # Export this close above the limit is measurement and rounding noise, not a breach
 # that justifies writing an otherwise negligible reduction.
 OVER_LIMIT_TOLERANCE_W = 20.0
+# Inverter limits read back this far above the generation limit are float or register
+# rounding, not limits to take down.
+CEILING_TOLERANCE_W = 1.0
 
 
 class ControlState(StrEnum):
@@ -75,6 +78,9 @@ class ControlPlan:
     """Controls asked for that the site cannot enforce, with the reason."""
     over_export_limit: bool = False
     """The site was exporting above its limit when the plan was made."""
+    over_generation_limit: bool = False
+    """The limits the inverters held (unreachable ones at rating) allowed more than the
+    generation limit when the plan was made."""
 
 
 class Controller:
@@ -100,19 +106,26 @@ class Controller:
         now: float,
         *,
         meter_fresh: bool = True,
+        not_following: Collection[str] = (),
     ) -> ControlPlan:
         """Decide the commands for the inverters that answered this cycle.
 
         ``inverters`` maps every configured inverter to its reading, or None when
-        it did not answer; ``ratings`` gives every inverter's rated power so an
-        unreachable one can be accounted for. ``meter_fresh`` is False when the
-        meter failed this cycle and ``meter`` is an older reading.
+        it did not answer; ``ratings`` gives the rated power of every inverter whose
+        rating is known, so an unreachable one can be accounted for. ``meter_fresh`` is
+        False when the meter failed this cycle and ``meter`` is an older reading.
+        ``not_following`` names inverters that answer but refused our last write: they
+        may produce up to the limit they hold, and the others are given only what is
+        left (see :func:`_shares`).
         """
         available = {key: r for key, r in inverters.items() if r is not None}
         rating_available = sum(r.rated_power_w for r in available.values())
         # Output of unreachable inverters is unknown: for a generation limit and for
-        # the fail-safe level, count them at their rating, the side that holds.
-        rating_unreachable = sum(ratings.get(key, 0.0) for key, r in inverters.items() if r is None)
+        # the fail-safe level, count them at their rating, the side that holds. One
+        # whose rating was never learnt could produce anything: nothing is left for the
+        # others under those limits.
+        unreachable = [key for key, r in inverters.items() if r is None]
+        rating_unreachable = sum(ratings.get(key, math.inf) for key in unreachable)
         output_w = sum(max(0.0, r.ac_power_w) for r in available.values())
         unenforced: dict[ControlType, str] = {}
         if merged.load_limit is not None:
@@ -124,13 +137,18 @@ class Controller:
         floor: float | None = None
         over = False
         if meter is None:
-            state, reason = ControlState.FAIL_SAFE, FailSafeReason.NO_METER
+            state = ControlState.FAIL_SAFE
+            # A configured meter that never answered is unavailable, not missing.
+            reason = FailSafeReason.NO_METER if meter_fresh else FailSafeReason.METER_UNAVAILABLE
         elif now - meter.timestamp > self.settings.meter_max_age_s:
             state = ControlState.FAIL_SAFE
             reason = FailSafeReason.METER_STALE if meter_fresh else FailSafeReason.METER_UNAVAILABLE
 
         target, constraint = rating_available, Constraint.RATING
+        over_generation = False
         if merged.generation_limit is not None:
+            ceiling_w = sum(r.limit_w for r in available.values()) + rating_unreachable
+            over_generation = ceiling_w > merged.generation_limit + CEILING_TOLERANCE_W
             generation_cap = max(0.0, merged.generation_limit - rating_unreachable)
             if generation_cap < target:
                 target, constraint = generation_cap, Constraint.GENERATION_LIMIT
@@ -182,13 +200,7 @@ class Controller:
         self._previous_target_w = target
         self._previous_time = now
 
-        shares = allocate(
-            target,
-            [
-                AllocationInput(key, r.rated_power_w, r.ac_power_w, r.limit_w)
-                for key, r in available.items()
-            ],
-        )
+        shares = _shares(target, available, not_following)
         commands = {
             key: InverterCommand(
                 connect=merged.connect,
@@ -205,6 +217,7 @@ class Controller:
             load_w=load_w,
             unenforced=unenforced,
             over_export_limit=over,
+            over_generation_limit=over_generation,
         )
 
     def _bound_increase(
@@ -237,3 +250,29 @@ def _percent(share_w: float, rated_power_w: float) -> float:
     if rated_power_w <= 0 or not math.isfinite(share_w):
         return 0.0
     return min(100.0, max(0.0, 100.0 * share_w / rated_power_w))
+
+
+def _shares(
+    target: float, available: Mapping[str, InverterReading], not_following: Collection[str]
+) -> dict[str, float]:
+    """Split ``target`` so it holds even while some inverters refuse their limits.
+
+    An inverter that refuses our writes may go on producing up to the limit it holds (or
+    its output, if more). The others share only what that leaves, so the target holds
+    whatever it does; the refusing one is still sent the share a full split would give it,
+    capped at that ceiling, so the total holds too on the cycle it starts to take limits.
+    """
+    inputs = [
+        AllocationInput(key, r.rated_power_w, r.ac_power_w, r.limit_w)
+        for key, r in available.items()
+    ]
+    full = allocate(target, inputs)
+    stuck = {
+        key: max(r.ac_power_w, r.limit_w) for key, r in available.items() if key in not_following
+    }
+    if not stuck:
+        return full
+    following = [i for i in inputs if i.key not in stuck]
+    shares = allocate(max(0.0, target - sum(stuck.values())), following)
+    shares.update({key: min(full[key], ceiling) for key, ceiling in stuck.items()})
+    return shares

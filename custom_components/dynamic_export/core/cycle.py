@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ from .merge import MergedControls, merge_requests
 from .write_policy import WritePolicy
 
 _LOGGER = logging.getLogger(__name__)
+
+_READ = "read"
+_WRITE = "write"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,11 +88,21 @@ class ControlLoop:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         device_timeout_s: float = 5.0,
+        on_rating: Callable[[str, float], None] | None = None,
+        names: Mapping[str, str] | None = None,
     ) -> None:
-        """Wire the loop; ``ratings`` are the inverters' rated powers from set-up."""
+        """Wire the loop.
+
+        ``ratings`` are the inverters' rated powers known before any read (stored from an
+        earlier read, or given by the user); an inverter missing from it has no known
+        rating until it answers. ``on_rating`` is told when a read brings a new rating, so
+        the caller can store it for the next start. ``names`` are what log lines call the
+        inverters (by key) and the meter (``"meter"``); the keys themselves by default.
+        """
         self.meter = meter
         self.inverters = dict(inverters)
-        self.ratings = dict(ratings)
+        self.ratings = {key: value for key, value in ratings.items() if value > 0}
+        self.on_rating = on_rating
         self.limiters = list(limiters)
         self.controller = controller
         self.write_policy = write_policy
@@ -98,7 +112,12 @@ class ControlLoop:
         self._control_enabled = control_enabled
         self._needs_release = False
         self._last_meter: MeterReading | None = None
-        self._failing: set[str] = set()
+        self.names = dict(names or {})
+        self._failing: set[tuple[str, str]] = set()
+        self._refused: set[str] = set()
+        """Inverters whose last write failed: they may not hold what the plan gives them."""
+        self._cycle_lock = asyncio.Lock()
+        self._closed = False
 
     @property
     def control_enabled(self) -> bool:
@@ -112,10 +131,19 @@ class ControlLoop:
         self._control_enabled = enabled
         self.controller.reset()
         self.write_policy.forget()
+        self._refused.clear()
         self._needs_release = not enabled
 
     async def async_run_cycle(self) -> CycleSnapshot:
-        """Run one cycle and report what happened; never raises for device faults."""
+        """Run one cycle and report what happened; never raises for device faults.
+
+        Cycles never overlap: a cycle asked for while one runs (an action's refresh next to
+        the timer's) waits for it, then measures afresh.
+        """
+        async with self._cycle_lock:
+            return await self._async_run_cycle()
+
+    async def _async_run_cycle(self) -> CycleSnapshot:
         started = self.clock()
         meter, meter_error, readings, read_errors = await self._async_measure()
         now = self.clock()
@@ -129,12 +157,15 @@ class ControlLoop:
             self.ratings,
             now,
             meter_fresh=meter_error is None,
+            not_following=self._refused,
         )
         self._log_transitions(plan)
 
         wrote: set[str] = set()
         write_errors: dict[str, str] = {}
-        if self._control_enabled:
+        if self._closed:
+            pass  # released for good (the site is unloading): never write again
+        elif self._control_enabled:
             wrote, write_errors = await self._async_write(plan, readings, now)
         elif self._needs_release:
             write_errors = await self._async_release()
@@ -164,9 +195,22 @@ class ControlLoop:
             write_errors=write_errors,
         )
 
-    async def async_release(self) -> None:
-        """Hand every inverter back to its own settings (best effort)."""
-        await self._async_release()
+    async def async_close(self) -> dict[str, str]:
+        """Stop writing for good and hand back the inverters that would stay limited.
+
+        An inverter with a revert timer drops our limit by itself soon after the last
+        write, which also covers a reload (the next start writes again at once). One
+        without a timer (a Home Assistant number, OpenDTU's non-persistent limit) keeps our
+        limit until someone changes it, so it is released now. Waits for a running cycle.
+        Returns the inverters that could not be released, with the reason.
+        """
+        async with self._cycle_lock:
+            self._closed = True
+            keys = [k for k, inv in self.inverters.items() if inv.revert_timeout_s <= 0]
+            errors = await self._async_release(keys)
+        for key, error in errors.items():
+            _LOGGER.warning("%s could not be handed back: %s", self._name(key), error)
+        return errors
 
     async def _async_measure(
         self,
@@ -183,20 +227,22 @@ class ControlLoop:
             self._last_meter = meter_result
         elif isinstance(meter_result, str):
             meter_error = meter_result
-            self._note_failure("meter", meter_error)
+            self._note_failure(_READ, "meter", meter_error)
         if meter_error is None and self.meter is not None:
-            self._note_recovery("meter")
+            self._note_recovery(_READ, "meter")
         readings: dict[str, InverterReading | None] = {}
         errors: dict[str, str] = {}
         for key, result in zip(keys, inverter_results, strict=True):
             if isinstance(result, InverterReading):
                 readings[key] = result
-                self.ratings[key] = result.rated_power_w
-                self._note_recovery(key)
+                self._note_rating(key, result.rated_power_w)
+                self._note_recovery(_READ, key)
             else:
                 readings[key] = None
                 errors[key] = str(result)
-                self._note_failure(key, errors[key])
+                if key not in self.ratings:
+                    errors[key] += " (rating never read: counted as unlimited)"
+                self._note_failure(_READ, key, errors[key])
         return self._last_meter, meter_error, readings, errors
 
     async def _guarded[T](self, awaitable: Awaitable[T]) -> T | str:
@@ -235,19 +281,34 @@ class ControlLoop:
         now: float,
     ) -> tuple[set[str], dict[str, str]]:
         """Write the commands that the write policy lets through."""
-        urgent = plan.over_export_limit or plan.state is ControlState.FAIL_SAFE
-        due = [
-            key
-            for key, command in plan.commands.items()
-            if self.write_policy.should_write(
-                key,
-                command,
-                readings.get(key),
-                self.inverters[key].revert_timeout_s,
-                now,
-                urgent=urgent,
-            )
-        ]
+        # Out of bounds: any decrease is written, however small (a limit lowered by less
+        # than the deadband would otherwise stay exceeded on an inverter without a timer).
+        urgent = (
+            plan.over_export_limit
+            or plan.over_generation_limit
+            or plan.state is ControlState.FAIL_SAFE
+        )
+
+        def due_writes(urgent: bool) -> list[str]:
+            return [
+                key
+                for key, command in plan.commands.items()
+                if self.write_policy.should_write(
+                    key,
+                    command,
+                    readings.get(key),
+                    self.inverters[key].revert_timeout_s,
+                    now,
+                    urgent=urgent,
+                    step_pct=self.inverters[key].limit_step_pct,
+                )
+            ]
+
+        due = due_writes(urgent)
+        if not urgent and any(self._rises(key, plan.commands[key]) for key in due):
+            # Shares move together: when one rises, every fall is written too, however
+            # small, or the inverters could make more than the target until the next cycle.
+            due = due_writes(urgent=True)
         results = await asyncio.gather(
             *(self._guarded(self.inverters[key].async_apply(plan.commands[key])) for key in due)
         )
@@ -257,32 +318,68 @@ class ControlLoop:
             if isinstance(result, str):
                 errors[key] = result
                 self.write_policy.forget(key)
-                self._note_failure(key, result)
+                self._refused.add(key)
+                self._note_failure(_WRITE, key, result)
             else:
                 wrote.add(key)
                 self.write_policy.record(key, plan.commands[key], now)
+                self._refused.discard(key)
+                self._note_recovery(_WRITE, key)
         return wrote, errors
 
-    async def _async_release(self) -> dict[str, str]:
-        keys = list(self.inverters)
+    def _rises(self, key: str, command: InverterCommand) -> bool:
+        """True when writing ``command`` may let ``key`` make more than it may now."""
+        last = self.write_policy.last_command(key)
+        if last is None or not last.connect:
+            return True
+        return command.connect and command.limit_pct > last.limit_pct
+
+    async def _async_release(self, keys: list[str] | None = None) -> dict[str, str]:
+        keys = list(self.inverters) if keys is None else keys
         results = await asyncio.gather(
             *(self._guarded(self.inverters[key].async_release()) for key in keys)
         )
         errors = {key: r for key, r in zip(keys, results, strict=True) if isinstance(r, str)}
         if not errors:
             self._needs_release = False
-            _LOGGER.info("Control off: inverters handed back to their own settings")
+            if keys:
+                names = ", ".join(self._name(key) for key in keys)
+                _LOGGER.info("Handed back to their own settings: %s", names)
         return errors
 
-    def _note_failure(self, name: str, error: str) -> None:
-        if name not in self._failing:
-            self._failing.add(name)
-            _LOGGER.warning("%s unavailable: %s", name, error)
+    def _note_rating(self, key: str, rating_w: float) -> None:
+        """Keep the rating a read reports (a plausible one) for when the inverter is away."""
+        if not rating_w > 0 or not math.isfinite(rating_w) or self.ratings.get(key) == rating_w:
+            return
+        self.ratings[key] = rating_w
+        if self.on_rating is not None:
+            self.on_rating(key, rating_w)
 
-    def _note_recovery(self, name: str) -> None:
-        if name in self._failing:
-            self._failing.discard(name)
-            _LOGGER.info("%s is back", name)
+    def _name(self, key: str) -> str:
+        return self.names.get(key, key)
+
+    def _note_failure(self, what: str, key: str, error: str) -> None:
+        """Log the start of a failure streak once (reads and writes apart)."""
+        if (what, key) in self._failing:
+            return
+        self._failing.add((what, key))
+        if what == _READ:
+            _LOGGER.warning("%s unavailable: %s", self._name(key), error)
+        else:
+            _LOGGER.warning(
+                "%s does not take its limit: %s (the others get only what it may leave)",
+                self._name(key),
+                error,
+            )
+
+    def _note_recovery(self, what: str, key: str) -> None:
+        if (what, key) not in self._failing:
+            return
+        self._failing.discard((what, key))
+        if what == _READ:
+            _LOGGER.info("%s is back", self._name(key))
+        else:
+            _LOGGER.info("%s takes its limit again", self._name(key))
 
     _last_state: tuple[ControlState, object] | None = None
 
