@@ -154,12 +154,15 @@ class InverterRegisters:
         unit_id: int | None = None,
         limit_sf: int = -2,
         common_length: int | None = 65,
+        energy_start_wh: float = 0.0,
     ) -> None:
         if not -4 <= limit_sf <= 0:
             raise ValueError(f"limit_sf must be -4..0 (real devices use -2 or 0), got {limit_sf}")
         self.number = number
         self.unit_id = FIRST_INVERTER_UNIT_ID + number - 1 if unit_id is None else unit_id
         self.limit_sf = limit_sf
+        self.energy_start_wh = energy_start_wh
+        """Lifetime energy the inverter had produced before the site started."""
         rating = inverter.rated_power_w
         self.w_sf = power_sf(rating)
         self.image = RegisterImage(
@@ -254,12 +257,13 @@ class InverterRegisters:
         for pair in ("AB", "BC", "CA"):
             img.set(103, f"PPVph{pair}", _LINE_VOLTAGE_RAW)
         img.set(103, "Hz", to_raw(GRID_FREQUENCY_HZ, -2))
-        img.set(103, "WH", round(inverter.lifetime_energy_wh))
+        lifetime_wh = round(self.energy_start_wh + inverter.lifetime_energy_wh)
+        img.set(103, "WH", lifetime_wh)
         img.set(103, "TmpCab", 350)
         img.set(103, "St", inverter_state(inverter))
         img.set(122, "PVConn", PV_CONNECTED_OPERATING if inverter.connected else 0)
         img.set(122, "ECPConn", int(inverter.connected))
-        img.set(122, "ActWh", round(inverter.lifetime_energy_wh))
+        img.set(122, "ActWh", lifetime_wh)
         available = max(0.0, min(inverter.available_w, inverter.rated_power_w))
         img.set(122, "WAval", to_raw(available, self.w_sf))
         img.set(122, "StActCtl", int(inverter.limit_enabled))  # bit 0: FixedW
@@ -331,8 +335,11 @@ class MeterRegisters:
         max_power_w: float,
         unit_id: int = METER_UNIT_ID,
         common_length: int | None = 65,
+        counters_start_wh: tuple[float, float] = (0.0, 0.0),
     ) -> None:
         self.unit_id = unit_id
+        self.counters_start_wh = counters_start_wh
+        """Import and export energy the meter had counted before the site started."""
         self.w_sf = power_sf(max_power_w)
         self.image = RegisterImage(
             [
@@ -369,8 +376,9 @@ class MeterRegisters:
         for pair in ("AB", "BC", "CA"):
             img.set(203, f"PhVph{pair}", _LINE_VOLTAGE_RAW)
         img.set(203, "Hz", to_raw(GRID_FREQUENCY_HZ, -2))
-        img.set(203, "TotWhImp", round(meter.import_energy_wh))
-        img.set(203, "TotWhExp", round(meter.export_energy_wh))
+        start_import, start_export = self.counters_start_wh
+        img.set(203, "TotWhImp", round(start_import + meter.import_energy_wh))
+        img.set(203, "TotWhExp", round(start_export + meter.export_energy_wh))
 
     def check_write(self, address: int, values: list[int]) -> int | None:
         """The meter has no writable registers."""

@@ -32,10 +32,17 @@ from .scenario import Scenario, load_scenario
 _LOGGER = logging.getLogger(__name__)
 
 ILLEGAL_FUNCTION = 1
+SERVER_DEVICE_BUSY = 0x06
 GATEWAY_PATH_UNAVAILABLE = 0x0A
 GATEWAY_TARGET_FAILED = 0x0B
 
-OfflineMode = Literal["timeout", "exception"]
+OfflineMode = Literal["timeout", "exception", "busy"]
+WRITE_FUNCTIONS = frozenset({6, 16})
+METER_COUNTERS_START_WH = (2_500_000.0, 1_200_000.0)
+"""Import and export counters of the simulated meter at start: a meter that has run for years
+(a counter at 0 reads as "not implemented" in SunSpec)."""
+INVERTER_ENERGY_START_WH = 9_000_000.0
+"""Lifetime energy of each simulated inverter at start, for the same reason."""
 
 _MBAP = struct.Struct(">HHHB")
 _MAX_READ = 125
@@ -65,6 +72,8 @@ class SimulatedSiteServer:
         first_inverter_unit_id: int = FIRST_INVERTER_UNIT_ID,
         limit_sf: int = -2,
         common_length: int | None = 65,
+        meter_counters_start_wh: tuple[float, float] = METER_COUNTERS_START_WH,
+        inverter_energy_start_wh: float = INVERTER_ENERGY_START_WH,
     ) -> None:
         if not isinstance(scenario, Scenario):
             scenario = load_scenario(scenario)
@@ -88,6 +97,7 @@ class SimulatedSiteServer:
                 unit_id=unit_id,
                 limit_sf=limit_sf,
                 common_length=common_length,
+                energy_start_wh=inverter_energy_start_wh,
             )
         if meter_unit_id in self.inverter_units:
             raise ValueError(f"meter unit {meter_unit_id} clashes with an inverter unit")
@@ -97,8 +107,17 @@ class SimulatedSiteServer:
             max_power_w=max_power,
             unit_id=meter_unit_id,
             common_length=common_length,
+            counters_start_wh=meter_counters_start_wh,
         )
         self.offline: dict[int, OfflineMode] = {}
+        self.frozen: set[int] = set()
+        """Units whose register image no longer follows the site (see :meth:`freeze`)."""
+        self.reply_delay_s: dict[int, float] = {}
+        """Per unit: seconds before each answer is sent (a slow device or gateway)."""
+        self.write_drops: dict[int, bool] = {}
+        """Per unit: drop the connection at its next write (see :meth:`drop_next_write`)."""
+        self.read_drops: set[int] = set()
+        """Units whose next read closes the connection unanswered."""
         self.writes: deque[tuple[float, int, int, list[int]]] = deque(maxlen=1000)
         self._server: asyncio.Server | None = None
         self._tick_task: asyncio.Task[None] | None = None
@@ -170,10 +189,12 @@ class SimulatedSiteServer:
         self.refresh()
 
     def refresh(self) -> None:
-        """Copy the site's state into the register images."""
-        for unit in self.inverter_units.values():
-            unit.refresh(self.site.inverters[unit.number - 1])
-        self.meter_unit.refresh(self.site.meter)
+        """Copy the site's state into the register images (frozen units keep theirs)."""
+        for unit_id, unit in self.inverter_units.items():
+            if unit_id not in self.frozen:
+                unit.refresh(self.site.inverters[unit.number - 1])
+        if self.meter_unit_id not in self.frozen:
+            self.meter_unit.refresh(self.site.meter)
 
     async def _tick_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -193,14 +214,45 @@ class SimulatedSiteServer:
         """Make a unit stop answering.
 
         ``mode="timeout"`` sends nothing (the client times out); ``"exception"``
-        answers with Modbus exception 11, as a gateway does for a dead device.
+        answers with Modbus exception 11, as a gateway does for a dead device; ``"busy"``
+        answers with exception 6 (server device busy).
         """
-        if unit_id != self.meter_unit_id and unit_id not in self.inverter_units:
-            raise ValueError(f"no unit {unit_id}")
+        self._check_unit(unit_id)
         if offline:
             self.offline[unit_id] = mode
         else:
             self.offline.pop(unit_id, None)
+
+    def freeze(self, unit_id: int, frozen: bool = True) -> None:
+        """Keep serving a unit's last values, as a gateway does that lost its link to it.
+
+        The site goes on underneath (the meter's energy counters too); writes still reach
+        the inverter. Unfreezing shows the present values again.
+        """
+        self._check_unit(unit_id)
+        if frozen:
+            self.frozen.add(unit_id)
+        else:
+            self.frozen.discard(unit_id)
+            self.refresh()
+
+    def drop_next_write(self, unit_id: int, *, applied: bool) -> None:
+        """Close the connection when the next write to the unit arrives, without answering.
+
+        ``applied`` says whether the write took effect before the connection went: the client
+        cannot tell, which is the point.
+        """
+        self._check_unit(unit_id)
+        self.write_drops[unit_id] = applied
+
+    def drop_next_read(self, unit_id: int) -> None:
+        """Close the connection when the next read of the unit arrives, without answering."""
+        self._check_unit(unit_id)
+        self.read_drops.add(unit_id)
+
+    def _check_unit(self, unit_id: int) -> None:
+        if unit_id != self.meter_unit_id and unit_id not in self.inverter_units:
+            raise ValueError(f"no unit {unit_id}")
 
     def registers(self, unit_id: int) -> InverterRegisters | MeterRegisters:
         """The register image behind a unit (for assertions)."""
@@ -224,9 +276,14 @@ class SimulatedSiteServer:
                 if protocol != 0 or not 2 <= length <= 254:
                     break
                 pdu = await reader.readexactly(length - 1)
+                if self._drops_connection(unit_id, pdu):
+                    break  # the connection goes before the answer does
                 response = self.handle_pdu(unit_id, pdu)
                 if response is None:
                     continue
+                delay = self.reply_delay_s.get(unit_id, 0.0)
+                if delay > 0:
+                    await asyncio.sleep(delay)
                 writer.write(_MBAP.pack(transaction, 0, len(response) + 1, unit_id) + response)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -239,6 +296,18 @@ class SimulatedSiteServer:
             if task is not None:
                 self._clients.discard(task)
 
+    def _drops_connection(self, unit_id: int, pdu: bytes) -> bool:
+        """Whether this request is the one a drop fault waits for (a dropped write may apply)."""
+        function = pdu[0] if pdu else None
+        if function in WRITE_FUNCTIONS and unit_id in self.write_drops:
+            if self.write_drops.pop(unit_id):
+                self.handle_pdu(unit_id, pdu)
+            return True
+        if function == 3 and unit_id in self.read_drops:
+            self.read_drops.discard(unit_id)
+            return True
+        return False
+
     def handle_pdu(self, unit_id: int, pdu: bytes) -> bytes | None:
         """Answer one request PDU; None means stay silent."""
         function = pdu[0]
@@ -247,6 +316,8 @@ class SimulatedSiteServer:
             return None
         if mode == "exception":
             return _exception(function, GATEWAY_TARGET_FAILED)
+        if mode == "busy":
+            return _exception(function, SERVER_DEVICE_BUSY)
         unit = self.inverter_units.get(unit_id) or (
             self.meter_unit if unit_id == self.meter_unit_id else None
         )
@@ -316,7 +387,8 @@ class SimulatedSiteServer:
             self.site.write_conn(
                 index, connected=conn_settings.connected, revert_s=conn_settings.revert_s
             )
-        unit.refresh(self.site.inverters[index])
+        if unit.unit_id not in self.frozen:
+            unit.refresh(self.site.inverters[index])
 
 
 def _exception(function: int, code: int) -> bytes:

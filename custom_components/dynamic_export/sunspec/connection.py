@@ -5,8 +5,10 @@ socket and handles one request at a time, so each host:port gets one client and 
 serialised. An RS-485 bus is the same, only stricter: it is half duplex and RTU frames carry
 no transaction id, so all units on a port share one client and one request is on the wire at a
 time. Failures close the socket or port; the next request reconnects (or reopens a USB adapter
-that came back), so one bad cycle never poisons the next and a late answer is never mistaken
-for the reply to a later request.
+that came back), so one bad cycle never poisons the next. A late answer is never mistaken for
+the reply to a later request: on TCP it arrives on a closed socket (and would carry the wrong
+transaction id anyway); RTU frames carry no transaction id, so after an abandoned request the
+port stays closed for a quiet time that swallows an answer coming after the timeout.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ BYTE_SIZES = frozenset({7, 8})
 DEFAULT_TIMEOUT_S = 3.0
 MAX_READ_REGISTERS = 125  # FC3 limit
 MAX_WRITE_REGISTERS = 123  # FC16 limit
+LATE_ANSWER_QUIET_S = 0.5
+"""RS-485: how long the port stays closed after an abandoned request. An answer that comes
+within this time after the timeout is lost with the closed port instead of being read as the
+reply to the next request. Short, because every other unit on the bus waits meanwhile."""
 
 EXCEPTION_NAMES = {
     1: "illegal function",
@@ -82,6 +88,9 @@ class _PymodbusConnection:
     Subclasses say how to build the client and how to name the endpoint in messages.
     """
 
+    quiet_after_abandon_s = 0.0
+    """Seconds to keep the line closed after an abandoned request (see LATE_ANSWER_QUIET_S)."""
+
     def __init__(self, *, timeout_s: float) -> None:
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
@@ -89,6 +98,7 @@ class _PymodbusConnection:
         self._lock = asyncio.Lock()
         self._client: ModbusBaseClient | None = None
         self._lost = asyncio.Event()
+        self._quiet_until = 0.0
 
     @property
     def timeout_s(self) -> float:
@@ -164,8 +174,9 @@ class _PymodbusConnection:
             if not request.done():
                 # Abandoned (timeout, or our caller was cancelled): close the socket so a
                 # late answer cannot reach the cancelled request (pymodbus 3.8 then fails
-                # inside the event loop's data_received).
+                # inside the event loop's data_received), nor a later one.
                 self._drop()
+                self._hold_quiet()
             request.cancel()
             lost.cancel()
             await asyncio.gather(request, lost, return_exceptions=True)
@@ -178,6 +189,7 @@ class _PymodbusConnection:
             response = request.result()
         except ModbusException as err:
             self._drop()
+            self._hold_quiet()  # a garbled answer may have more bytes coming
             raise DeviceUnavailableError(f"{where}: {what}: {err}") from err
         if response.isError():
             code = int(getattr(response, "exception_code", 0))
@@ -185,10 +197,18 @@ class _PymodbusConnection:
             raise ModbusExceptionError(f"{where}: {what}: Modbus exception {code} ({name})", code)
         return response
 
+    def _hold_quiet(self) -> None:
+        if self.quiet_after_abandon_s > 0:
+            loop = asyncio.get_running_loop()
+            self._quiet_until = loop.time() + self.quiet_after_abandon_s
+
     async def _connected_client(self) -> ModbusBaseClient:
         if self._client is not None and self._client.connected and not self._lost.is_set():
             return self._client
         self._drop()
+        wait_s = self._quiet_until - asyncio.get_running_loop().time()
+        if wait_s > 0:
+            await asyncio.sleep(wait_s)  # with the lock held: nothing goes on the line
         lost = asyncio.Event()
 
         def trace_connect(connected: bool) -> None:
@@ -319,6 +339,8 @@ class ModbusSerialConnection(_PymodbusConnection):
     A USB adapter that is unplugged closes the port (DeviceUnavailableError); each later
     request tries to reopen it, so the bus comes back by itself when the adapter does.
     """
+
+    quiet_after_abandon_s = LATE_ANSWER_QUIET_S
 
     def __init__(
         self,

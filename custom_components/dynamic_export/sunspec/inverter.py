@@ -5,10 +5,15 @@ point per request: writing the whole block (as open-dynamic-export does) also wr
 the read-only scale factors, which some devices reject. The limit is converted with the
 device's own WMaxLimPct_SF (Fronius uses 0 or -2 depending on firmware) and rounded down, so
 rounding never lets the inverter produce more than the controller asked for.
+
+SunSpec carries no timestamp: a gateway that lost its link to the inverter may keep serving
+its last values. Its lifetime energy (WH) gives that away (core.frozen); such a read fails, so
+the inverter counts as unreachable (at its rating) instead of steering on a stale output.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -16,12 +21,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from ..core.errors import InvalidDeviceDataError
+from ..core.frozen import FrozenCounterCheck, float32_step
 from ..core.measurements import InverterCommand, InverterReading
 from .codec import PointValue
 from .device import SunSpecDevice
 from .errors import UnsupportedDeviceError
 
 INVERTER_MODELS = (103, 102, 101, 113, 112, 111)  # preference order
+FLOAT_MODELS = frozenset({111, 112, 113})
 CONTROLS_MODEL = 123
 SETTINGS_MODEL = 121
 NAMEPLATE_MODEL = 120
@@ -44,6 +51,8 @@ CONNECT = 1
 DISCONNECT = 0
 ENABLED = 1
 DISABLED = 0
+
+_LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +102,8 @@ class SunSpecInverter:
         self._conn_revert: int | None = None  # Conn_RvrtTms as last read or written
         self._limit_revert_supported = True
         self._conn_revert_supported = True
+        self._frozen_check = FrozenCounterCheck()
+        self._said_no_energy = False
 
     @property
     def device(self) -> SunSpecDevice:
@@ -187,6 +198,8 @@ class SunSpecInverter:
             raise InvalidDeviceDataError(
                 f"unit {self._device.unit_id}: inverter reports no AC power (W={values['W']!r})"
             )
+        energy = _number(values["WH"])
+        self._check_frozen(timestamp, power, energy, _energy_step(info, values, energy))
         enabled = _int(controls["WMaxLim_Ena"])
         status = _int(values["St"])
         return InverterReading(
@@ -197,8 +210,27 @@ class SunSpecInverter:
             limit_enabled=None if enabled is None else enabled == ENABLED,
             connected=None if self._conn is None else self._conn == CONNECT,
             status=None if status is None else STATUS_NAMES.get(status),
-            lifetime_energy_wh=_number(values["WH"]),
+            lifetime_energy_wh=energy,
         )
+
+    def _check_frozen(
+        self, now: float, power_w: float, energy_wh: float | None, step_wh: float
+    ) -> None:
+        """Fail the read while the values look frozen (the loop logs it and its recovery)."""
+        if energy_wh is None and not self._said_no_energy:
+            self._said_no_energy = True
+            _LOGGER.warning(
+                "Inverter (unit %s) reports no lifetime energy: frozen values cannot be detected",
+                self._device.unit_id,
+            )
+        check = self._frozen_check
+        valid_from = check.observe(now, power_w, energy_wh, None, step_wh)
+        if valid_from is not None:
+            raise InvalidDeviceDataError(
+                f"unit {self._device.unit_id}: values look frozen: lifetime energy unchanged "
+                f"for {now - valid_from:.0f} s while its power reading adds up to "
+                f"{check.still_wh:.0f} Wh"
+            )
 
     def limit_raw(self, limit_pct: float) -> int:
         """WMaxLimPct register value for a percentage: clamped to 0..100, rounded down."""
@@ -244,3 +276,11 @@ class SunSpecInverter:
 
     async def _write(self, model_id: int, name: str, raw: int) -> None:
         await self._device.async_write_point(model_id, name, raw)
+
+
+def _energy_step(info: InverterInfo, values: dict[str, PointValue], energy: float | None) -> float:
+    """The lifetime energy counter's resolution: its scale factor, or float32 spacing."""
+    if info.inverter_model_id in FLOAT_MODELS:
+        return float32_step(energy) if energy is not None else 0.0
+    sf = values.get("WH_SF")
+    return float(10.0**sf) if isinstance(sf, int) else 0.0

@@ -3,16 +3,23 @@
 SunSpec defines no sign for meter W; Fronius Smart Meters report +import/-export, which is the
 convention of core.measurements. ``invert`` is for meters that report the other way (or are
 fitted backwards); it flips power and swaps the import/export energy counters with it.
+
+SunSpec carries no timestamp, so a gateway that keeps serving a lost meter's last values would
+look fresh. The energy counters give it away (core.frozen): a reading judged frozen is dated
+at when its counters last moved, so the controller's meter-age limit sends the site to
+fail-safe.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..core.errors import InvalidDeviceDataError
+from ..core.frozen import FrozenCounterCheck, float32_step
 from ..core.measurements import MeterReading
 from .codec import PointValue
 from .device import SunSpecDevice
@@ -20,6 +27,9 @@ from .errors import UnsupportedDeviceError
 
 METER_MODELS = (203, 202, 201, 204, 213, 212, 211, 214)  # preference order
 PHASES = {201: 1, 202: 2, 203: 3, 204: 3, 211: 1, 212: 2, 213: 3, 214: 3}
+FLOAT_MODELS = frozenset({211, 212, 213, 214})
+
+_LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +65,8 @@ class SunSpecMeter:
         self._invert = invert
         self._clock = clock
         self._info: MeterInfo | None = None
+        self._frozen_check = FrozenCounterCheck()
+        self._said_no_counters = False
 
     @property
     def device(self) -> SunSpecDevice:
@@ -103,8 +115,11 @@ class SunSpecMeter:
         if self._invert:
             imported, exported = exported, imported
         voltage = _number(values["PhV"])
+        valid_from = self._check_frozen(
+            timestamp, sign * power, imported, exported, _resolution(info, values)
+        )
         return MeterReading(
-            timestamp=timestamp,
+            timestamp=timestamp if valid_from is None else valid_from,
             grid_power_w=sign * power,
             phase_power_w=None
             if all(p is None for p in phase_power)
@@ -114,3 +129,41 @@ class SunSpecMeter:
             voltage_v=voltage if voltage is not None else _number(values["PhVphA"]),
             frequency_hz=_number(values["Hz"]),
         )
+
+    def _check_frozen(
+        self,
+        now: float,
+        power_w: float,
+        imported: float | None,
+        exported: float | None,
+        resolution_wh: float,
+    ) -> float | None:
+        """When the values are frozen, the time they were last live; log the transitions."""
+        name = f"Site meter (unit {self._device.unit_id})"
+        if imported is None and exported is None and not self._said_no_counters:
+            self._said_no_counters = True
+            _LOGGER.warning("%s reports no energy counters: frozen values cannot be detected", name)
+        check = self._frozen_check
+        was_frozen = check.frozen
+        valid_from = check.observe(now, power_w, imported, exported, resolution_wh)
+        if valid_from is not None and not was_frozen:
+            _LOGGER.warning(
+                "%s values look frozen: energy counters unchanged for %.0f s while its power "
+                "reading adds up to %.0f Wh; its data counts as %.0f s old",
+                name,
+                now - valid_from,
+                check.still_wh,
+                now - valid_from,
+            )
+        elif valid_from is None and was_frozen:
+            _LOGGER.info("%s energy counters move again: its values are live", name)
+        return valid_from
+
+
+def _resolution(info: MeterInfo, values: dict[str, PointValue]) -> float:
+    """The coarsest step of the energy counters as read: their scale factor, or float32 spacing."""
+    if info.meter_model_id in FLOAT_MODELS:
+        counters = [_number(values["TotWhImp"]), _number(values["TotWhExp"])]
+        return max((float32_step(c) for c in counters if c is not None), default=0.0)
+    sf = values.get("TotWh_SF")
+    return float(10.0**sf) if isinstance(sf, int) else 0.0
