@@ -1,9 +1,14 @@
-"""Fixtures: a fake gateway on 127.0.0.1 over HTTPS and a client session for it."""
+"""Fixtures: a fake gateway on 127.0.0.1 over HTTPS and a client session for it.
+
+The gateway's wall clock follows the fake monotonic clock (``WALL_ZERO`` at 0), so a test
+that advances ``clock`` ages the gateway's meter data too, without waiting.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -13,6 +18,8 @@ from custom_components.dynamic_export.powerwall.client import PowerwallClient
 
 from .gateway import PASSWORD, Gateway
 
+WALL_ZERO = datetime(2025, 1, 15, 1, 0, tzinfo=UTC)
+
 
 class FakeClock:
     def __init__(self, now: float = 1000.0) -> None:
@@ -20,6 +27,10 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+    def wall(self, skew_s: float = 0.0) -> Callable[[], datetime]:
+        """A wall clock in step with this one, ``skew_s`` ahead."""
+        return lambda: WALL_ZERO + timedelta(seconds=self.now + skew_s)
 
 
 @pytest.fixture(autouse=True)
@@ -30,8 +41,13 @@ def _loopback_sockets(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
-    gateway = Gateway(tmp_path)
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Gateway]:
+    gateway = Gateway(tmp_path, clock=clock.wall())
     await gateway.start()
     yield gateway
     await gateway.stop()
@@ -42,11 +58,6 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
     """Stands in for Home Assistant's shared session (the library never makes its own)."""
     async with aiohttp.ClientSession() as session:
         yield session
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

@@ -3,8 +3,16 @@
 Response shapes follow the field lists in the research notes (device-protocols.md §3); the
 values are made up. Knobs: ``stopped`` (502 with an empty body, like a stopped sitemaster),
 ``overrides`` (path -> raw status and body), ``delay_s``, ``expire_tokens()``,
-``set_cookie`` (token only in the body), ``lock_after`` failed logins (then 429), and
-``replace_certificate()`` (a new self-signed certificate on the same port).
+``set_cookie`` (token only in the body), ``lock_after`` failed logins (then 429),
+``drops`` (path -> how many of the next requests lose their connection unanswered), and
+``replace_certificate()`` (a new self-signed certificate on the same port). ``stop()`` then
+``start()`` is the same gateway coming back: same port, same certificate.
+
+Time: the gateway has its own wall ``clock``, which dates its answers (the HTTP Date header)
+and its meters' ``last_communication_time`` (``heard_lag_s`` before the answer, like a meter
+polled a moment ago). ``freeze()`` keeps that time where it is (frozen meter data); setting
+``last_heard`` serves any text instead (``"0001-01-01T00:00:00Z"``, garbage); ``thaw()``
+goes back to live times.
 """
 
 from __future__ import annotations
@@ -15,7 +23,9 @@ import hashlib
 import json
 import secrets
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +37,17 @@ from cryptography.x509.oid import NameOID
 
 PASSWORD = "7QX2B"
 DIN = "1232100-00-E--TG0123456789AB"
+GATEWAY_ZONE = datetime.timezone(datetime.timedelta(hours=10))  # it reports local times
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def rfc3339_ns(moment: datetime.datetime) -> str:
+    """The gateway's form: local time, nanosecond digits, offset (e.g. ...03.123456789+10:00)."""
+    text = moment.astimezone(GATEWAY_ZONE).isoformat(timespec="microseconds")
+    return f"{text[:-6]}789{text[-6:]}"
 
 
 def self_signed(directory: Path, name: str) -> tuple[Path, Path, str]:
@@ -155,8 +176,27 @@ class Gateway:
     failed_logins: int = 0
     fingerprint: str = ""
     port: int = 0
+    clock: Callable[[], datetime.datetime] = _utcnow
+    heard_lag_s: float = 0.3
+    date_header: bool = True  # False: an unusable Date (aiohttp always sends one)
+    last_heard: str | None = None  # served verbatim as every meter's last_communication_time
+    drops: dict[str, int] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
+    _certificate: tuple[int, Path, Path] | None = None
     _generation: int = 0
+
+    def heard_now(self) -> str:
+        """The live last_communication_time: the meters were heard ``heard_lag_s`` ago."""
+        return rfc3339_ns(self.clock() - datetime.timedelta(seconds=self.heard_lag_s))
+
+    def freeze(self) -> str:
+        """Keep serving the present last_communication_time (the meter data stops updating)."""
+        self.last_heard = self.heard_now()
+        return self.last_heard
+
+    def thaw(self) -> None:
+        """Live last_communication_time again."""
+        self.last_heard = None
 
     @property
     def login_attempts(self) -> int:
@@ -169,13 +209,16 @@ class Gateway:
         self.tokens.clear()
 
     async def start(self) -> int:
-        cert, key, self.fingerprint = self_signed(self.directory, f"gw{self._generation}")
+        if self._certificate is None or self._certificate[0] != self._generation:
+            cert, key, self.fingerprint = self_signed(self.directory, f"gw{self._generation}")
+            self._certificate = (self._generation, cert, key)
+        _, cert, key = self._certificate
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key)
         app = web.Application()
         app.router.add_post("/api/login/Basic", self._login)
         app.router.add_get("/api/status", self._status)
-        app.router.add_get("/api/meters/aggregates", self._json(lambda: self.aggregates))
+        app.router.add_get("/api/meters/aggregates", self._json(self._aggregates))
         app.router.add_get("/api/meters/site", self._json(lambda: self.site))
         app.router.add_get("/api/system_status/soe", self._json(lambda: {"percentage": self.soe}))
         self._runner = web.AppRunner(app, handle_signals=False)
@@ -199,12 +242,32 @@ class Gateway:
         await self.start()
         return self.fingerprint
 
+    def _date(self) -> str:
+        if not self.date_header:
+            return "-"
+        return format_datetime(self.clock().astimezone(datetime.UTC), usegmt=True)
+
+    def _aggregates(self) -> Any:
+        if not isinstance(self.aggregates, dict):
+            return self.aggregates  # a test's malformed answer
+        heard = self.heard_now() if self.last_heard is None else self.last_heard
+        return {
+            name: {**meter, "last_communication_time": heard}
+            if isinstance(meter, dict) and "last_communication_time" in meter
+            else meter
+            for name, meter in self.aggregates.items()
+        }
+
     async def _pre(self, request: web.Request) -> web.Response | None:
         self.requests.append((request.method, request.path, request.cookies.get("AuthCookie")))
         assert request.transport is not None
         self.peers.add(request.transport.get_extra_info("peername")[:2])
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
+        if self.drops.get(request.path, 0) > 0:
+            self.drops[request.path] -= 1
+            request.transport.abort()  # no answer: the client sees a disconnect
+            raise asyncio.CancelledError
         override = self.overrides.get(request.path)
         if override is not None:
             return web.Response(status=override[0], body=override[1])
@@ -274,6 +337,10 @@ class Gateway:
                 )
             if self.stopped:
                 return web.Response(status=502, body=b"")  # sitemaster stopped
-            return web.Response(body=json.dumps(payload()), content_type="application/json")
+            return web.Response(
+                body=json.dumps(payload()),
+                content_type="application/json",
+                headers={"Date": self._date()},
+            )
 
         return handler

@@ -2,25 +2,38 @@
 
 from __future__ import annotations
 
+import json
+import logging
+
 import pytest
 
+from custom_components.dynamic_export.core.controller import (
+    Controller,
+    ControllerSettings,
+    ControlState,
+    FailSafeReason,
+)
 from custom_components.dynamic_export.core.errors import DeviceUnavailableError
+from custom_components.dynamic_export.core.measurements import MeterReading
+from custom_components.dynamic_export.core.merge import MergedControls
 from custom_components.dynamic_export.powerwall.errors import (
     CertificateChangedError,
     GatewayStoppedError,
     InvalidPasswordError,
     NotPowerwallError,
+    SiteMeterSilentError,
 )
 from custom_components.dynamic_export.powerwall.meter import PowerwallMeter
 from custom_components.dynamic_export.powerwall.probe import async_probe
 
-from .gateway import DIN, PASSWORD, Gateway, site_meter
+from .conftest import FakeClock
+from .gateway import DIN, PASSWORD, Gateway, aggregates, site_meter
 
 
 async def test_reading_and_sensor_values(gateway: Gateway, client, clock) -> None:
     meter = PowerwallMeter(client, clock=clock)
     reading = await meter.async_read()
-    assert reading.timestamp == clock.now
+    assert reading.timestamp == pytest.approx(clock.now - 0.3)  # when the gateway heard it
     assert reading.grid_power_w == -2300.0  # exporting
     assert reading.export_w == 2300.0
     assert reading.phase_power_w == (-1100.0, -700.0, -500.0)
@@ -131,3 +144,103 @@ async def test_probe_without_site_meter_endpoint(gateway: Gateway, session) -> N
     gateway.overrides["/api/meters/site"] = (404, b"")
     info = await async_probe(session, "127.0.0.1", PASSWORD, port=gateway.port)
     assert info.phases is None
+
+
+def _state(reading: MeterReading, now: float) -> tuple[ControlState, FailSafeReason | None]:
+    plan = Controller(ControllerSettings(meter_max_age_s=5.0)).compute(
+        MergedControls(export_limit=0.0), reading, {}, {}, now
+    )
+    return plan.state, plan.fail_safe_reason
+
+
+async def test_frozen_meter_data_sends_the_controller_to_fail_safe(
+    gateway: Gateway, client, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The gateway answers, but its site meter data stops: it must not look fresh forever."""
+    meter = PowerwallMeter(client, clock=clock)
+    assert _state(await meter.async_read(), clock.now) == (ControlState.CONTROLLING, None)
+    gateway.freeze()
+    states = []
+    for _ in range(8):
+        clock.now += 1.0
+        reading = await meter.async_read()
+        states.append(_state(reading, clock.now))
+    assert states[-1] == (ControlState.FAIL_SAFE, FailSafeReason.METER_STALE)
+    assert states[:4] == [(ControlState.CONTROLLING, None)] * 4
+    assert reading.timestamp == pytest.approx(clock.now - 8.3)  # heard 8.3 s ago
+    gateway.thaw()
+    clock.now += 1.0
+    assert _state(await meter.async_read(), clock.now) == (ControlState.CONTROLLING, None)
+    clock.now += 1.0
+    await meter.async_read()
+    logged = [r for r in caplog.records if r.name.endswith("powerwall.meter")]
+    assert [r.levelno for r in logged] == [logging.WARNING, logging.INFO]  # once each way
+    assert "not heard from its site meter" in logged[0].getMessage()
+    assert "again" in logged[1].getMessage()
+
+
+async def test_skewed_gateway_clock_is_judged_by_its_own_date(
+    gateway: Gateway, client, clock: FakeClock
+) -> None:
+    """An hour's skew either way: ages come from the gateway's own clock (its Date header)."""
+    for skew_s in (-3600.0, 3600.0):
+        gateway.clock = clock.wall(skew_s)
+        meter = PowerwallMeter(client, clock=clock, wall_clock=clock.wall())
+        reading = await meter.async_read()
+        assert reading.timestamp == pytest.approx(clock.now - 0.3)
+
+
+async def test_meter_time_in_the_future_is_now_until_it_stops_changing(
+    gateway: Gateway, client, clock: FakeClock
+) -> None:
+    """A time ahead of the gateway's clock is clamped to now; if it never moves, it ages."""
+    gateway.clock = clock.wall(30.0)
+    gateway.freeze()  # 30 s ahead of the Date the gateway sends
+    gateway.clock = clock.wall()
+    meter = PowerwallMeter(client, clock=clock)
+    first = await meter.async_read()
+    assert first.timestamp == clock.now  # never newer than now
+    for _ in range(6):
+        clock.now += 1.0
+        reading = await meter.async_read()
+    assert reading.timestamp == first.timestamp  # the same data, first seen 6 s ago
+    assert _state(reading, clock.now) == (ControlState.FAIL_SAFE, FailSafeReason.METER_STALE)
+
+
+async def test_gateway_without_a_date_uses_the_local_wall_clock(
+    gateway: Gateway, client, clock: FakeClock
+) -> None:
+    """No usable Date header: the local wall clock tells the age."""
+    gateway.date_header = False
+    gateway.freeze()
+    clock.now += 20.0  # frozen for 20 s before the first read
+    meter = PowerwallMeter(client, clock=clock, wall_clock=clock.wall())
+    reading = await meter.async_read()
+    assert reading.timestamp == pytest.approx(clock.now - 20.3)
+
+
+@pytest.mark.parametrize("heard", ["missing", "not a time", "2025-01-15T11:02:03"])
+async def test_unknown_meter_time_uses_the_read_time(
+    gateway: Gateway, client, clock: FakeClock, heard: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without a usable time (older firmware, a naive time) the age cannot be told: warn once."""
+    if heard == "missing":
+        body = aggregates()
+        del body["site"]["last_communication_time"]
+        gateway.overrides["/api/meters/aggregates"] = (200, json.dumps(body).encode())
+    else:
+        gateway.last_heard = heard
+    meter = PowerwallMeter(client, clock=clock)
+    for _ in range(3):
+        clock.now += 1.0
+        assert (await meter.async_read()).timestamp == clock.now
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "cannot tell how old" in warnings[0].getMessage()
+
+
+async def test_site_meter_never_heard_is_no_reading(gateway: Gateway, client, clock) -> None:
+    """The zero time means the gateway has not heard from the site meter since it started."""
+    gateway.last_heard = "0001-01-01T00:00:00Z"
+    with pytest.raises(SiteMeterSilentError, match="never"):
+        await PowerwallMeter(client, clock=clock).async_read()

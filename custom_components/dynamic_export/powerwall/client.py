@@ -9,6 +9,10 @@ Login is ``POST /api/login/Basic`` as user "customer"; the token comes back in t
 ``AuthCookie`` cookie (and in the body) and is sent as a Cookie header. A 401/403 means the
 token expired: log in again and retry once. A refused password blocks further logins for a
 while, because the gateway locks the account after repeated failures.
+
+The aggregates keep the answer's HTTP Date: it is the gateway's own clock, the one its
+``last_communication_time`` values come from, so their age can be told without trusting
+that the gateway's and our clocks agree.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -111,11 +117,23 @@ async def async_fetch_fingerprint(
     raise NotPowerwallError(f"{host}:{port} presented no TLS certificate")
 
 
+def _http_date(value: str | None) -> datetime | None:
+    """An HTTP Date header as an aware time; None if missing or unusable."""
+    if not value:
+        return None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return moment if moment.utcoffset() is not None else None
+
+
 @dataclass(frozen=True, slots=True)
 class _Response:
     status: int
     body: bytes
     token: str | None
+    date: datetime | None = None
 
 
 class PowerwallClient:
@@ -167,6 +185,9 @@ class PowerwallClient:
 
     async def async_get_json(self, path: str) -> Any:
         """GET a JSON document, logging in first and once more if the token expired."""
+        return self._json(await self._get(path), path)
+
+    async def _get(self, path: str) -> _Response:
         for attempt in range(2):
             token = await self._current_token()
             response = await self._send("GET", path, headers={"Cookie": f"{AUTH_COOKIE}={token}"})
@@ -174,15 +195,17 @@ class PowerwallClient:
                 break
             if attempt == 0:
                 await self._refresh_token(token)
-        return self._json(response, path)
+        return response
 
     async def async_status(self) -> GatewayStatus:
         """Identity (/api/status)."""
         return parse_status(await self.async_get_json("/api/status"))
 
     async def async_aggregates(self) -> Aggregates:
-        """Site, solar, battery and load power (/api/meters/aggregates)."""
-        return parse_aggregates(await self.async_get_json("/api/meters/aggregates"))
+        """Site, solar, battery and load power (/api/meters/aggregates), with the gateway's time."""
+        path = "/api/meters/aggregates"
+        response = await self._get(path)
+        return parse_aggregates(self._json(response, path), gateway_time=response.date)
 
     async def async_site_meter(self) -> SitePhases | None:
         """Per-phase site meter values (/api/meters/site)."""
@@ -260,7 +283,12 @@ class PowerwallClient:
             ) as response:
                 body = await response.read()
                 cookie = response.cookies.get(AUTH_COOKIE)
-                return _Response(response.status, body, cookie.value if cookie else None)
+                return _Response(
+                    response.status,
+                    body,
+                    cookie.value if cookie else None,
+                    _http_date(response.headers.get("Date")),
+                )
         except aiohttp.ServerFingerprintMismatch as err:
             seen = format_fingerprint(err.got)
             raise CertificateChangedError(

@@ -3,12 +3,18 @@
 Signs are the gateway's: site +import/−export, battery +discharge/−charge, solar and load +.
 A missing or non-numeric grid power is an error, never a zero: a zero would tell the
 controller the site is balanced when nothing is known.
+
+Each meter carries ``last_communication_time``, when the gateway last heard from it (RFC 3339
+with nanoseconds and an offset). It is the only sign that the gateway's values are frozen,
+so it is kept: ``None`` when missing or unusable (no offset, not a time), :data:`NEVER` for
+Go's zero time, which the gateway sends for a meter it has not heard from.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from ..core.errors import InvalidDeviceDataError
@@ -17,6 +23,7 @@ from .errors import NotPowerwallError
 MAX_POWER_W = 1_000_000.0  # anything larger is a parse or unit error, not a house
 MIN_PHASE_VOLTAGE_V = 50.0  # an unused phase reads a fraction of a volt
 PHASES = ("a", "b", "c")
+NEVER = datetime.min.replace(tzinfo=UTC)  # Go's zero time, "0001-01-01T00:00:00Z"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +35,8 @@ class MeterFlow:
     exported_wh: float | None
     frequency_hz: float | None
     voltage_v: float | None
+    heard_at: datetime | None = None
+    """last_communication_time: None if missing or unusable, NEVER if never heard."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +47,8 @@ class Aggregates:
     solar: MeterFlow | None
     battery: MeterFlow | None
     load: MeterFlow | None
+    gateway_time: datetime | None = None
+    """The gateway's clock when it answered (its HTTP Date), if it sent a usable one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +102,22 @@ def _energy(value: Any) -> float | None:
     return number if number is not None and number >= 0 else None
 
 
+def parse_time(value: Any) -> datetime | None:
+    """An RFC 3339 time with an offset (digits past microseconds are dropped), else None.
+
+    A time without an offset is refused: its zone, and so its age, is a guess.
+    """
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    if moment.utcoffset() is None:
+        return None
+    return NEVER if moment.year == 1 else moment
+
+
 def _object(payload: Any, where: str) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise InvalidDeviceDataError(f"Powerwall {where}: expected an object")
@@ -108,10 +135,11 @@ def _flow(payload: dict[str, Any], name: str, *, required: bool) -> MeterFlow | 
         exported_wh=_energy(obj.get("energy_exported")),
         frequency_hz=_positive(obj.get("frequency")),
         voltage_v=_positive(obj.get("instant_average_voltage")),
+        heard_at=parse_time(obj.get("last_communication_time")),
     )
 
 
-def parse_aggregates(payload: Any) -> Aggregates:
+def parse_aggregates(payload: Any, *, gateway_time: datetime | None = None) -> Aggregates:
     """/api/meters/aggregates; the site object and its instant_power are required."""
     obj = _object(payload, "aggregates")
     site = _flow(obj, "site", required=True)
@@ -121,6 +149,7 @@ def parse_aggregates(payload: Any) -> Aggregates:
         solar=_flow(obj, "solar", required=False),
         battery=_flow(obj, "battery", required=False),
         load=_flow(obj, "load", required=False),
+        gateway_time=gateway_time,
     )
 
 

@@ -21,6 +21,10 @@ class GatewayStoppedError(DeviceUnavailableError):
     """The gateway's system is stopped (it answers 502): it has no meter data."""
 
 
+class SiteMeterSilentError(DeviceUnavailableError):
+    """The gateway answers but has never heard from its site meter: its grid power is no reading."""
+
+
 class CertificateChangedError(DeviceUnavailableError):
     """The gateway shows a certificate other than the one pinned at set-up.
 
