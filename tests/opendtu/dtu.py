@@ -6,10 +6,16 @@ Limit commands are acknowledged ``ack_delay_s`` after they are sent, on the DTU'
 (shared with the code under test, so a 3 s radio delay costs no real time): "Pending" until
 then, then "Ok" (or "Failure" with ``fail_acks``). ``firmware`` "new" takes limit types 0-3
 (v25.9.11+), "old" takes 0, 1, 256, 257; ``reject_types`` makes types answer 5003.
+
+Faults: ``overrides`` answer a request with a fixed status and body; ``drops`` cut the
+connection of the next requests to a (method, path) unanswered and unprocessed,
+``drops_after`` carry them out first (the client cannot tell whether a command took effect).
+``start`` binds ``port`` (any free one while it is 0), so a stopped DTU comes back where it was.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -132,6 +138,8 @@ class FakeDtu:
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     commands: list[dict[str, Any]] = field(default_factory=list)  # accepted limit commands
     power_commands: list[dict[str, Any]] = field(default_factory=list)
+    drops: dict[tuple[str, str], int] = field(default_factory=dict)
+    drops_after: dict[tuple[str, str], int] = field(default_factory=dict)
     port: int = 0
     _runner: web.AppRunner | None = None
 
@@ -157,7 +165,7 @@ class FakeDtu:
         app.router.add_post("/api/power/config", self._power_config)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         self.port = int(site._server.sockets[0].getsockname()[1])
         return self.port
@@ -173,11 +181,31 @@ class FakeDtu:
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         form = dict(await request.post()) if request.method == "POST" else dict(request.query)
         self.requests.append((request.method, request.path, {k: str(v) for k, v in form.items()}))
-        override = self.overrides.get((request.method, request.path))
+        key = (request.method, request.path)
+        if self._take(self.drops, key):
+            self._hang_up(request)
+        override = self.overrides.get(key)
         if override is not None:
             return web.Response(status=override[0], text=override[1])
         self._advance()
-        return await handler(request)
+        response = await handler(request)
+        if self._take(self.drops_after, key):
+            self._hang_up(request)
+        return response
+
+    @staticmethod
+    def _take(counts: dict[tuple[str, str], int], key: tuple[str, str]) -> bool:
+        if counts.get(key, 0) <= 0:
+            return False
+        counts[key] -= 1
+        return True
+
+    @staticmethod
+    def _hang_up(request: web.Request) -> None:
+        """Cut the connection without an answer (the client sees a disconnect)."""
+        assert request.transport is not None
+        request.transport.abort()
+        raise asyncio.CancelledError
 
     def _authorised(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from custom_components.dynamic_export.core.errors import InvalidDeviceDataError
+from custom_components.dynamic_export.core.errors import DeviceError, InvalidDeviceDataError
 from custom_components.dynamic_export.core.measurements import InverterCommand
 from custom_components.dynamic_export.opendtu.errors import (
     InverterUnreachableError,
@@ -210,6 +210,56 @@ async def test_configured_release_limit_survives_a_restart(dtu: FakeDtu, client,
     assert _sent(dtu) == [(HM_SERIAL, 1, 90.0)]
     with pytest.raises(ValueError, match="release_limit_pct"):
         OpenDtuInverter(client, HM_SERIAL, release_limit_pct=120.0)
+
+
+async def test_baseline_is_stored_and_survives_a_restart(dtu: FakeDtu, client, clock) -> None:
+    """Restarted mid-curtailment, the DTU shows our own limit: release restores the original."""
+    dtu.inverters[HM_SERIAL].limit_relative = 80.0  # the owner's persistent limit
+    stored: list[float | None] = []
+    inverter = OpenDtuInverter(client, HM_SERIAL, on_baseline=stored.append, clock=clock)
+    await inverter.async_read()
+    assert stored == []  # nothing of ours in force yet: nothing to keep
+    await inverter.async_apply(_limit(10.0))
+    assert stored == [80.0]  # kept before our first limit goes out
+    clock.now += 5.0
+    await inverter.async_read()
+    await inverter.async_apply(_limit(12.0))
+    assert stored == [80.0]
+
+    # Home Assistant restarts without handing the inverter back (a crash, the DTU down).
+    clock.now += 5.0
+    restarted = OpenDtuInverter(
+        client, HM_SERIAL, baseline_pct=stored[-1], on_baseline=stored.append, clock=clock
+    )
+    reading = await restarted.async_read()
+    assert reading.limit_pct == pytest.approx(12.0)  # our own limit, still in force
+    assert restarted.baseline_limit_pct == 80.0
+    await restarted.async_release()  # nothing written since the restart, still undone
+    assert _sent(dtu)[-1] == (HM_SERIAL, 1, 80.0)
+    assert stored[-1] is None  # handed back: nothing left to restore next time
+
+    # Control resumes after the release: the baseline is kept again before the next write.
+    clock.now += 5.0
+    await restarted.async_read()
+    await restarted.async_apply(_limit(10.0))
+    assert stored[-1] == 80.0
+
+
+async def test_failed_release_keeps_the_stored_baseline(dtu: FakeDtu, client, clock) -> None:
+    dtu.inverters[HM_SERIAL].limit_relative = 70.0
+    stored: list[float | None] = []
+    inverter = OpenDtuInverter(client, HM_SERIAL, on_baseline=stored.append, clock=clock)
+    await inverter.async_read()
+    await inverter.async_apply(_limit(10.0))
+    dtu.overrides[("POST", "/api/limit/config")] = (500, "")
+    with pytest.raises(DeviceError):
+        await inverter.async_release()
+    assert stored == [70.0]  # still owed
+
+
+def test_stored_baseline_must_be_a_percentage(client) -> None:
+    with pytest.raises(ValueError, match="baseline_pct"):
+        OpenDtuInverter(client, HM_SERIAL, baseline_pct=101.0)
 
 
 async def test_temperature_derating(dtu: FakeDtu, client, clock) -> None:

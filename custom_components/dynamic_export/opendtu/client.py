@@ -129,24 +129,36 @@ class OpenDtuClient:
         return parse_livedata(payload, serial)
 
     async def async_limit_status(
-        self, *, max_age_s: float = 0.0
+        self, *, max_age_s: float = 0.0, since: float | None = None
     ) -> tuple[float, dict[str, LimitStatus]]:
-        """Limits of all inverters and when they were fetched (reused if ``max_age_s`` old).
+        """Limits of all inverters and when they were fetched.
 
-        The time is taken before the request, so a command sent after it is never
-        mistaken for one this answer already covers.
+        An earlier answer is reused if it was asked for at most ``max_age_s`` ago, or at or
+        after ``since``: the inverters of one DTU read in one cycle pass the cycle's start,
+        so they share one answer however slowly the DTU replies. The time is taken before
+        the request, so a command sent after it is never mistaken for one this answer
+        already covers; a command also drops the answer kept.
         """
-        cached = self._limits
-        if cached is not None and self._clock() - cached[0] <= max_age_s:
+        if (cached := self._fresh(max_age_s, since)) is not None:
             return cached
         async with self._lock:
-            cached = self._limits
-            if cached is not None and self._clock() - cached[0] <= max_age_s:
+            if (cached := self._fresh(max_age_s, since)) is not None:
                 return cached
             fetched_at = self._clock()
             payload = await self._request("GET", "/api/limit/status")
             self._limits = (fetched_at, parse_limit_status(payload))
             return self._limits
+
+    def _fresh(
+        self, max_age_s: float, since: float | None
+    ) -> tuple[float, dict[str, LimitStatus]] | None:
+        cached = self._limits
+        if cached is None:
+            return None
+        asked_at = cached[0]
+        if self._clock() - asked_at <= max_age_s or (since is not None and asked_at >= since):
+            return cached
+        return None
 
     async def async_set_limit(self, serial: str, limit_type: LimitType, value: float) -> None:
         """Send a non-persistent limit (W for ABSOLUTE, % for RELATIVE)."""

@@ -12,8 +12,12 @@ force for the rest of the day, which errs on the side of the grid limit.
 
 **Release** restores the limit the inverter had before we first wrote one (non-persistently),
 rather than 100 %, so a persistent limit the owner set stays respected. After a restart in
-the middle of the day the limit found may be our own earlier one, so the HA layer can store
-:attr:`baseline_limit_pct` and pass it back as ``release_limit_pct``.
+the middle of the day the limit found may be our own earlier one, so that baseline must
+outlive a restart: ``on_baseline`` is told it just before our first limit goes out (and
+``None`` once a release has restored it), and the caller passes what it stored back as
+``baseline_pct``. A stored baseline means our limit may still be in force, so release
+restores it even if nothing was written since the restart. ``release_limit_pct`` (a
+configured limit to restore) wins over both.
 
 **Freshness.** The DTU polls each inverter every few seconds; the reading's timestamp is
 when the DTU got the values (``data_age``), and data older than ``max_data_age_s`` or from an
@@ -44,7 +48,7 @@ from .limits import (
 )
 
 DEFAULT_MAX_DATA_AGE_S = 60.0
-STATUS_MAX_AGE_S = 0.5  # inverters of one DTU read in the same cycle share one status answer
+STATUS_MAX_AGE_S = 0.5  # a status answer this recent is reused rather than asked again
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,8 @@ class OpenDtuInverter:
         *,
         rated_power_w: float | None = None,
         release_limit_pct: float | None = None,
+        baseline_pct: float | None = None,
+        on_baseline: Callable[[float | None], None] | None = None,
         min_limit_pct: float = DEFAULT_MIN_LIMIT_PCT,
         derating: TemperatureDerating | None = None,
         pending_timeout_s: float = DEFAULT_PENDING_TIMEOUT_S,
@@ -79,6 +85,8 @@ class OpenDtuInverter:
             raise ValueError("rated_power_w must be positive")
         if release_limit_pct is not None and not 0.0 <= release_limit_pct <= 100.0:
             raise ValueError("release_limit_pct must be 0-100 %")
+        if baseline_pct is not None and not 0.0 <= baseline_pct <= 100.0:
+            raise ValueError("baseline_pct must be 0-100 %")
         self._client = client
         self._serial = serial.strip()
         self._fallback_rating = rated_power_w
@@ -90,8 +98,11 @@ class OpenDtuInverter:
         self._max_power_w: float | None = None
         self._absolute = True  # until the firmware answers 5003
         self._release_pct = release_limit_pct
-        self._baseline_pct: float | None = release_limit_pct
-        self._wrote = False
+        self._baseline_pct = release_limit_pct if release_limit_pct is not None else baseline_pct
+        self._on_baseline = on_baseline
+        # A stored baseline: our limit from before a restart may still be in force.
+        self._stored = baseline_pct is not None
+        self._wrote = self._stored
         self._powered_off = False
         self._info: OpenDtuInverterInfo | None = None
         self.data: InverterLiveData | None = None  # last values, for sensors
@@ -170,7 +181,9 @@ class OpenDtuInverter:
         """Read output, temperature and the limit in force; send a queued limit if due."""
         now = self._clock()
         live = await self._client.async_livedata(self._serial)
-        status = await self._read_status(STATUS_MAX_AGE_S)
+        # Any status asked for since this read began will do: with a slow DTU, the
+        # inverters read in one cycle still share one answer.
+        status = await self._read_status(STATUS_MAX_AGE_S, since=now)
         self.data = live
         summary = live.summary
         if not summary.reachable:
@@ -231,8 +244,18 @@ class OpenDtuInverter:
             self._powered_off = False
         if not self._wrote and self._release_pct is None:
             return  # nothing of ours to undo
+        await self._send(LimitRequest(LimitType.RELATIVE, self._restore_pct()), ours=False)
+        if self._stored:
+            self._stored = False
+            self._notify(None)
+
+    def _restore_pct(self) -> float:
         pct = 100.0 if self._baseline_pct is None else self._baseline_pct
-        await self._send(LimitRequest(LimitType.RELATIVE, min(100.0, max(0.0, pct))))
+        return min(100.0, max(0.0, pct))
+
+    def _notify(self, pct: float | None) -> None:
+        if self._on_baseline is not None and self._release_pct is None:
+            self._on_baseline(pct)
 
     def _nominal(self) -> float:
         rating = self._max_power_w or self._fallback_rating
@@ -252,8 +275,10 @@ class OpenDtuInverter:
             absolute=self._absolute,
         )
 
-    async def _read_status(self, max_age_s: float) -> LimitStatus:
-        fetched_at, statuses = await self._client.async_limit_status(max_age_s=max_age_s)
+    async def _read_status(self, max_age_s: float, since: float | None = None) -> LimitStatus:
+        fetched_at, statuses = await self._client.async_limit_status(
+            max_age_s=max_age_s, since=since
+        )
         status = statuses.get(self._serial)
         if status is None:
             raise UnknownInverterError(f"OpenDTU has no inverter {self._serial}", None)
@@ -265,7 +290,11 @@ class OpenDtuInverter:
             await self._send(due)
         return status
 
-    async def _send(self, request: LimitRequest) -> None:
+    async def _send(self, request: LimitRequest, *, ours: bool = True) -> None:
+        if ours and not self._stored:
+            # Stored before it is needed: a crash right after the write still knows it.
+            self._stored = True
+            self._notify(self._restore_pct())
         try:
             await self._client.async_set_limit(self._serial, request.type, request.value)
         except LimitTypeUnsupportedError as err:
