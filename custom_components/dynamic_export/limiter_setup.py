@@ -85,6 +85,7 @@ _LOGGER = logging.getLogger(__name__)
 
 AMBER_BASE_URL = DEFAULT_BASE_URL
 """Where the Amber API is; tests point it at a local server."""
+AMBER_RETRY_AFTER_FAILURE = timedelta(minutes=1)
 
 
 def amber_client(hass: HomeAssistant, token: str) -> AmberClient:
@@ -195,17 +196,33 @@ async def _async_amber(
     if saved := store.data.get(key):
         limiter.restore(saved, dt_util.utcnow())
     cancel: list[Any] = []
+    stopped = False
+    failing = False
 
     issue_id = f"amber_{sub.subentry_id}"
 
     async def _refresh(_now: datetime | None = None) -> None:
-        next_at = await limiter.async_refresh(dt_util.utcnow())
-        store.schedule_save(key, limiter.to_dict())
-        _raise_or_clear_issue(hass, issue_id, sub.title, limiter.status(dt_util.utcnow()))
-        cancel[:] = [async_track_point_in_utc_time(hass, _refresh, next_at)]
+        # The limiter never raises; this is for whatever else fails here. Either way the
+        # next poll is scheduled, or prices would stop updating until a restart.
+        nonlocal failing
+        next_at = dt_util.utcnow() + AMBER_RETRY_AFTER_FAILURE
+        try:
+            next_at = await limiter.async_refresh(dt_util.utcnow())
+            store.schedule_save(key, limiter.to_dict())
+            _raise_or_clear_issue(hass, issue_id, sub.title, limiter.status(dt_util.utcnow()))
+        except Exception:
+            if not failing:
+                _LOGGER.exception("%s: price refresh failed; retrying", sub.title)
+            failing = True
+        else:
+            failing = False
+        if not stopped:
+            cancel[:] = [async_track_point_in_utc_time(hass, _refresh, next_at)]
 
     @callback
     def _stop() -> None:
+        nonlocal stopped
+        stopped = True
         for unsubscribe in cancel:
             unsubscribe()
 

@@ -7,11 +7,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import SOURCE_RECONFIGURE, SOURCE_USER, ConfigSubentryData
 from homeassistant.const import CONF_API_TOKEN
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import issue_registry as ir
+from homeassistant.util import dt as dt_util
+from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
 from custom_components.dynamic_export import limiter_setup
 from custom_components.dynamic_export.const import (
@@ -23,6 +26,8 @@ from custom_components.dynamic_export.const import (
     DOMAIN,
     SUBENTRY_AMBER,
 )
+from custom_components.dynamic_export.limiters.amber import AmberLimiter
+from custom_components.dynamic_export.limiters.amber_api import AmberClient
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
 
 from ..limiters.amber_server import TOKEN, FakeAmber
@@ -206,3 +211,44 @@ async def test_unreachable_amber_without_prices_applies_fallback_and_repair(
     issue = issues.async_get_issue(DOMAIN, f"amber_{sub_id}")
     assert issue is not None
     assert issue.translation_key == "amber_attention"
+
+
+@pytest.mark.parametrize("where", ["client", "limiter"])
+async def test_polling_goes_on_after_an_unexpected_error(
+    hass: HomeAssistant,
+    amber: FakeAmber,
+    freezer: FrozenDateTimeFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+) -> None:
+    """One poll fails in a way nobody foresaw: the next poll still comes, prices update."""
+    start = datetime(2025, 1, 15, 2, 10, tzinfo=UTC)
+    freezer.move_to(start)
+    amber.prices = feed_in_intervals(-5.0, start)
+    await setup_site(hass, site_entry([amber_subentry()]))
+    assert float(hass.states.get("sensor.amber_feed_in_price").state) == pytest.approx(0.05)
+
+    owner: Any = AmberClient if where == "client" else AmberLimiter
+    name = "async_get_current_prices" if where == "client" else "async_refresh"
+    original = getattr(owner, name)
+    failures: list[str] = []
+
+    async def fails_once(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not failures:
+            failures.append("raised")
+            raise ValueError("unexpected")
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(owner, name, fails_once)
+    amber.prices = feed_in_intervals(3.0, start)  # what the next successful poll sees
+
+    async def advance(seconds: float) -> None:
+        freezer.tick(timedelta(seconds=seconds))
+        async_fire_time_changed(hass, dt_util.utcnow())
+        await hass.async_block_till_done(wait_background_tasks=True)
+
+    await advance(20 * 60 + 5)  # 02:30:05, the next interval's poll: it fails
+    assert failures == ["raised"]
+    await advance(60)  # the retry
+    await advance(1)  # and a control cycle to show it
+    assert float(hass.states.get("sensor.amber_feed_in_price").state) == pytest.approx(-0.03)

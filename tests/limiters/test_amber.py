@@ -256,6 +256,55 @@ async def test_malformed_json_keeps_known_intervals(
     assert limiter.controls(utc(4, 0)) == FREE
 
 
+async def test_unexpected_error_is_retried_like_an_outage(
+    session: aiohttp.ClientSession,
+    amber: FakeAmber,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug or an odd answer the client did not foresee must not end the polling."""
+    limiter = make_limiter(session, amber, clock)
+    await limiter.async_refresh(utc(2, 10))
+    fetch = AmberClient.async_get_current_prices
+
+    async def broken(*args: object, **kwargs: object) -> list[object]:
+        raise KeyError("perKwh")
+
+    monkeypatch.setattr(AmberClient, "async_get_current_prices", broken)
+    clock.now = utc(2, 30, 5)
+    retry = await limiter.async_refresh(clock.now)
+    assert retry == utc(2, 30, 35)  # 30 s, as after an outage
+    clock.now = retry
+    assert await limiter.async_refresh(clock.now) == utc(2, 31, 35)  # then 60 s
+    assert "KeyError" in (limiter.status(clock.now).last_error or "")
+    assert limiter.controls(utc(3, 10)) == LIMITED  # the known forecasts still decide
+    monkeypatch.setattr(AmberClient, "async_get_current_prices", fetch)
+    clock.now = utc(2, 31, 35)
+    assert await limiter.async_refresh(clock.now) == utc(3, 0, 5)
+    assert limiter.status(clock.now).last_error is None
+    # One line with the traceback for the streak, one when it is over.
+    logged = [r for r in caplog.records if r.name.endswith("limiters.amber")]
+    assert [r.levelname for r in logged] == ["ERROR", "INFO"]
+    assert logged[0].exc_info is not None
+
+
+async def test_outage_is_logged_once_per_streak(
+    session: aiohttp.ClientSession,
+    amber: FakeAmber,
+    clock: Clock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    limiter = make_limiter(session, amber, clock)
+    await limiter.async_refresh(utc(2, 10))
+    for _ in range(3):
+        amber.reply(503)
+        clock.now = await limiter.async_refresh(clock.now)
+    await limiter.async_refresh(clock.now)
+    logged = [r for r in caplog.records if r.name.endswith("limiters.amber")]
+    assert [r.levelname for r in logged] == ["WARNING", "INFO"]
+
+
 async def test_new_prices_replace_old_forecasts(
     session: aiohttp.ClientSession, amber: FakeAmber, clock: Clock
 ) -> None:

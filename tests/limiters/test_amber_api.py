@@ -128,6 +128,15 @@ def test_malformed_feed_in_item_rejects_the_answer() -> None:
         parse_prices({"prices": []})
 
 
+def test_out_of_range_duration_is_a_response_error() -> None:
+    """A duration no datetime can hold (OverflowError) is a bad answer like any other."""
+    data = fixture("prices_30min.json")
+    index = next(i for i, item in enumerate(data) if item["channelType"] == "feedIn")
+    data[index]["duration"] = 10**13
+    with pytest.raises(AmberResponseError, match=f"item {index} "):
+        parse_prices(data)
+
+
 async def test_malformed_json_is_a_response_error(
     session: aiohttp.ClientSession, amber: FakeAmber, clock: Clock
 ) -> None:

@@ -179,8 +179,10 @@ class AmberLimiter:
 
     The HA layer calls :meth:`async_refresh` at set-up and then at the time it returns
     (the next interval boundary plus a few seconds, sooner after an error, after the
-    rate-limit reset when limited). It never raises :class:`AmberError`; read
-    :meth:`status` for what went wrong.
+    rate-limit reset when limited). It never raises: any failure, an unforeseen one (a bug,
+    an answer the client did not expect) included, is retried with the outage back-off, so
+    polling never ends. A failure streak is logged once (unforeseen errors with their
+    traceback) and its end once; read :meth:`status` for what went wrong.
     """
 
     def __init__(
@@ -205,6 +207,8 @@ class AmberLimiter:
         self._error_attention: AmberAttention | None = None
         self._retry_delay = _RETRY_FIRST
         self._next_refresh: datetime | None = None
+        self._failing = False  # a failure streak has been logged
+        self._traced = False  # an unforeseen error of this streak has been logged
         # A manual refresh must not overlap the scheduled one (two calls, one budget).
         self._lock = asyncio.Lock()
 
@@ -242,7 +246,13 @@ class AmberLimiter:
         except AmberError as err:
             self._next_refresh = self._after_error(err, now)
             return self._next_refresh
+        except Exception as err:  # whatever it is, polling must go on
+            self._next_refresh = self._after_unforeseen(err, now)
+            return self._next_refresh
         self._known.merge(fetched, now)
+        if self._failing:
+            _LOGGER.info("%s: Amber prices are fetched again", self.source)
+        self._failing = self._traced = False
         self._last_success = now
         self._last_error = None
         self._error_attention = None
@@ -258,9 +268,23 @@ class AmberLimiter:
             step = min(step, _ESTIMATE_STEP)
         return next_boundary(now, step, offset)
 
+    def _after_unforeseen(self, err: Exception, now: datetime) -> datetime:
+        self._last_error = f"unexpected error: {err!r}"
+        if not self._traced:
+            _LOGGER.exception("%s: unexpected error fetching Amber prices", self.source)
+        self._failing = self._traced = True
+        return self._backoff(now)
+
+    def _backoff(self, now: datetime) -> datetime:
+        retry = min(now + self._retry_delay, self._after_success(now))
+        self._retry_delay = min(self._retry_delay * 2, _RETRY_MAX)
+        return retry
+
     def _after_error(self, err: AmberError, now: datetime) -> datetime:
         self._last_error = str(err)
-        _LOGGER.warning("%s: %s", self.source, err)
+        if not self._failing:
+            _LOGGER.warning("%s: %s (retrying; logged once until it works)", self.source, err)
+        self._failing = True
         if isinstance(err, AmberRateLimitError):
             return max(err.retry_at, now) + _RATE_LIMIT_MARGIN
         if isinstance(err, AmberAuthError | AmberSiteError):
@@ -270,9 +294,7 @@ class AmberLimiter:
                 else AmberAttention.SITE
             )
             return now + _RETRY_NEEDS_USER
-        retry = min(now + self._retry_delay, self._after_success(now))
-        self._retry_delay = min(self._retry_delay * 2, _RETRY_MAX)
-        return retry
+        return self._backoff(now)
 
     def controls(self, now: datetime) -> Controls:
         """Export limit while the known feed-in price is at or above the threshold."""

@@ -209,7 +209,7 @@ def parse_prices(data: object, channel: str = FEED_IN) -> list[PriceInterval]:
             continue
         try:
             intervals.append(_parse_interval(item, channel))
-        except ValueError as err:
+        except (ValueError, OverflowError) as err:  # OverflowError: a time out of range
             raise AmberResponseError(f"Amber price item {index} ({channel}): {err}") from err
     intervals.sort(key=lambda interval: interval.start)
     return intervals
