@@ -7,8 +7,10 @@ cycle, a place in the site's storage, and repair issues for what the user must f
 
 from __future__ import annotations
 
+import functools
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,6 +33,7 @@ from .const import (
     CONF_VERIFY_SERVER,
     DOMAIN,
 )
+from .core.capability import site_capability
 from .core.controls import Controls
 from .core.cycle import CycleSnapshot
 from .csip.client import CsipClient, CsipConfig, CsipStatus, split_dcap_url
@@ -72,6 +75,18 @@ def build_tls(data: Any) -> tuple[DeviceIdentity, ssl.SSLContext]:
     return identity, context
 
 
+def steady_clock() -> Callable[[], float]:
+    """Seconds that never jump with the wall clock, for the client's schedule.
+
+    ``CLOCK_BOOTTIME`` where the system has it: unlike ``time.monotonic`` it keeps counting
+    while the machine is suspended, so a suspend is not taken for a clock jump.
+    """
+    boottime: int | None = getattr(time, "CLOCK_BOOTTIME", None)
+    if boottime is None:
+        return time.monotonic
+    return functools.partial(time.clock_gettime, boottime)
+
+
 def csip_config(data: Any) -> CsipConfig:
     """The client's settings from a subentry."""
     _base, href = split_dcap_url(data[CONF_DCAP_URL])
@@ -108,7 +123,9 @@ async def async_build_csip(
         if holder:
             store.schedule_save(key, holder[0].to_dict())
 
-    client = CsipClient(transport, identity, csip_config(data), on_change=_changed)
+    client = CsipClient(
+        transport, identity, csip_config(data), on_change=_changed, monotonic=steady_clock()
+    )
     limiter = CsipLimiter(sub.title, client, enabled=bool(data.get(CONF_ENABLED, True)))
     holder.append(limiter)
     if saved := store.data.get(key):
@@ -123,9 +140,14 @@ async def async_build_csip(
     entry.async_on_unload(_stop)
 
     async def _after_cycle(snapshot: CycleSnapshot) -> None:
-        # Ratings of every inverter, also of those that did not answer this cycle.
-        ratings = entry.runtime_data.loop.ratings
-        await limiter.async_tick(snapshot.wall_time, measurements_from_cycle(snapshot, ratings))
+        # Ratings of every inverter, also of those that did not answer this cycle; the
+        # capability is taken from the loop's devices now, so DERCapability follows them.
+        loop = entry.runtime_data.loop
+        capability = site_capability(
+            meter=loop.meter, inverters=loop.inverters, ratings=loop.ratings
+        )
+        measurements = measurements_from_cycle(snapshot, loop.ratings, capability=capability)
+        await limiter.async_tick(snapshot.wall_time, measurements)
         _sync_repairs(hass, sub, limiter.status(snapshot.wall_time), raised)
 
     return limiter, _after_cycle

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
+from custom_components.dynamic_export.core.capability import site_capability
+from custom_components.dynamic_export.core.controller import FailSafeReason
 from custom_components.dynamic_export.core.controls import ControlType
 from custom_components.dynamic_export.core.cycle import InverterStatus
 from custom_components.dynamic_export.core.measurements import InverterReading, MeterReading
@@ -125,6 +128,53 @@ async def test_monitor_only_reports_no_mode_enabled(h: Harness) -> None:
     assert latest(h, "derg").value("modesEnabled") == "0000000C"
 
 
+def _inverters(*supports_connect: bool) -> dict[str, Any]:
+    """Stand-ins for configured inverters: only what the capability looks at."""
+    return {
+        f"inv{i}": SimpleNamespace(supports_connect=connect)
+        for i, connect in enumerate(supports_connect)
+    }
+
+
+async def test_inverters_without_a_relay_do_not_advertise_connect(h: Harness) -> None:
+    """Number-entity inverters cannot disconnect: no opModConnect / opModEnergize bit."""
+    site = site_capability(
+        meter=object(), inverters=_inverters(True, False), ratings={"inv0": 3000.0, "inv1": 2000.0}
+    )
+    client = h.client()
+    await h.run(client, replace(MEASUREMENTS, capability=site))
+    cap = latest(h, "dercap")
+    assert cap.value("modesSupported") == "00000000"
+    assert cap.value("doeModesSupported") == "07"
+    assert latest(h, "derg").value("modesEnabled") == "00000000"
+    h.assert_documents_valid()
+
+
+async def test_capability_follows_devices_and_ratings(h: Harness) -> None:
+    """Relay-capable inverters advertise connect; rtgMaxW is the sum of the ratings."""
+    ratings = {"inv0": 5000.0, "inv1": 3000.0}
+    site = site_capability(meter=object(), inverters=_inverters(True, True), ratings=ratings)
+    client = h.client()
+    await h.run(client, replace(MEASUREMENTS, capability=site))
+    cap = latest(h, "dercap")
+    assert cap.value("modesSupported") == "0000000C"
+    assert cap.value("doeModesSupported") == "07"
+    assert cap.value("rtgMaxW/value") == "8000"
+    assert latest(h, "derg").value("setMaxW/value") == "8000"
+    # A new rating (read from a device) shows at the next report.
+    site = site_capability(
+        meter=object(), inverters=_inverters(True, True), ratings=ratings | {"inv1": 4000.0}
+    )
+    await h.step(client, 10, replace(MEASUREMENTS, capability=site))
+    assert latest(h, "dercap").value("rtgMaxW/value") == "9000"
+    # Without a meter neither export nor import can be held: generation limit only.
+    site = site_capability(meter=None, inverters=_inverters(True, True), ratings=ratings)
+    await h.step(client, 10, replace(MEASUREMENTS, capability=site))
+    assert latest(h, "dercap").value("doeModesSupported") == "04"
+    assert latest(h, "derg").value("doeModesEnabled") == "04"
+    h.assert_documents_valid()
+
+
 def test_measurements_from_cycle() -> None:
     """The core's cycle snapshot becomes the client's measurements."""
     meter = MeterReading(
@@ -141,6 +191,7 @@ def test_measurements_from_cycle() -> None:
         meter_error=None,
         inverters={"a": online, "b": offline},
         control_enabled=False,
+        plan=SimpleNamespace(fail_safe_reason=None),
     )
     m = measurements_from_cycle(snapshot, {"a": 5000.0, "b": 3000.0})  # type: ignore[arg-type]
     assert m.site_power_w == -1200.0
@@ -157,3 +208,14 @@ def test_measurements_from_cycle() -> None:
         {"a": 5000.0},
     )
     assert failed.site_power_w is None
+    frozen = measurements_from_cycle(
+        SimpleNamespace(  # type: ignore[arg-type]
+            **{
+                **vars(snapshot),
+                "plan": SimpleNamespace(fail_safe_reason=FailSafeReason.METER_STALE),
+            }
+        ),
+        {"a": 5000.0},
+    )
+    assert frozen.site_power_w is None  # frozen values are not reported to the utility
+    assert frozen.der_power_w == 3000.0

@@ -13,6 +13,7 @@ from homeassistant.const import CONF_NAME
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import issue_registry as ir
+from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.components.diagnostics import (
     get_diagnostics_for_config_entry,
 )
@@ -24,11 +25,22 @@ from custom_components.dynamic_export.const import (
     CONF_CSR_PEM,
     CONF_DCAP_URL,
     CONF_ENABLED,
+    CONF_INVERT,
     CONF_KEY_PEM,
+    CONF_KIND,
+    CONF_LIMIT_ENTITY,
+    CONF_LIMIT_UNIT,
+    CONF_MAX_AGE,
     CONF_PEN,
+    CONF_POWER_ENTITY,
+    CONF_RATED_POWER,
     CONF_VERIFY_SERVER,
     DOMAIN,
+    KIND_HA_ENTITY,
+    LIMIT_UNIT_WATT,
     SUBENTRY_CSIP,
+    SUBENTRY_INVERTER,
+    SUBENTRY_METER,
 )
 from custom_components.dynamic_export.csip import discovery
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
@@ -288,3 +300,58 @@ async def test_repair_issues(
     await wait_for(
         lambda: registry.async_get_issue(DOMAIN, f"{issue}_{sub_id}") is not None, 15, issue
     )
+
+
+async def test_entity_inverter_site_advertises_no_connect(
+    hass: HomeAssistant,
+    csip_server: CsipTestServer,
+    csip_device: Credentials,
+    csip_pki: CsipPKI,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An inverter limited through a number entity cannot disconnect: DERCapability says so."""
+    monkeypatch.setattr(discovery, "MIN_POLL_S", 1)
+    csip_server.state.register_device(csip_device)
+    for resource in ("dcap", "edev", "der"):
+        csip_server.state.set_poll_rate(resource, 1)
+    assert await async_setup_component(
+        hass, "input_number", {"input_number": {"pv_limit": {"min": 0, "max": 4000, "step": 1}}}
+    )
+    hass.states.async_set("sensor.pv_power", "1000", {"unit_of_measurement": "W"})
+    hass.states.async_set("sensor.grid_power", "500", {"unit_of_measurement": "W"})
+    data = _form(csip_server, csip_device, csip_pki)
+    title = data.pop(CONF_NAME)
+    data[CONF_ENABLED] = True
+    inverter = {
+        CONF_KIND: KIND_HA_ENTITY,
+        CONF_POWER_ENTITY: "sensor.pv_power",
+        CONF_LIMIT_ENTITY: "input_number.pv_limit",
+        CONF_LIMIT_UNIT: LIMIT_UNIT_WATT,
+        CONF_RATED_POWER: 4000.0,
+    }
+    meter = {
+        CONF_KIND: KIND_HA_ENTITY,
+        CONF_POWER_ENTITY: "sensor.grid_power",
+        CONF_INVERT: False,
+        CONF_MAX_AGE: 3600.0,
+    }
+    entry = site_entry(
+        [
+            ConfigSubentryData(
+                data=inverter, subentry_type=SUBENTRY_INVERTER, title="PV", unique_id="pv"
+            ),
+            ConfigSubentryData(
+                data=meter, subentry_type=SUBENTRY_METER, title="Grid", unique_id="g"
+            ),
+            ConfigSubentryData(data=data, subentry_type=SUBENTRY_CSIP, title=title, unique_id=None),
+        ]
+    )
+    await setup_site(hass, entry)
+    end_device = csip_server.state.device_for(csip_device)
+    assert end_device is not None
+    await wait_for(lambda: end_device.der_capability is not None, 15, "DERCapability")
+    cap = end_device.der_capability
+    assert cap is not None
+    assert cap.value("modesSupported") == "00000000"
+    assert cap.value("doeModesSupported") == "07"
+    assert cap.value("rtgMaxW/value") == "4000"

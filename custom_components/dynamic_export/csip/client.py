@@ -16,7 +16,11 @@ One :class:`CsipClient` talks to one utility server through an injected
 
 Every schedule decision uses the server's clock: the client keeps the offset between its
 own clock and the server's ``Time`` resource and converts. Drift beyond a minute is
-logged once and shown; it is never fatal.
+logged once and shown; it is never fatal. Given a steady clock (``monotonic``), the
+client counts time between Time polls on it, so a jump of the local wall clock (a manual
+change, NTP stepping it) neither ends a control early nor makes it run late, and its own
+deadlines (polls, retries) keep their pace. A Time that stops advancing is not followed:
+the client keeps counting from the last good reading and shows the error.
 
 Failures never escape: a server that cannot be reached, refuses our certificate, or sends
 a broken document leaves the last known controls (and then the defaults) in force and is
@@ -109,6 +113,11 @@ CERTIFICATE_WARNING_DAYS = 30
 """A device certificate expiring sooner than this raises a flag for a repair issue."""
 HANDSHAKE_FAILURES_REJECTED = 3
 """Consecutive TLS handshake failures (TCP fine) taken as the server refusing our certificate."""
+CLOCK_JUMP_S = 5.0
+"""A move of the local clock against the steady clock beyond this is a jump (logged)."""
+TIME_STALL_MIN_S = 10.0
+"""Steady seconds between two Time readings before a server clock that does not advance
+(at least half as fast as ours) counts as stalled."""
 MIN_SLEEP_S = 1.0
 MAX_SLEEP_S = 60.0
 """Bounds of the background task's sleep between passes."""
@@ -136,7 +145,8 @@ class CsipConfig:
     against the server's Registration; the five-digit form without the check digit is
     accepted too). ``pen`` is the IANA Private Enterprise Number that ends the mRIDs we
     create. ``fixed_default`` applies when the server never gave a default for a control.
-    ``enforced`` lists the controls the site acts on: what DERCapability advertises.
+    ``enforced`` lists the controls the site acts on: DERCapability advertises those the
+    measurements' ``capability`` (the devices) can hold.
     """
 
     dcap_href: str
@@ -360,11 +370,15 @@ class CsipClient:
         clock: Callable[[], datetime] = _utcnow,
         rng: random.Random | None = None,
         on_change: Callable[[], None] | None = None,
+        monotonic: Callable[[], float] | None = None,
     ) -> None:
         """Wire the client.
 
         ``clock`` gives the local time (aware UTC); ``on_change`` is called when state worth
         saving changed (e.g. to schedule a debounced save of :meth:`to_dict`).
+        ``monotonic`` is a clock in seconds that never jumps (e.g. ``time.monotonic``):
+        with it, jumps of ``clock`` are seen and kept out of every schedule decision;
+        without it, ``clock`` is trusted as it is.
         """
         self.transport = transport
         self.identity = identity
@@ -394,6 +408,14 @@ class CsipClient:
         self._programs: dict[str, tuple[DERProgram, ...]] = {}
         self._mups: dict[Role, _MupLink] = {}
         self._offset: float | None = None
+        """Server time minus steady local time (see :meth:`_steady`)."""
+        self._monotonic = monotonic
+        self._skew = 0.0
+        """The local clock's jumps seen so far: wall time minus steady time."""
+        self._anchor: tuple[float, float] | None = None
+        """(wall, monotonic) when the clock was last looked at."""
+        self._time_sample: tuple[int, float] | None = None
+        """(server time, steady time) of the last Time reading taken."""
         self._drift_logged = False
         self._warned: set[str] = set()
         # scheduling and health
@@ -421,20 +443,50 @@ class CsipClient:
     @property
     def server_offset(self) -> float | None:
         """Server clock minus ours, in seconds (None until the first Time poll)."""
-        return self._offset
+        return None if self._offset is None else self._offset - self._skew
 
     def server_time(self, now: datetime | None = None) -> int:
         """``now`` (local, default the clock) on the server's clock, in Unix seconds."""
+        self._watch_clock()
+        return self._server_at(self._steady(now))
+
+    def _steady(self, now: datetime | None = None) -> float:
+        """Local seconds without the clock's jumps: what deadlines and ramps count in."""
         moment = self._clock() if now is None else now
-        return int(moment.timestamp() + (self._offset or 0.0))
+        return moment.timestamp() - self._skew
+
+    def _server_at(self, steady: float) -> int:
+        # Before the first Time reading the wall clock is the best guess of the server's.
+        return int(steady + (self._skew if self._offset is None else self._offset))
 
     def _local(self, server_seconds: float) -> float:
-        return server_seconds - (self._offset or 0.0)
+        """A server time as steady local seconds."""
+        return server_seconds - (self._skew if self._offset is None else self._offset)
+
+    def _watch_clock(self) -> None:
+        """Notice a jump of the local clock against the steady one and keep it out."""
+        if self._monotonic is None:
+            return
+        wall, steady = self._clock().timestamp(), self._monotonic()
+        anchor, self._anchor = self._anchor, (wall, steady)
+        if anchor is None:
+            return
+        jump = (wall - anchor[0]) - (steady - anchor[1])
+        if abs(jump) <= CLOCK_JUMP_S:
+            return
+        self._skew += jump
+        _LOGGER.warning(
+            "The local clock jumped by %+.0f s; CSIP-AUS controls keep the server's time",
+            jump,
+        )
+        self._due["tm"] = 0.0  # confirm the server's time at the next pass
+        self._wake.set()
 
     # -- the control cycle's side (no I/O) --------------------------------------------------
 
     def tick(self, now: datetime, measurements: SiteMeasurements) -> None:
         """Take one control cycle's measurements; move the schedule on (no I/O)."""
+        self._watch_clock()
         self._measurements = measurements
         self._site_control = measurements.control_enabled
         server_now = self.server_time(now)
@@ -442,7 +494,7 @@ class CsipClient:
         self.telemetry.add(server_now, measurements, self._post_rate())
         self._observe(measurements, server_now)
         self._advance(server_now)
-        if self._work_waiting(now.timestamp(), server_now):
+        if self._work_waiting(self._steady(now), server_now):
             self._wake.set()
 
     def _observe(self, measurements: SiteMeasurements, server_now: int) -> None:
@@ -502,7 +554,7 @@ class CsipClient:
             }
             rated = m.rated_w
         applied = self.ramps.step(
-            now.timestamp(),
+            self._steady(now),
             targets,
             present_w=present,
             rated_w=rated,
@@ -605,8 +657,8 @@ class CsipClient:
             lfdi=self.lfdi,
             sfdi=self.sfdi,
             end_device_href=None if self._edev is None else self._edev.href,
-            server_offset_s=self._offset,
-            clock_drift=self._offset is not None and abs(self._offset) > DRIFT_WARNING_S,
+            server_offset_s=(offset := self.server_offset),
+            clock_drift=offset is not None and abs(offset) > DRIFT_WARNING_S,
             active_controls=_active_controls(selections),
             next_control=next_control,
             server_defaults=self.schedule.defaults,
@@ -654,7 +706,8 @@ class CsipClient:
 
         Never raises for server or network faults.
         """
-        now = self._clock().timestamp()
+        self._watch_clock()
+        now = self._steady()
         if now >= self._backoff_until:
             try:
                 await self._pass(now)
@@ -665,7 +718,7 @@ class CsipClient:
             except Exception:
                 _LOGGER.exception("CSIP-AUS client: unexpected error; continuing")
                 self._errors["client"] = "unexpected error (see the log)"
-        return datetime.fromtimestamp(self._next_due(now), UTC)
+        return datetime.fromtimestamp(self._next_due(now) + self._skew, UTC)
 
     def _next_due(self, now: float) -> float:
         if now < self._backoff_until:
@@ -676,7 +729,7 @@ class CsipClient:
             times = [t for job, t in self._due.items() if job in _DISCOVERY_JOBS]
             return max(now, min(times, default=now + MAX_SLEEP_S))
         times = [t for job, t in self._due.items() if job != "mmr"]
-        server_now = self.server_time(datetime.fromtimestamp(now, UTC))
+        server_now = self._server_at(now)
         if (attempt := self.tracker.next_attempt()) is not None:
             times.append(self._local(attempt))
         if self._der is not None:
@@ -776,8 +829,7 @@ class CsipClient:
         if self._fatal is not state:
             _LOGGER.warning("CSIP-AUS server: %s (%s)", state.value.replace("_", " "), err)
         self._fatal, self._fatal_error = state, str(err)
-        now = self._clock().timestamp()
-        self._backoff_until = now + RETRY_S
+        self._backoff_until = self._steady() + RETRY_S
         raise _AbortError from err
 
     def _record_error(self, resource: str, message: str) -> None:
@@ -855,16 +907,20 @@ class CsipClient:
         href = self._dcap.time_href
         if href is None or (self._offset is not None and not self._is_due("tm", now)):
             return
-        before = self._clock().timestamp()
+        before = self._steady()
         try:
             answer = await self._send("Time", self.transport.get(href))
             server = self._parse("Time", parse_time, answer.body)
         except _FailedError:
             self._retry("tm", now, poll_rate("tm", None))
             return
-        after = self._clock().timestamp()
-        offset = float(round(server.current_time - (before + after) / 2))
-        self._offset = offset
+        middle = (before + self._steady()) / 2
+        self._plan("tm", now, poll_rate("tm", server.poll_rate))
+        if self._time_stalled(server.current_time, middle):
+            return
+        self._time_sample = (server.current_time, middle)
+        self._offset = float(round(server.current_time - middle))
+        offset = self._offset - self._skew  # against the wall clock, as shown
         if abs(offset) > DRIFT_WARNING_S:
             if not self._drift_logged:
                 _LOGGER.warning(
@@ -876,7 +932,27 @@ class CsipClient:
         elif self._drift_logged:
             _LOGGER.info("Clock back within %d s of the CSIP-AUS server's", DRIFT_WARNING_S)
             self._drift_logged = False
-        self._plan("tm", now, poll_rate("tm", server.poll_rate))
+
+    def _time_stalled(self, server_time: int, steady: float) -> bool:
+        """Whether a Time reading shows the server's clock standing still (then not taken).
+
+        Since the last reading taken the server's clock must have advanced at least half
+        as far as ours: one that stands still (or steps back) would hold every control
+        forever. A server that really set its clock back is followed once it has advanced
+        again past the last reading's pace.
+        """
+        last = self._time_sample
+        if last is None:
+            return False
+        elapsed, advanced = steady - last[1], server_time - last[0]
+        if elapsed < TIME_STALL_MIN_S or advanced >= elapsed / 2:
+            return False
+        self._record_error(
+            "Time",
+            f"the server's clock stands still ({advanced:+.0f} s in {elapsed:.0f} s); "
+            "keeping time from its last good reading",
+        )
+        return True
 
     def _forget_end_device(self) -> None:
         self._edev = None

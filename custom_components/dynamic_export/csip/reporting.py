@@ -6,13 +6,16 @@ DERList ``pollRate``: every time, not once (open-dynamic-export sent DERStatus o
 Timestamps inside a document (``readingTime``, a status value's ``dateTime``,
 ``updatedTime``) say when the content last changed, so they never count as a change.
 
-What is advertised is what the site enforces. ``modesSupported`` carries opModConnect and
-opModEnergize; ``doeModesSupported`` the CSIP-AUS dynamic operating envelope modes the
-controller acts on. By default that is export, generation and import limits: the
-controller holds generation up so import stays under an import limit, but a site without
-controllable load cannot enforce a load limit, so opModLoadLimW is not advertised unless
-the site says it can. While control is off (monitor only, or the CSIP limiter disabled)
-DERSettings reports no mode enabled.
+What is advertised is what the site enforces: the controls the client is configured to
+act on (``enforced``), narrowed to what the configured devices can do
+(:class:`~..core.capability.SiteCapability`, carried by every cycle's measurements and
+read afresh at each report). ``modesSupported`` carries opModConnect and opModEnergize,
+only for inverters that all really disconnect; ``doeModesSupported`` the CSIP-AUS dynamic
+operating envelope modes: export and import limits need a site meter, a generation limit
+only inverters, and a site without controllable load cannot enforce a load limit, so
+opModLoadLimW is not advertised unless the site says it can. ``rtgMaxW`` (and DERSettings'
+``setMaxW``) is the capability's sum of ratings. While control is off (monitor only, or
+the CSIP limiter disabled) DERSettings reports no mode enabled.
 """
 
 from __future__ import annotations
@@ -142,7 +145,7 @@ class DerReporter:
     """Builds the DER documents and decides when each is due."""
 
     def __init__(self, enforced: Iterable[ControlType] = DEFAULT_ENFORCED) -> None:
-        """``enforced``: the controls the site acts on (what is advertised)."""
+        """``enforced``: the controls the site acts on (at most what is advertised)."""
         self.enforced = frozenset(enforced)
         self._tracks = {kind: _Track() for kind in Kind}
         self._status_since: dict[str, tuple[int, int]] = {}
@@ -153,22 +156,25 @@ class DerReporter:
     ) -> None:
         """Rebuild the documents from one cycle's measurements (no I/O)."""
         tracks = self._tracks
-        if m.rated_w is not None and m.rated_w > 0:
+        site = m.capability
+        advertised = self.enforced if site is None else self.enforced & site.controls
+        rated = m.rated_w if site is None else site.rated_w
+        if rated is not None and rated > 0:
             tracks[Kind.CAPABILITY].current = DERCapability(
                 der_type=int(m.der_type),
-                modes_supported=modes_bits(self.enforced),
-                doe_modes_supported=doe_bits(self.enforced),
-                rtg_max_w=ActivePower.from_watts(m.rated_w),
+                modes_supported=modes_bits(advertised),
+                doe_modes_supported=doe_bits(advertised),
+                rtg_max_w=ActivePower.from_watts(rated),
                 rtg_max_va=None if not m.rated_va else ApparentPower.from_va(m.rated_va),
                 rtg_max_var=None if not m.rated_var else ReactivePower.from_var(m.rated_var),
             )
             enabled = control_enabled
             settings = DERSettings(
                 updated_time=0,
-                set_max_w=ActivePower.from_watts(m.rated_w),
+                set_max_w=ActivePower.from_watts(rated),
                 set_grad_w=set_grad_w,
-                modes_enabled=modes_bits(self.enforced) if enabled else 0,
-                doe_modes_enabled=doe_bits(self.enforced) if enabled else 0,
+                modes_enabled=modes_bits(advertised) if enabled else 0,
+                doe_modes_enabled=doe_bits(advertised) if enabled else 0,
                 set_max_va=None if not m.rated_va else ApparentPower.from_va(m.rated_va),
             )
             if self._settings_since is None or self._settings_since[0] != settings:

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from ..core.capability import SiteCapability
+from ..core.controller import FailSafeReason
 from ..core.cycle import CycleSnapshot
 from .resources import (
     COMMODITY_ELECTRICITY_SECONDARY,
@@ -58,7 +60,9 @@ class SiteMeasurements:
     Phase tuples are (A, B, C). ``rated_w`` and friends describe all inverters together;
     ``available_w`` is what they could produce now (e.g. the rating of those online).
     ``control_enabled`` False means the user turned control off (monitor only): running
-    CSIP events are then answered "opted out".
+    CSIP events are then answered "opted out". ``capability`` describes what the site's
+    devices can enforce; DERCapability and DERSettings advertise no more than that (without
+    one, what the client's configuration says it enforces, rated at ``rated_w``).
     """
 
     site_power_w: float | None = None
@@ -82,6 +86,7 @@ class SiteMeasurements:
     fault: bool = False
     available_w: float | None = None
     control_enabled: bool = True
+    capability: SiteCapability | None = None
 
     @property
     def export_w(self) -> float | None:
@@ -102,14 +107,18 @@ def measurements_from_cycle(
     *,
     der_type: int = DERType.PHOTOVOLTAIC,
     rated_va: float | None = None,
+    capability: SiteCapability | None = None,
 ) -> SiteMeasurements:
     """What one control cycle saw, as :class:`SiteMeasurements`.
 
     ``ratings`` are the inverters' rated powers from set-up (also those that did not
-    answer). A meter that failed this cycle gives no site values; the meter's single
-    voltage is reported as phase A.
+    answer); ``capability`` is passed through for the DER reports. A meter that failed
+    this cycle, or whose values are too old to control with (frozen data), gives no site
+    values: the utility is never sent stale readings as new. The meter's single voltage is
+    reported as phase A.
     """
-    meter = snapshot.meter if snapshot.meter_error is None else None
+    stale = snapshot.plan.fail_safe_reason is FailSafeReason.METER_STALE
+    meter = snapshot.meter if snapshot.meter_error is None and not stale else None
     readings = [s.reading for s in snapshot.inverters.values() if s.reading is not None]
     rated = sum(ratings.values()) or sum(r.rated_power_w for r in readings) or None
     return SiteMeasurements(
@@ -127,6 +136,7 @@ def measurements_from_cycle(
         operating=any(r.ac_power_w > 0 for r in readings) if readings else None,
         available_w=sum(r.rated_power_w for r in readings if r.connected is not False),
         control_enabled=snapshot.control_enabled,
+        capability=capability,
     )
 
 

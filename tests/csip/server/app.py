@@ -77,6 +77,8 @@ FaultKind = Literal[
     "empty",
     "huge",
     "drop",
+    "hang",
+    "drop_after",
 ]
 WRONG_NAMESPACE = "http://zigbee.org/sep"  # the pre-standard SEP 2.0 namespace
 
@@ -209,6 +211,8 @@ class CsipTestServer:
         self._previous_handler: Callable[..., object] | None = None
         self._trusted: list[bytes] = [pki.serca.pem]
         self._runner: web.AppRunner | None = None
+        self._release = asyncio.Event()
+        """Set to let hanging requests go (``clear_faults``, ``stop``)."""
         self._routes = self._route_table()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -264,6 +268,7 @@ class CsipTestServer:
 
     async def stop(self) -> None:
         """Close the listener and every connection ("server down")."""
+        self._release_hanging()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -323,7 +328,11 @@ class CsipTestServer:
         its first text), ``billion_laughs`` (nested entity expansion), ``wrong_namespace``
         (the real document in the SEP 2.0 namespace), ``wrong_content_type`` (text/html),
         ``empty`` (200 with no body), ``huge`` (``size`` bytes of padded XML, ``chunked`` or
-        with a Content-Length), ``drop`` (close the connection without answering).
+        with a Content-Length), ``drop`` (close the connection without answering),
+        ``hang`` (accept the request and never answer: the connection stays open until
+        ``clear_faults`` or ``stop``, then closes unanswered), ``drop_after`` (handle the
+        request, storing what it carries, then close the connection without answering:
+        a write the server took but the client never saw acknowledged).
         The newest matching fault wins.
         """
         fault = Fault(path, kind, method, status, delay, size, chunked, body, times)
@@ -331,8 +340,13 @@ class CsipTestServer:
         return fault
 
     def clear_faults(self) -> None:
-        """Remove every fault."""
+        """Remove every fault (requests left hanging are closed unanswered)."""
         self.faults.clear()
+        self._release_hanging()
+
+    def _release_hanging(self) -> None:
+        self._release.set()
+        self._release = asyncio.Event()
 
     def requests_to(self, path: str, method: str | None = None) -> list[RequestRecord]:
         """Logged requests whose path (with prefix) matches the glob ``path``."""
@@ -392,6 +406,11 @@ class CsipTestServer:
         except Reject as reject:
             reply = Reply(reject.status, reject.reason.encode(), "text/plain")
             record.errors.append(reject.reason)
+        if fault is not None and fault.kind == "drop_after":
+            record.status = None
+            if request.transport is not None:
+                request.transport.close()
+            raise asyncio.CancelledError  # handled and stored, but never answered
         if fault is not None:
             reply = _transform(fault, reply)
         record.status = reply.status
@@ -417,6 +436,12 @@ class CsipTestServer:
         if fault.kind == "empty":
             record.status = 200
             return web.Response(status=200)
+        if fault.kind == "hang":
+            record.status = None
+            await self._release.wait()
+            if request.transport is not None:
+                request.transport.close()
+            raise asyncio.CancelledError
         if fault.kind == "drop":
             record.status = None
             if request.transport is not None:
@@ -595,7 +620,7 @@ class CsipTestServer:
     def _time(self, ctx: Ctx) -> Reply:
         self._discovery(ctx)
         state = self.state
-        now = state.now() + state.clock_offset
+        now = state.server_time()
         in_dst = state.dst_start <= now < state.dst_end
         local = now + state.tz_offset + (state.dst_offset if in_dst else 0)
         return self._xml(

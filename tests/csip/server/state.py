@@ -298,6 +298,8 @@ class CsipState:
     Behaviour switches (plain attributes, change them freely):
 
     - ``clock_offset``: seconds added to /tm currentTime (simulated drift).
+    - ``time_stalled_at``: /tm currentTime stands still at this value (a stalled server
+      clock; ``None``: it runs). ``stall_time()`` sets it to the time /tm shows now.
     - ``tz_offset``, ``dst_offset``, ``dst_start``, ``dst_end``, ``time_quality``: /tm fields.
     - ``poll_rates``: pollRate attributes by resource key (see ``POLL_RATE_DEFAULTS``);
       ``None`` leaves the attribute out. ``post_rate``: MirrorUsagePoint postRate.
@@ -318,6 +320,7 @@ class CsipState:
         self.prefix = prefix.rstrip("/")
         self.clock = clock
         self.clock_offset = 0
+        self.time_stalled_at: int | None = None
         self.tz_offset = 36000
         self.dst_offset = 0
         self.dst_start = 0
@@ -356,6 +359,17 @@ class CsipState:
     def href(self, path: str) -> str:
         """A path as the server writes it in links (with the prefix)."""
         return f"{self.prefix}{path}"
+
+    def server_time(self) -> int:
+        """What /tm shows as currentTime now (drift and a stall included)."""
+        if self.time_stalled_at is not None:
+            return self.time_stalled_at
+        return self.now() + self.clock_offset
+
+    def stall_time(self) -> int:
+        """Make /tm's currentTime stand still at what it shows now; returns that time."""
+        self.time_stalled_at = self.server_time()
+        return self.time_stalled_at
 
     # -- programs and FSAs -------------------------------------------------------------------
 

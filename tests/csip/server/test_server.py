@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import socket
 import ssl
@@ -769,3 +770,36 @@ async def test_server_down_and_up_on_the_same_port(
     assert csip_server.port == port
     assert (await client.get("/dcap")).status == 200
     assert (await client.get("/derp/1/derc?l=5")).doc.attrs["all"] == "1"
+
+
+async def test_hanging_request_and_write_dropped_after_it_was_stored(
+    client: Client,
+    csip_server: CsipTestServer,  # noqa: F811
+) -> None:
+    hanging = csip_server.inject("/tm", "hang")
+    pending = asyncio.ensure_future(client.get("/tm"))
+    await asyncio.sleep(0.3)
+    assert not pending.done(), "a hanging request gets no answer"
+    assert hanging.hits >= 1
+    csip_server.clear_faults()
+    # Released unanswered (aiohttp may then repeat the idempotent GET, which is answered).
+    with contextlib.suppress(aiohttp.ClientError):
+        await asyncio.wait_for(pending, 5)
+    assert hanging.hits == 1
+    assert (await client.get("/tm")).status == 200
+
+    lfdi = _lfdi_of_client(csip_server)
+    control = csip_server.state.add_control("1")
+    csip_server.inject("/rsps/*", "drop_after", method="POST", times=1)
+    await refused(client.request("POST", "/rsps/1/rsp", _response(lfdi, control.mrid, 1)))
+    assert csip_server.state.response_statuses(control.mrid) == [1], "stored, not answered"
+    answer = await client.request("POST", "/rsps/1/rsp", _response(lfdi, control.mrid, 2))
+    assert answer.status == 201
+
+
+async def test_stalled_time(client: Client, csip_server: CsipTestServer) -> None:  # noqa: F811
+    stalled = csip_server.state.stall_time()
+    await asyncio.sleep(1.1)
+    assert int((await client.get("/tm")).doc.value("currentTime") or 0) == stalled
+    csip_server.state.time_stalled_at = None
+    assert int((await client.get("/tm")).doc.value("currentTime") or 0) > stalled
