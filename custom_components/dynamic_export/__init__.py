@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import config_validation as cv
@@ -18,6 +20,8 @@ from .runtime import (
 )
 from .services import async_setup_services
 from .storage import SiteStore
+
+_LOGGER = logging.getLogger(__name__)
 
 PLATFORMS: list[Platform] = [
     Platform.BINARY_SENSOR,
@@ -54,13 +58,24 @@ async def async_setup_entry(hass: HomeAssistant, entry: DynamicExportConfigEntry
     entry.async_on_unload(runtime.coordinator.async_add_listener(lambda: None))
     entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    if structure_of(entry) != runtime.structure:
+        # A subentry was added or changed while the site was being built, before the
+        # listener above existed: build again rather than leave it out of control.
+        _LOGGER.info("%s changed while starting; reloading", entry.title)
+        hass.config_entries.async_schedule_reload(entry.entry_id)
+    else:
+        apply_live_settings(entry)  # a limit or switch moved while starting
     return True
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: DynamicExportConfigEntry) -> bool:
-    """Unload a site; its connections close through the unload callbacks."""
+    """Unload a site: stop control, hand back what would stay limited, then disconnect.
+
+    The connections close through the unload callbacks, after this returns.
+    """
     unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
     if unloaded:
+        await entry.runtime_data.loop.async_close()
         await entry.runtime_data.store.async_flush()
     return unloaded
 

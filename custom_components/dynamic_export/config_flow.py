@@ -30,6 +30,7 @@ from .const import (
     CONF_KIND,
     CONF_METER_MAX_AGE,
     CONF_RAMP_UP_RATE,
+    CONF_RATED_POWER,
     CONF_REVERT_TIMEOUT,
     CONF_SITE_NAME,
     CONF_UNIT_ID,
@@ -57,6 +58,7 @@ from .const import (
     WATT_LIMIT_KEYS,
 )
 from .core.errors import DeviceError, DeviceUnavailableError
+from .core.write_policy import MIN_REVERT_CYCLES, min_revert_timeout
 from .flow_csip import CsipSubentryFlow
 from .flow_devices import InverterKindSteps, MeterKindSteps
 from .flow_limiters import (
@@ -68,7 +70,7 @@ from .flow_limiters import (
 from .sunspec.connection import ConnectionPool
 from .sunspec.device import SunSpecDevice
 from .sunspec.errors import ModbusExceptionError, NotSunSpecError
-from .sunspec.inverter import SunSpecInverter
+from .sunspec.inverter import InverterInfo, SunSpecInverter
 from .sunspec.meter import SunSpecMeter
 
 
@@ -192,13 +194,25 @@ class SiteOptionsFlow(OptionsFlow):
     """Tune the controller; saving reloads the site."""
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """Show the tuning form."""
+        """Show the tuning form; a revert timer the interval cannot refresh is refused."""
+        errors: dict[str, str] = {}
+        placeholders: dict[str, str] = {}
         if user_input is not None:
-            return self.async_create_entry(data={**self.config_entry.options, **user_input})
-        values = {**OPTION_DEFAULTS, **self.config_entry.options}
+            shortest = min_revert_timeout(float(user_input[CONF_CONTROL_INTERVAL]))
+            if float(user_input[CONF_REVERT_TIMEOUT]) < shortest:
+                errors[CONF_REVERT_TIMEOUT] = "revert_too_short"
+                placeholders = {
+                    "shortest": f"{shortest:.0f}",
+                    "cycles": str(MIN_REVERT_CYCLES),
+                }
+            else:
+                return self.async_create_entry(data={**self.config_entry.options, **user_input})
+        values = {**OPTION_DEFAULTS, **self.config_entry.options, **(user_input or {})}
         return self.async_show_form(
             step_id="init",
             data_schema=self.add_suggested_values_to_schema(OPTIONS_SCHEMA, values),
+            errors=errors,
+            description_placeholders=placeholders,
         )
 
 
@@ -297,6 +311,8 @@ class _SunSpecSubentryFlow(ConfigSubentryFlow):
             ).async_setup()
         finally:
             await pool.close()
+        if isinstance(info, InverterInfo):
+            data[CONF_RATED_POWER] = info.rated_power_w  # until a read at start replaces it
         name = " ".join(p for p in (info.manufacturer, info.model) if p) or self.fallback_title
         serial = info.serial_number or f"{host}:{port}:{unit_id}"
         return f"{name} ({serial})", serial

@@ -20,6 +20,8 @@ DEFAULT_METER_MAX_AGE: Final = 5.0
 DEFAULT_RAMP_UP_RATE: Final = 25.0
 DEFAULT_DEADBAND: Final = 1.0
 DEFAULT_REVERT_TIMEOUT: Final = 60
+STORE_RATINGS: Final = "ratings"
+"""Site store key: inverter key -> rated power (W) as last read."""
 
 # Subentry types
 SUBENTRY_INVERTER: Final = "inverter"

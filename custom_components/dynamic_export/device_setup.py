@@ -39,6 +39,7 @@ from .const import (
     CONF_VERSION,
     DEFAULT_BAUDRATE,
     DEFAULT_ENTITY_MAX_AGE,
+    DEFAULT_METER_MAX_AGE,
     DEFAULT_OPENDTU_PORT,
     DEFAULT_POWERWALL_PORT,
     DOMAIN,
@@ -86,7 +87,8 @@ class InverterHandle:
     name: str
     client: Inverter
     identity: Identity | None
-    rated_power_w: float
+    rated_power_w: float | None
+    """As read at set-up, else as stored from an earlier read or the flow; None: unknown."""
     extras: Callable[[], Mapping[str, Any]] | None = None
     """Device-specific values for sensors (e.g. temperature), read at each update."""
     extra_keys: tuple[str, ...] = field(default_factory=tuple)
@@ -120,6 +122,8 @@ class DeviceContext:
     revert_timeout_s: float
     store: SiteStore | None = None
     """The site's persisted state (ratings, baselines), when the site has one."""
+    meter_max_age_s: float = DEFAULT_METER_MAX_AGE
+    """The controller's meter age limit: a meter's own staleness warning matches it."""
     powerwalls: dict[tuple[str, int], PowerwallClient] = field(default_factory=dict)
     """One client per Powerwall gateway (host, port)."""
     dtus: dict[tuple[str, int], OpenDtuClient] = field(default_factory=dict)
@@ -149,7 +153,12 @@ async def async_build_inverters(ctx: DeviceContext, sub: ConfigSubentry) -> list
         device = SunSpecDevice(connection, sub.data[CONF_UNIT_ID])
         client = SunSpecInverter(device, revert_timeout_s=ctx.revert_timeout_s)
         info = await async_try_setup(client, sub.title)
-        rating = info.rated_power_w if info else 0.0
+        rating = known_rating(
+            ctx,
+            sub.subentry_id,
+            read_w=info.rated_power_w if info else None,
+            configured_w=sub.data.get(CONF_RATED_POWER),
+        )
         return [InverterHandle(sub.subentry_id, sub, sub.title, client, _identity(info), rating)]
     if kind == KIND_OPENDTU:
         return await _async_opendtu_inverters(ctx, sub)
@@ -194,6 +203,26 @@ async def async_build_meter(ctx: DeviceContext, sub: ConfigSubentry) -> MeterHan
     return None
 
 
+def known_rating(
+    ctx: DeviceContext, key: str, *, read_w: float | None, configured_w: Any
+) -> float | None:
+    """An inverter's rating: read now, else stored from an earlier read, else from the flow.
+
+    A fresh read replaces the stored value, so a start at which the inverter is down still
+    counts it at its real rating (an unknown rating holds the rest of the site at 0 W
+    under a generation limit or in fail-safe).
+    """
+    if read_w is not None and read_w > 0:
+        if ctx.store is not None:
+            ctx.store.set_rating(key, read_w)
+        return read_w
+    stored = ctx.store.rating(key) if ctx.store is not None else None
+    if stored is not None:
+        return stored
+    usable = isinstance(configured_w, int | float) and not isinstance(configured_w, bool)
+    return float(configured_w) if usable and configured_w > 0 else None
+
+
 def _identity(info: InverterInfo | MeterInfo | None) -> Identity | None:
     """A SunSpec device's identity from its common model (None until it has been read)."""
     if info is None:
@@ -223,9 +252,43 @@ def _sunspec_connection(ctx: DeviceContext, sub: ConfigSubentry) -> RegisterConn
         return None
 
 
+STORE_OPENDTU_BASELINES = "opendtu_baselines"
+"""Store key: per inverter key, the limit (%) an OpenDTU inverter had before we limited it."""
+
+
 async def _async_opendtu_inverters(ctx: DeviceContext, sub: ConfigSubentry) -> list[InverterHandle]:
-    """One handle per chosen inverter, all on one shared client for the DTU."""
+    """One handle per chosen inverter, all on one shared client for the DTU.
+
+    Each inverter's baseline (what release restores) is kept in the site's store: after a
+    restart the limit the DTU shows may be our own earlier one.
+    """
     data = sub.data
+
+    def baselines(store: SiteStore) -> dict[str, Any]:
+        stored = store.data.get(STORE_OPENDTU_BASELINES)
+        return dict(stored) if isinstance(stored, dict) else {}
+
+    def stored_baseline(key: str) -> float | None:
+        value = baselines(ctx.store).get(key) if ctx.store is not None else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 100:
+            return float(value)
+        return None
+
+    def keep_baseline(key: str) -> Callable[[float | None], None] | None:
+        store = ctx.store
+        if store is None:
+            return None
+
+        def keep(pct: float | None) -> None:
+            kept = baselines(store)
+            if pct is None:
+                kept.pop(key, None)
+            else:
+                kept[key] = pct
+            store.schedule_save(STORE_OPENDTU_BASELINES, kept)
+
+        return keep
+
     port = int(data.get(CONF_PORT, DEFAULT_OPENDTU_PORT))
     client = ctx.dtus.get((data[CONF_HOST], port))
     if client is None:
@@ -237,9 +300,14 @@ async def _async_opendtu_inverters(ctx: DeviceContext, sub: ConfigSubentry) -> l
     dtu_answers = True
     for chosen in data.get(CONF_INVERTERS, []):
         serial = str(chosen[CONF_SERIAL])
+        key = f"{sub.subentry_id}_{serial}"
         configured = chosen.get(CONF_RATED_POWER)
         inverter = OpenDtuInverter(
-            client, serial, rated_power_w=float(configured) if configured else None
+            client,
+            serial,
+            rated_power_w=float(configured) if configured else None,
+            baseline_pct=stored_baseline(key),
+            on_baseline=keep_baseline(key),
         )
         name = str(chosen.get(CONF_NAME) or serial)
         info = None
@@ -251,10 +319,12 @@ async def _async_opendtu_inverters(ctx: DeviceContext, sub: ConfigSubentry) -> l
                 _LOGGER.warning("%s is not ready (%s); will keep trying", sub.title, err)
             except DeviceError as err:
                 _LOGGER.warning("%s is not ready (%s); will keep trying", name, err)
-        rating = (info.max_power_w if info else None) or float(configured or 0.0)
+        rating = known_rating(
+            ctx, key, read_w=info.max_power_w if info else None, configured_w=configured
+        )
         handles.append(
             InverterHandle(
-                key=f"{sub.subentry_id}_{serial}",
+                key=key,
                 subentry=sub,
                 name=name,
                 client=inverter,
@@ -300,7 +370,7 @@ def _powerwall_meter(ctx: DeviceContext, sub: ConfigSubentry) -> MeterHandle:
             port=port,
         )
         ctx.powerwalls[(data[CONF_HOST], port)] = client
-    meter = PowerwallMeter(client)
+    meter = PowerwallMeter(client, frozen_after_s=ctx.meter_max_age_s)
     site_meter = PowerwallSiteMeter(ctx.hass, meter, sub)
 
     def extras() -> Mapping[str, Any]:

@@ -301,6 +301,8 @@ class SunSpecRtuSteps(_DeviceSteps):
                 info = await self._async_read_rtu(ConnectionPool(timeout_s=PROBE_TIMEOUT_S), data)
         else:
             info = await self._async_read_rtu(entry.runtime_data.pool, data, shared=True)
+        if isinstance(info, InverterInfo):
+            data[CONF_RATED_POWER] = info.rated_power_w  # until a read at start replaces it
         name = " ".join(p for p in (info.manufacturer, info.model) if p) or self.fallback_title
         serial = info.serial_number or f"{port}:{data[CONF_UNIT_ID]}"
         return f"{name} ({serial})", serial
@@ -577,7 +579,9 @@ class OpenDtuSteps(_DeviceSteps):
             {
                 CONF_SERIAL: serial,
                 CONF_NAME: on_dtu[serial].name,
-                CONF_RATED_POWER: ratings.get(serial),
+                # What the DTU reports is kept too: it counts the inverter at its rating
+                # when the DTU is down at a later start.
+                CONF_RATED_POWER: ratings.get(serial) or on_dtu[serial].max_power_w,
             }
             for serial in self._chosen
         ]

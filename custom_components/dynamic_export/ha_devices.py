@@ -8,6 +8,12 @@ sets its limit. These clients read ``hass.states`` and write through the number'
 Power sensors may report in W or kW (the state's unit decides). The meter's sign is chosen
 in its flow; readings are stamped with the time the state was last reported, and a state
 not reported for longer than the meter's maximum age makes the meter unavailable.
+
+That age is kept on the monotonic clock, not judged from ``last_reported`` against the wall
+clock: a wall clock set back an hour would make a frozen sensor look fresh for that hour,
+and one set forward would make a live sensor look stale. A ``last_reported`` that differs
+from the one seen at the previous read was reported since that read, so its age is at most
+the time since then; the wall clock only dates a state the meter has never seen before.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from homeassistant.const import (
@@ -140,20 +147,32 @@ class HaEntityMeter:
         self._invert = invert
         self._max_age_s = max_age_s
         self._clock = clock
+        self._reported: datetime | None = None  # last_reported at the previous read
+        self._reported_at = 0.0  # when (monotonic) that report was made
+        self._seen_at: float | None = None  # when (monotonic) the previous read saw it
 
     async def async_read(self) -> MeterReading:
         """The sensor's value now, stamped with when it was last reported."""
         state = _state(self._hass, self.entity_id)
-        age = max(0.0, (dt_util.utcnow() - state.last_reported).total_seconds())
+        now = self._clock()
+        age = self._age(state.last_reported, now)
         if age > self._max_age_s:
             raise DeviceUnavailableError(
                 f"{self.entity_id} has not been reported for {age:.0f} s "
                 f"(more than {self._max_age_s:g} s)"
             )
         watts = power_w(state)
-        return MeterReading(
-            timestamp=self._clock() - age, grid_power_w=-watts if self._invert else watts
-        )
+        return MeterReading(timestamp=now - age, grid_power_w=-watts if self._invert else watts)
+
+    def _age(self, reported: datetime, now: float) -> float:
+        """Seconds since the state was last reported, on the monotonic clock (module doc)."""
+        if reported != self._reported:
+            age = max(0.0, (dt_util.utcnow() - reported).total_seconds())
+            if self._seen_at is not None:
+                age = min(age, now - self._seen_at)  # reported after the previous read
+            self._reported, self._reported_at = reported, now - age
+        self._seen_at = now
+        return now - self._reported_at
 
 
 class HaEntityInverter:

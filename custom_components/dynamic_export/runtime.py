@@ -33,7 +33,7 @@ from .const import (
 from .coordinator import SiteCoordinator
 from .core.controller import Controller, ControllerSettings
 from .core.cycle import ControlLoop
-from .core.write_policy import WritePolicy
+from .core.write_policy import WritePolicy, min_revert_timeout
 from .csip.identity import IdentityError
 from .csip.limiter import CsipLimiter
 from .csip_setup import CycleHook, async_build_csip
@@ -94,6 +94,26 @@ def control_interval(entry: ConfigEntry) -> float:
     return float(max(1, round(value)))
 
 
+def revert_timeout(entry: ConfigEntry) -> float:
+    """The inverters' revert timer, never shorter than the control interval can refresh.
+
+    The options flow refuses a shorter one; an older configuration is raised here, so an
+    inverter is never left unlimited between two refreshes.
+    """
+    value = float(entry.options.get(CONF_REVERT_TIMEOUT, DEFAULT_REVERT_TIMEOUT))
+    floor = min_revert_timeout(control_interval(entry))
+    if value < floor:
+        _LOGGER.warning(
+            "%s: revert timeout %.0f s is too short for a %.0f s control interval; using %.0f s",
+            entry.title,
+            value,
+            control_interval(entry),
+            floor,
+        )
+        return floor
+    return value
+
+
 def control_enabled(entry: ConfigEntry) -> bool:
     """False when the site is in monitor-only mode."""
     return bool(entry.options.get(CONF_CONTROL_ENABLED, True))
@@ -120,18 +140,30 @@ def structure_of(entry: ConfigEntry) -> Any:
 
 
 async def async_build_runtime(hass: HomeAssistant, entry: DynamicExportConfigEntry) -> SiteRuntime:
-    """Create clients for every subentry and the control loop that drives them."""
+    """Create clients for every subentry and the control loop that drives them.
+
+    Builds from one snapshot of the entry, taken before the first await: a subentry added
+    while this runs is then a difference between ``structure`` and the entry, which the
+    caller turns into a reload, rather than a subentry counted but never built.
+    """
+    structure = structure_of(entry)
+    subentries = list(entry.subentries.values())
     pool = ConnectionPool()
     store = SiteStore(hass, entry.entry_id)
     await store.async_load()
     override = _restore_override(store)
-    revert_timeout = float(entry.options.get(CONF_REVERT_TIMEOUT, DEFAULT_REVERT_TIMEOUT))
     inverters: dict[str, InverterHandle] = {}
     meter: MeterHandle | None = None
     limiters: dict[str, LimiterHandle] = {}
-    devices = DeviceContext(hass, pool, revert_timeout, store)
+    devices = DeviceContext(
+        hass,
+        pool,
+        revert_timeout(entry),
+        store,
+        meter_max_age_s=controller_settings(entry).meter_max_age_s,
+    )
     hooks: list[CycleHook] = []
-    for sub in entry.subentries.values():
+    for sub in subentries:
         if sub.subentry_type == SUBENTRY_INVERTER:
             for inverter in await async_build_inverters(devices, sub):
                 inverters[inverter.key] = inverter
@@ -147,11 +179,20 @@ async def async_build_runtime(hass: HomeAssistant, entry: DynamicExportConfigEnt
     loop = ControlLoop(
         meter=meter.client if meter else None,
         inverters={key: handle.client for key, handle in inverters.items()},
-        ratings={key: handle.rated_power_w for key, handle in inverters.items()},
+        ratings={
+            key: handle.rated_power_w
+            for key, handle in inverters.items()
+            if handle.rated_power_w is not None
+        },
         limiters=[override, *(handle.limiter for handle in limiters.values())],
         controller=Controller(controller_settings(entry)),
         write_policy=WritePolicy(float(entry.options.get(CONF_DEADBAND, DEFAULT_DEADBAND))),
         control_enabled=control_enabled(entry),
+        on_rating=store.set_rating,
+        names={
+            **{key: handle.name for key, handle in inverters.items()},
+            **({"meter": meter.name} if meter else {}),
+        },
     )
     coordinator = SiteCoordinator(hass, entry, loop, control_interval(entry))
     coordinator.after_cycle.extend(hooks)
@@ -164,7 +205,7 @@ async def async_build_runtime(hass: HomeAssistant, entry: DynamicExportConfigEnt
         limiters=limiters,
         override=override,
         store=store,
-        structure=structure_of(entry),
+        structure=structure,
     )
 
 

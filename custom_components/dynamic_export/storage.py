@@ -7,7 +7,7 @@ from typing import Any
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.storage import Store
 
-from .const import DOMAIN
+from .const import DOMAIN, STORE_RATINGS
 
 STORAGE_VERSION = 1
 SAVE_DELAY_S = 2.0
@@ -36,6 +36,19 @@ class SiteStore:
         """Keep ``value`` under ``key`` and write the document now (for rare, important state)."""
         self.data[key] = value
         await self._store.async_save(self.data)
+
+    def rating(self, key: str) -> float | None:
+        """An inverter's rated power as last read (None when never read or unreadable)."""
+        value = (self.data.get(STORE_RATINGS) or {}).get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            return float(value)
+        return None
+
+    def set_rating(self, key: str, watts: float) -> None:
+        """Keep an inverter's rating as read, for a start at which it does not answer."""
+        if self.rating(key) == watts:
+            return
+        self.schedule_save(STORE_RATINGS, {**(self.data.get(STORE_RATINGS) or {}), key: watts})
 
     async def async_flush(self) -> None:
         """Write what is pending now (before the site unloads)."""

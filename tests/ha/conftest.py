@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from homeassistant.config_entries import ConfigSubentryData
+from homeassistant.config_entries import ConfigEntryState, ConfigSubentryData
 from homeassistant.const import CONF_HOST, CONF_PORT
 from homeassistant.core import HomeAssistant
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -60,15 +60,29 @@ def scenario_data() -> dict[str, Any]:
 
 @pytest.fixture
 async def sim(
-    socket_enabled: None, scenario_data: dict[str, Any]
+    hass: HomeAssistant, socket_enabled: None, scenario_data: dict[str, Any]
 ) -> AsyncIterator[SimulatedSiteServer]:
-    """A simulated site (2 inverters, a meter) serving Modbus TCP on 127.0.0.1."""
+    """A simulated site (2 inverters, a meter) serving Modbus TCP on 127.0.0.1.
+
+    Sites still loaded when the test ends are unloaded before the simulated site stops, so
+    no reload in flight is left talking to a server that is going away.
+    """
     server = SimulatedSiteServer(Scenario.from_dict(scenario_data, name="test"), port=0)
     await server.start()
     try:
         yield server
     finally:
+        await unload_sites(hass)
         await server.stop()
+
+
+async def unload_sites(hass: HomeAssistant) -> None:
+    """Unload every loaded site (after any reload in flight), e.g. before its peers stop."""
+    await hass.async_block_till_done()
+    for entry in hass.config_entries.async_entries(DOMAIN):
+        if entry.state is ConfigEntryState.LOADED:
+            await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
 
 
 def inverter_subentry(sim: SimulatedSiteServer, unit_id: int) -> ConfigSubentryData:

@@ -23,6 +23,7 @@ from custom_components.dynamic_export.const import (
     CONF_INVERT,
     CONF_METER_MAX_AGE,
     CONF_RAMP_UP_RATE,
+    CONF_RATED_POWER,
     CONF_REVERT_TIMEOUT,
     CONF_SITE_NAME,
     CONF_UNIT_ID,
@@ -148,7 +149,12 @@ async def test_add_inverter_reads_identity(hass: HomeAssistant, sim: SimulatedSi
     (sub,) = entry.subentries.values()
     assert sub.unique_id == "SIM-INV-2"
     assert "SIM-INV-2" in sub.title
-    assert sub.data == {CONF_HOST: "127.0.0.1", CONF_PORT: sim.port, CONF_UNIT_ID: 2}
+    assert sub.data == {
+        CONF_HOST: "127.0.0.1",
+        CONF_PORT: sim.port,
+        CONF_UNIT_ID: 2,
+        CONF_RATED_POWER: 5000.0,  # kept for a start at which the inverter does not answer
+    }
 
 
 async def test_add_inverter_errors(hass: HomeAssistant, sim: SimulatedSiteServer) -> None:

@@ -20,6 +20,7 @@ from custom_components.dynamic_export.const import (
     CONF_KIND,
     CONF_RATED_POWER,
     CONF_SERIAL,
+    DOMAIN,
     KIND_OPENDTU,
     SUBENTRY_INVERTER,
 )
@@ -119,7 +120,8 @@ async def test_add_dtu_with_chosen_inverters(hass: HomeAssistant, dtu: DtuPeer) 
     assert sub.unique_id == f"opendtu_{HOSTNAME}"
     assert sub.title == f"OpenDTU {HOSTNAME}"
     assert sub.data[CONF_INVERTERS] == [
-        {CONF_SERIAL: HMS_SERIAL, CONF_NAME: "Roof HMS-2000", CONF_RATED_POWER: None}
+        # The max power the DTU reported is kept for a start at which the DTU is down.
+        {CONF_SERIAL: HMS_SERIAL, CONF_NAME: "Roof HMS-2000", CONF_RATED_POWER: 2000.0}
     ]
 
     # The same DTU again: one subentry per DTU, so its other inverter is added by reconfiguring.
@@ -187,7 +189,7 @@ async def test_rating_is_asked_when_the_dtu_does_not_know_it(
     assert result["type"] is FlowResultType.CREATE_ENTRY
     (sub,) = entry.subentries.values()
     ratings = {inv[CONF_SERIAL]: inv[CONF_RATED_POWER] for inv in sub.data[CONF_INVERTERS]}
-    assert ratings == {HM_SERIAL: None, HMS_SERIAL: 2000.0}
+    assert ratings == {HM_SERIAL: 800.0, HMS_SERIAL: 2000.0}  # read, and given by the user
 
 
 @pytest.mark.parametrize(
@@ -453,3 +455,37 @@ async def test_dtu_down_at_start_up_is_asked_once(
     assert len(entry.runtime_data.inverters) == 2
     assert hass.states.get("binary_sensor.garage_hm_800_connection").state == "off"
     assert hass.states.get("binary_sensor.roof_hms_2000_connection").state == "off"
+
+
+async def test_release_after_a_restart_restores_the_original_limit(
+    hass: HomeAssistant, dtu: DtuPeer, hass_storage: dict[str, Any]
+) -> None:
+    """A restart while curtailed: the DTU shows our limit, yet release restores the owner's."""
+    dtu.inverters[HM_SERIAL].limit_relative = 80.0  # the owner's persistent limit
+    entry = site_entry(
+        [dtu_subentry(dtu, (HM_SERIAL,)), limiter_subentry("Export limit", export_limit=0.0)]
+    )
+    await setup_site(hass, entry)  # no meter: fail-safe, the inverter goes to its minimum
+    await wait_for(lambda: dtu.inverters[HM_SERIAL].limit_relative < 10, 8, "curtailed")
+
+    # Unloaded while the DTU refuses limits: the hand-back fails, our limit stays in force.
+    dtu.overrides[("POST", "/api/limit/config")] = (500, "")
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    dtu.overrides.clear()
+    assert dtu.inverters[HM_SERIAL].limit_relative < 10
+    (sub_id,) = [s.subentry_id for s in entry.subentries.values() if s.title.startswith("OpenDTU")]
+    stored = hass_storage[f"{DOMAIN}.{entry.entry_id}"]["data"]
+    assert stored["opendtu_baselines"] == {f"{sub_id}_{HM_SERIAL}": 80.0}
+
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    await wait_for(
+        lambda: hass.states.get("sensor.garage_hm_800_ac_power").state != "unavailable",
+        5,
+        "inverter read after the restart",
+    )
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    last = dtu.commands[-1]
+    assert (last["serial"], last["limit_type"], last["limit_value"]) == (HM_SERIAL, 1, 80.0)
+    stored = hass_storage[f"{DOMAIN}.{entry.entry_id}"]["data"]
+    assert stored["opendtu_baselines"] == {}  # handed back: nothing owed any more

@@ -34,7 +34,7 @@ from custom_components.dynamic_export.const import (
     KIND_POWERWALL,
     SUBENTRY_METER,
 )
-from custom_components.dynamic_export.core.controller import ControlState
+from custom_components.dynamic_export.core.controller import ControlState, FailSafeReason
 from custom_components.dynamic_export.core.measurements import MeterReading
 from custom_components.dynamic_export.device_setup import PowerwallSiteMeter, powerwall_issue_id
 from custom_components.dynamic_export.powerwall.errors import CertificateChangedError
@@ -396,6 +396,29 @@ async def test_bad_gateway_answers_keep_the_loop_running(
             8,
             f"meter back ({fault})",
         )
+
+
+async def test_frozen_gateway_data_goes_fail_safe(
+    hass: HomeAssistant, sim: SimulatedSiteServer, gateway: SiteGateway
+) -> None:
+    """The gateway answers but its meter data stops updating: stale, fail-safe, then back."""
+    gateway.follow_sim(sim)
+    entry = site_entry(
+        [
+            inverter_subentry(sim, 1),
+            powerwall_subentry(gateway),
+            limiter_subentry("Export limit", export_limit=EXPORT_LIMIT),
+        ],
+        meter_max_age=2.0,
+    )
+    await setup_site(hass, entry)
+    state = "sensor.home_control_state"
+    await wait_for(lambda: hass.states.get(state).state == ControlState.CONTROLLING, 5, "control")
+    gateway.freeze()
+    await wait_for(lambda: hass.states.get(state).state == ControlState.FAIL_SAFE, 5, "fail-safe")
+    assert hass.states.get(state).attributes["reason"] == FailSafeReason.METER_STALE
+    gateway.thaw()
+    await wait_for(lambda: hass.states.get(state).state == ControlState.CONTROLLING, 5, "back")
 
 
 async def test_certificate_issue_clears_when_the_pinned_one_is_back(hass: HomeAssistant) -> None:

@@ -23,6 +23,7 @@ from custom_components.dynamic_export.const import (
     CONF_INVERT,
     CONF_KIND,
     CONF_PARITY,
+    CONF_RATED_POWER,
     CONF_SERIAL_PORT,
     CONF_STOPBITS,
     CONF_UNIT_ID,
@@ -125,7 +126,7 @@ async def test_add_rtu_inverter_and_meter(hass: HomeAssistant, bus: RtuBridge) -
     assert result["type"] is FlowResultType.CREATE_ENTRY
     (inverter,) = entry.subentries.values()
     assert inverter.unique_id == "SIM-INV-2"
-    assert inverter.data == rtu_data(bus, 2)
+    assert inverter.data == {**rtu_data(bus, 2), CONF_RATED_POWER: 5000.0}  # as read
 
     result = await _start(hass, entry, SUBENTRY_METER)
     result = await hass.config_entries.subentries.async_configure(
