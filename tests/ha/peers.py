@@ -216,12 +216,22 @@ class RtuBridge:
 
     Units that are not on the bus stay silent, as on a real RS-485 line. ``unplug`` closes the
     pty and removes the symlink (a USB adapter pulled out); ``plug_in`` makes a new one.
+
+    Faults beyond the simulated site's own (offline units, frozen images): ``reply_delay_s``
+    answers a unit late, with the values it had when asked; ``unplug_at_write`` pulls the
+    adapter out when a write to the unit arrives (after applying it, or not).
     """
 
     def __init__(self, sim: SimulatedSiteServer, directory: Path) -> None:
         self.sim = sim
         self.path = str(directory / "ttyRS485")
         self.frames = 0
+        self.reply_delay_s: dict[int, float] = {}
+        """Per unit: seconds before its answer goes on the line."""
+        self.unplug_at_write: dict[int, bool] = {}
+        """Per unit, once: unplug when its next write arrives; the value says if it applies."""
+        self.late_frames = 0
+        """Answers that went on the line after a delay (for the assertions)."""
         self._loop = asyncio.get_running_loop()
         self._pty: tuple[int, int] | None = None
         self._buffer = b""
@@ -289,9 +299,26 @@ class RtuBridge:
         unit = frame[0]
         if unit != self.sim.meter_unit_id and unit not in self.sim.inverter_units:
             return  # nobody at this address on the bus
+        if frame[1] in (6, 16) and unit in self.unplug_at_write:
+            if self.unplug_at_write.pop(unit):
+                self.sim.handle_pdu(unit, frame[1:-2])
+            self.unplug()
+            return
         response = self.sim.handle_pdu(unit, frame[1:-2])
         if response is None or self._pty is None:
             return
-        self.frames += 1
         body = bytes((unit,)) + response
+        delay = self.reply_delay_s.get(unit, 0.0)
+        if delay > 0:
+            self._loop.call_later(delay, self._send_late, body)
+            return
+        self.frames += 1
         os.write(self._pty[0], body + _crc16(body))
+
+    def _send_late(self, body: bytes) -> None:
+        if self._pty is None:
+            return  # unplugged meanwhile
+        self.frames += 1
+        self.late_frames += 1
+        with contextlib.suppress(OSError):
+            os.write(self._pty[0], body + _crc16(body))
