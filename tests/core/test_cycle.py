@@ -706,3 +706,24 @@ async def test_inverter_refusing_writes_is_made_up_for_by_the_others(
     assert caplog.text.count("does not take its limit") == 1
     assert caplog.text.count("takes its limit again") == 1
     assert "unavailable" not in caplog.text
+
+
+async def test_failing_limiter_keeps_its_last_limits(caplog: pytest.LogCaptureFixture) -> None:
+    """Dropping a limiter that raises would lift its limits: its last answer stands."""
+    site = two_inverter_site()
+    flaky = RecordingLimiter("flaky", Controls(export_limit=500.0))
+    loop = make_loop(site, flaky)
+    await run(loop, site, 3)
+    flaky.error = ZoneInfoLikeError("bad tz")
+    with caplog.at_level(logging.INFO):
+        for _ in range(5):
+            snapshot = await run(loop, site, 1)
+            assert snapshot.merged.export_limit == 500.0
+            assert "last limits kept" in snapshot.limiter_errors["flaky"]
+        flaky.error = None
+        flaky.answer = Controls(export_limit=800.0)
+        snapshot = await run(loop, site, 1)
+    assert snapshot.merged.export_limit == 800.0
+    assert snapshot.limiter_errors == {}
+    assert caplog.text.count("Limiter flaky failed") == 1  # once per streak, not per cycle
+    assert "Limiter flaky works again" in caplog.text

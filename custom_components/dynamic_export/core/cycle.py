@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from .controller import Controller, ControlPlan, ControlState
-from .controls import LimitRequest
+from .controls import Controls, LimitRequest
 from .devices import Inverter, SiteMeter
 from .errors import DeviceError
 from .limiter import Limiter
@@ -28,6 +28,7 @@ _LOGGER = logging.getLogger(__name__)
 
 _READ = "read"
 _WRITE = "write"
+_LIMITER = "limiter"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +116,8 @@ class ControlLoop:
         self.names = dict(names or {})
         self._failing: set[tuple[str, str]] = set()
         self._refused: set[str] = set()
+        self._last_controls: dict[str, Controls] = {}
+        """Each limiter's last answer, kept while it fails."""
         """Inverters whose last write failed: they may not hold what the plan gives them."""
         self._cycle_lock = asyncio.Lock()
         self._closed = False
@@ -259,19 +262,40 @@ class ControlLoop:
             return f"unexpected error: {err!r}"
 
     def _collect_requests(self, now: datetime) -> tuple[list[LimitRequest], dict[str, str]]:
-        """Ask every enabled limiter for its controls; a failing limiter is reported."""
+        """Ask every enabled limiter for its controls; a failing limiter is reported.
+
+        A limiter that fails keeps its last answer: dropping it would lift its limits (fail
+        open), while merging its last limits can only hold the site tighter. Its failure is
+        logged once per streak, with the traceback.
+        """
         requests: list[LimitRequest] = []
         errors: dict[str, str] = {}
         for limiter in self.limiters:
             if not limiter.enabled:
                 continue
+            source = limiter.source
             try:
                 controls = limiter.controls(now)
             except Exception as err:
-                _LOGGER.exception("Limiter %s failed", limiter.source)
-                errors[limiter.source] = repr(err)
+                last = self._last_controls.get(source)
+                errors[source] = repr(err) + ("" if last is None else " (last limits kept)")
+                if (_LIMITER, source) not in self._failing:
+                    self._failing.add((_LIMITER, source))
+                    _LOGGER.exception(
+                        "Limiter %s failed; %s",
+                        source,
+                        "no limits from it until it works"
+                        if last is None
+                        else "its last limits stay in force until it works",
+                    )
+                if last is not None:
+                    requests.append(LimitRequest(source, last))
                 continue
-            requests.append(LimitRequest(limiter.source, controls))
+            if (_LIMITER, source) in self._failing:
+                self._failing.discard((_LIMITER, source))
+                _LOGGER.info("Limiter %s works again", source)
+            self._last_controls[source] = controls
+            requests.append(LimitRequest(source, controls))
         return requests, errors
 
     async def _async_write(
