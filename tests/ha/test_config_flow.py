@@ -133,8 +133,10 @@ async def test_options_flow_saves_tuning(hass: HomeAssistant) -> None:
         CONF_REVERT_TIMEOUT: 120,
     }
     result = await hass.config_entries.options.async_configure(result["flow_id"], tuning)
+    await hass.async_block_till_done()  # the reload that new options bring
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert entry.options == {**tuning, CONF_CONTROL_ENABLED: True}
+    assert await hass.config_entries.async_unload(entry.entry_id)
 
 
 async def test_add_inverter_reads_identity(hass: HomeAssistant, sim: SimulatedSiteServer) -> None:

@@ -206,8 +206,11 @@ async def test_revert_timeout_must_outlast_the_refresh(
         CONF_REVERT_TIMEOUT: revert,
     }
     result = await hass.config_entries.options.async_configure(result["flow_id"], tuning)
+    await hass.async_block_till_done()  # the reload that new options bring
     if ok:
         assert result["type"] is FlowResultType.CREATE_ENTRY
+        assert entry.options[CONF_REVERT_TIMEOUT] == revert
+        assert await hass.config_entries.async_unload(entry.entry_id)
     else:
         assert result["type"] is FlowResultType.FORM
         assert result["errors"] == {CONF_REVERT_TIMEOUT: "revert_too_short"}
