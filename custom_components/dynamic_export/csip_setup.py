@@ -37,11 +37,11 @@ from .core.capability import site_capability
 from .core.controls import Controls
 from .core.cycle import CycleSnapshot
 from .csip.client import CsipClient, CsipConfig, CsipStatus, split_dcap_url
-from .csip.identity import DeviceIdentity, load_certificates, load_identity
 from .csip.limiter import CsipLimiter
+from .csip.sep2.identity import DeviceIdentity, load_certificates, load_identity
+from .csip.sep2.tls import build_ssl_context
+from .csip.sep2.transport import Sep2Transport
 from .csip.telemetry import measurements_from_cycle
-from .csip.tls import build_ssl_context
-from .csip.transport import Sep2Transport
 from .storage import SiteStore
 
 _LOGGER = logging.getLogger(__name__)

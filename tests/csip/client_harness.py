@@ -23,8 +23,8 @@ from custom_components.dynamic_export.csip.client import (
     prepare_tls,
     split_dcap_url,
 )
+from custom_components.dynamic_export.csip.sep2.transport import Sep2Transport
 from custom_components.dynamic_export.csip.telemetry import SiteMeasurements
-from custom_components.dynamic_export.csip.transport import Sep2Transport
 
 from .schemas import assert_valid
 from .server.app import CsipTestServer

@@ -6,14 +6,6 @@ import json
 
 import pytest
 
-from custom_components.dynamic_export.csip.resources import (
-    ActivePower,
-    DERControl,
-    DERControlBase,
-    DERProgram,
-    EventStatus,
-    ResponseStatus,
-)
 from custom_components.dynamic_export.csip.responses import (
     OutgoingResponse,
     ResponseTracker,
@@ -23,6 +15,14 @@ from custom_components.dynamic_export.csip.schedule import (
     ControlRef,
     ControlSchedule,
     ScheduleEvent,
+)
+from custom_components.dynamic_export.csip.sep2.resources import (
+    ActivePower,
+    DERControl,
+    DERControlBase,
+    DERProgram,
+    EventStatus,
+    ResponseStatus,
 )
 
 T0 = 1_750_000_000

@@ -8,7 +8,12 @@ import random
 import pytest
 
 from custom_components.dynamic_export.core.controls import Controls, ControlType
-from custom_components.dynamic_export.csip.resources import (
+from custom_components.dynamic_export.csip.schedule import (
+    ControlSchedule,
+    Source,
+    refs,
+)
+from custom_components.dynamic_export.csip.sep2.resources import (
     ActivePower,
     DefaultDERControl,
     DERControl,
@@ -16,11 +21,6 @@ from custom_components.dynamic_export.csip.resources import (
     DERProgram,
     EventStatus,
     ResponseStatus,
-)
-from custom_components.dynamic_export.csip.schedule import (
-    ControlSchedule,
-    Source,
-    refs,
 )
 
 T0 = 1_750_000_000

@@ -43,7 +43,11 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from ..core.controls import Controls, ControlType
-from .discovery import (
+from .ramp import ControlRamps
+from .reporting import DEFAULT_ENFORCED, DerReporter, Kind, default_set_grad_w
+from .responses import ResponseTracker
+from .schedule import DEFAULT_GAP_BRIDGE_S, ControlSchedule, Selection, Source, to_controls
+from .sep2.discovery import (
     DEFAULT_POST_RATE_S,
     PAGE_SIZE,
     RETRY_S,
@@ -52,8 +56,8 @@ from .discovery import (
     poll_rate,
     retry_delay,
 )
-from .identity import DeviceIdentity, load_certificates, load_identity, same_lfdi
-from .parse import (
+from .sep2.identity import DeviceIdentity, load_certificates, load_identity, same_lfdi
+from .sep2.parse import (
     parse_default_der_control,
     parse_der,
     parse_der_control_list,
@@ -68,9 +72,7 @@ from .parse import (
     parse_registration,
     parse_time,
 )
-from .ramp import ControlRamps
-from .reporting import DEFAULT_ENFORCED, DerReporter, Kind, default_set_grad_w
-from .resources import (
+from .sep2.resources import (
     DER,
     DefaultDERControl,
     DERControl,
@@ -81,18 +83,15 @@ from .resources import (
     ListPage,
     Response,
 )
-from .responses import ResponseTracker
-from .schedule import DEFAULT_GAP_BRIDGE_S, ControlSchedule, Selection, Source, to_controls
-from .serialise import (
+from .sep2.serialise import (
     connection_point_xml,
     end_device_xml,
     mirror_meter_reading_list_xml,
     mirror_usage_point_xml,
     response_xml,
 )
-from .telemetry import Role, SiteMeasurements, Telemetry
-from .tls import build_ssl_context
-from .transport import (
+from .sep2.tls import build_ssl_context
+from .sep2.transport import (
     CertificateRejectedError,
     HttpStatusError,
     Sep2Transport,
@@ -101,7 +100,8 @@ from .transport import (
     TlsHandshakeError,
     TransportError,
 )
-from .xml import XmlError
+from .sep2.xml import XmlError
+from .telemetry import Role, SiteMeasurements, Telemetry
 
 _LOGGER = logging.getLogger(__name__)
 

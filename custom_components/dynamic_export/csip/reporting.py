@@ -26,7 +26,7 @@ from enum import StrEnum
 
 from ..core.controls import ControlType
 from .ramp import AS4777_GRAD_W
-from .resources import (
+from .sep2.resources import (
     ActivePower,
     ApparentPower,
     ConnectStatus,
@@ -40,7 +40,7 @@ from .resources import (
     ReactivePower,
     StatusValue,
 )
-from .serialise import (
+from .sep2.serialise import (
     der_availability_xml,
     der_capability_xml,
     der_settings_xml,

@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from ..core.controls import Controls, ControlType
-from .resources import (
+from .sep2.resources import (
     ActivePower,
     DefaultDERControl,
     DERControl,

@@ -28,7 +28,7 @@ from typing import Any
 from ..core.capability import SiteCapability
 from ..core.controller import FailSafeReason
 from ..core.cycle import CycleSnapshot
-from .resources import (
+from .sep2.resources import (
     COMMODITY_ELECTRICITY_SECONDARY,
     DataQualifier,
     DERType,

@@ -41,7 +41,6 @@ from custom_components.dynamic_export.const import (
 )
 from custom_components.dynamic_export.core.controls import ControlType
 from custom_components.dynamic_export.csip import client as client_module
-from custom_components.dynamic_export.csip import discovery
 from custom_components.dynamic_export.csip.client import (
     CommsState,
     CsipClient,
@@ -51,8 +50,9 @@ from custom_components.dynamic_export.csip.client import (
 )
 from custom_components.dynamic_export.csip.limiter import CsipLimiter
 from custom_components.dynamic_export.csip.schedule import Source
+from custom_components.dynamic_export.csip.sep2 import discovery
+from custom_components.dynamic_export.csip.sep2.transport import Sep2Transport
 from custom_components.dynamic_export.csip.telemetry import Role, mup_mrid
-from custom_components.dynamic_export.csip.transport import Sep2Transport
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
 
 from ...csip.client_harness import MEASUREMENTS, TEST_PEN, FakeClock, Harness, make_harness

@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from custom_components.dynamic_export.csip.identity import load_certificates, load_identity
-from custom_components.dynamic_export.csip.parse import parse_device_capability
-from custom_components.dynamic_export.csip.resources import EndDevice
-from custom_components.dynamic_export.csip.serialise import end_device_xml
-from custom_components.dynamic_export.csip.tls import build_ssl_context
-from custom_components.dynamic_export.csip.transport import (
+from custom_components.dynamic_export.csip.sep2.identity import load_certificates, load_identity
+from custom_components.dynamic_export.csip.sep2.parse import parse_device_capability
+from custom_components.dynamic_export.csip.sep2.resources import EndDevice
+from custom_components.dynamic_export.csip.sep2.serialise import end_device_xml
+from custom_components.dynamic_export.csip.sep2.tls import build_ssl_context
+from custom_components.dynamic_export.csip.sep2.transport import (
     BodyTooLargeError,
     CertificateRejectedError,
     HttpStatusError,
@@ -23,8 +23,8 @@ from custom_components.dynamic_export.csip.transport import (
     TlsHandshakeError,
 )
 
-from .server.app import CsipTestServer
-from .server.certs import Credentials, CsipPKI
+from ..server.app import CsipTestServer
+from ..server.certs import Credentials, CsipPKI
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from custom_components.dynamic_export.csip import identity, tls
+from custom_components.dynamic_export.csip.sep2 import identity, tls
 
 from .pki import Issued, issue
 

@@ -11,21 +11,21 @@ from typing import Any
 
 import pytest
 
-from custom_components.dynamic_export.csip import parse
-from custom_components.dynamic_export.csip.resources import (
+from custom_components.dynamic_export.csip.sep2 import parse
+from custom_components.dynamic_export.csip.sep2.resources import (
     ActivePower,
     DERControlBase,
     DERProgram,
     EventStatus,
 )
-from custom_components.dynamic_export.csip.xml import (
+from custom_components.dynamic_export.csip.sep2.xml import (
     XmlContentError,
     XmlError,
     XmlNamespaceError,
     parse_xml,
 )
 
-from .schemas import assert_valid
+from ..schemas import assert_valid
 
 SEP = 'xmlns="urn:ieee:std:2030.5:ns"'
 CSIP = 'xmlns:csipaus="https://csipaus.org/ns"'

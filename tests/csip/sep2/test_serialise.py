@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from custom_components.dynamic_export.csip import parse, serialise
-from custom_components.dynamic_export.csip.resources import (
+from custom_components.dynamic_export.csip.sep2 import parse, serialise
+from custom_components.dynamic_export.csip.sep2.resources import (
     ActivePower,
     ApparentPower,
     ConnectStatus,
@@ -36,9 +36,9 @@ from custom_components.dynamic_export.csip.resources import (
     WattHour,
     scale_value,
 )
-from custom_components.dynamic_export.csip.xml import CSIPAUS_NS, SEP_NS, parse_xml
+from custom_components.dynamic_export.csip.sep2.xml import CSIPAUS_NS, SEP_NS, parse_xml
 
-from .schemas import assert_valid, schema_errors
+from ..schemas import assert_valid, schema_errors
 
 LFDI = "3E4F45AB31EDFE5B67E343E5E4562E31984E23E5"
 SFDI = 167261211391
