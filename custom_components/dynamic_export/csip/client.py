@@ -34,7 +34,6 @@ import contextlib
 import functools
 import logging
 import random
-import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import UTC, datetime
@@ -56,7 +55,7 @@ from .sep2.discovery import (
     poll_rate,
     retry_delay,
 )
-from .sep2.identity import DeviceIdentity, load_certificates, load_identity, same_lfdi
+from .sep2.identity import DeviceIdentity, same_lfdi
 from .sep2.parse import (
     parse_default_der_control,
     parse_der,
@@ -90,7 +89,6 @@ from .sep2.serialise import (
     mirror_usage_point_xml,
     response_xml,
 )
-from .sep2.tls import build_ssl_context
 from .sep2.transport import (
     CertificateRejectedError,
     HttpStatusError,
@@ -167,30 +165,6 @@ def split_dcap_url(url: str) -> tuple[str, str]:
     base = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
     href = urlunsplit(("", "", parts.path or "/", parts.query, ""))
     return base, href
-
-
-def prepare_tls(
-    cert_pem: bytes | str,
-    key_pem: bytes | str,
-    ca_pem: bytes | str | None,
-    *,
-    check_hostname: bool = True,
-) -> tuple[DeviceIdentity, ssl.SSLContext]:
-    """Load the identity and build the TLS context (blocking: run it in an executor).
-
-    TLS 1.2 only, as IEEE 2030.5 mandates. ``ca_pem`` holds the certificates that verify
-    the server (e.g. the SERCA); ``None`` uses the system store. Raises
-    ``identity.IdentityError`` subclasses for unusable PEM text.
-    """
-    identity = load_identity(cert_pem, key_pem)
-    ca = load_certificates(ca_pem) if ca_pem else []
-    context = build_ssl_context(
-        identity,
-        ca_certificates=ca,
-        check_hostname=check_hostname,
-        maximum_version=ssl.TLSVersion.TLSv1_2,
-    )
-    return identity, context
 
 
 def pin_matches(configured: int, registered: int) -> bool:

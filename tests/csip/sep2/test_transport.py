@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
-from custom_components.dynamic_export.csip.sep2.identity import load_certificates, load_identity
 from custom_components.dynamic_export.csip.sep2.parse import parse_device_capability
 from custom_components.dynamic_export.csip.sep2.resources import EndDevice
 from custom_components.dynamic_export.csip.sep2.serialise import end_device_xml
-from custom_components.dynamic_export.csip.sep2.tls import build_ssl_context
+from custom_components.dynamic_export.csip.sep2.tls import client_tls_context
 from custom_components.dynamic_export.csip.sep2.transport import (
     BodyTooLargeError,
     CertificateRejectedError,
@@ -42,10 +40,11 @@ def _transport(
     *,
     ca_pem: bytes | None = None,
 ) -> Sep2Transport:
-    identity = load_identity(device.cert_path.read_bytes(), device.key_path.read_bytes())
-    ca = load_certificates(ca_pem if ca_pem is not None else pki.ca_path.read_bytes())
-    context = build_ssl_context(
-        identity, ca_certificates=ca, maximum_version=ssl.TLSVersion.TLSv1_2
+    _identity, context = client_tls_context(
+        device.cert_path.read_bytes(),
+        device.key_path.read_bytes(),
+        ca_pem if ca_pem is not None else pki.ca_path.read_bytes(),
+        verify_server=True,
     )
     return Sep2Transport(session, server.base_url, context, timeout_s=2.0, retry_delays_s=(0.05,))
 
@@ -72,9 +71,8 @@ async def test_post_returns_location(
 ) -> None:
     """In-band registration: POST an EndDevice, follow Location."""
     transport = _transport(session, csip_server, csip_device, csip_pki)
-    identity = load_identity(csip_device.cert_path.read_bytes(), csip_device.key_path.read_bytes())
     document = end_device_xml(
-        EndDevice(href=None, lfdi=identity.lfdi, sfdi=identity.sfdi, changed_time=0)
+        EndDevice(href=None, lfdi=csip_device.lfdi, sfdi=csip_device.sfdi, changed_time=0)
     )
     answer = await transport.post("/edev", document)
     assert answer.status == 201

@@ -45,12 +45,12 @@ from custom_components.dynamic_export.csip.client import (
     CommsState,
     CsipClient,
     CsipConfig,
-    prepare_tls,
     split_dcap_url,
 )
 from custom_components.dynamic_export.csip.limiter import CsipLimiter
 from custom_components.dynamic_export.csip.schedule import Source
 from custom_components.dynamic_export.csip.sep2 import discovery
+from custom_components.dynamic_export.csip.sep2.tls import client_tls_context
 from custom_components.dynamic_export.csip.sep2.transport import Sep2Transport
 from custom_components.dynamic_export.csip.telemetry import Role, mup_mrid
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
@@ -217,10 +217,11 @@ def make_client(
     restore: dict[str, Any] | None = None,
 ) -> CsipClient:
     """A client of the harness's server with a short request time-out."""
-    identity, context = prepare_tls(
+    identity, context = client_tls_context(
         h.device.cert_path.read_bytes(),
         h.device.key_path.read_bytes(),
         h.pki.ca_path.read_bytes(),
+        verify_server=True,
     )
     base, href = split_dcap_url(h.server.url)
     transport = Sep2Transport(h.session, base, context, timeout_s=timeout_s, retry_delays_s=(0.01,))
