@@ -431,22 +431,6 @@ class DER:
     associated_usage_point_href: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectionPoint:
-    """csipaus:ConnectionPoint: the network connection point, typically the NMI."""
-
-    connection_point_id: str
-    href: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorInfo:
-    """A 2030.5 Error body returned with a 4xx/5xx status."""
-
-    reason_code: int
-    max_retry_duration: int | None = None
-
-
 # --- what the client sends --------------------------------------------------------------------
 
 
