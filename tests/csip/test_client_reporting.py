@@ -15,7 +15,7 @@ from custom_components.dynamic_export.core.controls import ControlType
 from custom_components.dynamic_export.core.cycle import InverterStatus
 from custom_components.dynamic_export.core.measurements import InverterReading, MeterReading
 from custom_components.dynamic_export.csip.reporting import DEFAULT_ENFORCED
-from custom_components.dynamic_export.csip.sep2.resources import DERType
+from custom_components.dynamic_export.csip.sep2.codes import DERType
 from custom_components.dynamic_export.csip.telemetry import measurements_from_cycle
 
 from .client_harness import MEASUREMENTS, Harness, make_harness

@@ -16,14 +16,13 @@ from custom_components.dynamic_export.csip.schedule import (
     ControlSchedule,
     ScheduleEvent,
 )
+from custom_components.dynamic_export.csip.sep2.codes import EventStatus, ResponseStatus
 from custom_components.dynamic_export.csip.sep2.resources import (
-    ActivePower,
     DERControl,
     DERControlBase,
     DERProgram,
-    EventStatus,
-    ResponseStatus,
 )
+from custom_components.dynamic_export.csip.sep2.units import ActivePower
 
 T0 = 1_750_000_000
 R = ResponseStatus

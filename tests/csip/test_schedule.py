@@ -13,15 +13,14 @@ from custom_components.dynamic_export.csip.schedule import (
     Source,
     refs,
 )
+from custom_components.dynamic_export.csip.sep2.codes import EventStatus, ResponseStatus
 from custom_components.dynamic_export.csip.sep2.resources import (
-    ActivePower,
     DefaultDERControl,
     DERControl,
     DERControlBase,
     DERProgram,
-    EventStatus,
-    ResponseStatus,
 )
+from custom_components.dynamic_export.csip.sep2.units import ActivePower
 
 T0 = 1_750_000_000
 EXP = ControlType.EXPORT_LIMIT

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .schedule import ControlRef, ScheduleEvent
-from .sep2.resources import ResponseStatus
+from .sep2.codes import ResponseStatus
 
 MESSAGE_RECEIVED = 0x01
 """responseRequired bit 0: acknowledge receipt (status 1) only."""

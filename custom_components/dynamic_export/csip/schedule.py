@@ -22,15 +22,9 @@ from enum import StrEnum
 from typing import Any
 
 from ..core.controls import Controls, ControlType
-from .sep2.resources import (
-    ActivePower,
-    DefaultDERControl,
-    DERControl,
-    DERControlBase,
-    DERProgram,
-    EventStatus,
-    ResponseStatus,
-)
+from .sep2.codes import EventStatus, ResponseStatus
+from .sep2.resources import DefaultDERControl, DERControl, DERControlBase, DERProgram
+from .sep2.units import ActivePower
 
 DEFAULT_GAP_BRIDGE_S = 10
 """Largest gap between consecutive controls held at the earlier value (ODE #75)."""

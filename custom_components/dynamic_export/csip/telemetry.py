@@ -28,21 +28,17 @@ from typing import Any
 from ..core.capability import SiteCapability
 from ..core.controller import FailSafeReason
 from ..core.cycle import CycleSnapshot
-from .sep2.resources import (
+from .sep2.codes import (
     COMMODITY_ELECTRICITY_SECONDARY,
     DataQualifier,
     DERType,
     FlowDirection,
     Kind,
-    MirrorMeterReading,
-    MirrorUsagePoint,
     PhaseCode,
-    Reading,
-    ReadingType,
     RoleFlags,
-    TimePeriod,
     Uom,
 )
+from .sep2.mirror import MirrorMeterReading, MirrorUsagePoint, Reading, ReadingType, TimePeriod
 
 type Phases = tuple[float | None, float | None, float | None]
 

@@ -7,20 +7,17 @@ XSD-typed readers, so a value out of range fails here just as in a server docume
 
 from __future__ import annotations
 
-from custom_components.dynamic_export.csip.sep2.parse import mirror_meter_reading
-from custom_components.dynamic_export.csip.sep2.resources import (
-    ApparentPower,
+from custom_components.dynamic_export.csip.sep2.der import (
     DERAvailability,
     DERCapability,
     DERSettings,
     DERStatus,
-    ListPage,
-    MirrorMeterReading,
-    ReactivePower,
-    Response,
     StatusValue,
-    WattHour,
 )
+from custom_components.dynamic_export.csip.sep2.mirror import MirrorMeterReading
+from custom_components.dynamic_export.csip.sep2.parse import mirror_meter_reading
+from custom_components.dynamic_export.csip.sep2.resources import ListPage, Response
+from custom_components.dynamic_export.csip.sep2.units import ApparentPower, ReactivePower, WattHour
 from custom_components.dynamic_export.csip.sep2.xml import CSIPAUS_NS, Element, XmlContentError
 from custom_components.dynamic_export.csip.sep2.xsd import (
     INT16,

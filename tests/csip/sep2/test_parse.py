@@ -12,12 +12,9 @@ from typing import Any
 import pytest
 
 from custom_components.dynamic_export.csip.sep2 import parse
-from custom_components.dynamic_export.csip.sep2.resources import (
-    ActivePower,
-    DERControlBase,
-    DERProgram,
-    EventStatus,
-)
+from custom_components.dynamic_export.csip.sep2.codes import EventStatus
+from custom_components.dynamic_export.csip.sep2.resources import DERControlBase, DERProgram
+from custom_components.dynamic_export.csip.sep2.units import ActivePower
 from custom_components.dynamic_export.csip.sep2.xml import (
     XmlContentError,
     XmlError,

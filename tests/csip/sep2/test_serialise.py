@@ -5,34 +5,39 @@ from __future__ import annotations
 import pytest
 
 from custom_components.dynamic_export.csip.sep2 import parse, serialise
-from custom_components.dynamic_export.csip.sep2.resources import (
-    ActivePower,
-    ApparentPower,
+from custom_components.dynamic_export.csip.sep2.codes import (
     ConnectStatus,
     DataQualifier,
-    DERAvailability,
-    DERCapability,
     DERControlType,
-    DERSettings,
-    DERStatus,
     DERType,
     DOEControlType,
-    EndDevice,
     FlowDirection,
     Kind,
-    MirrorMeterReading,
-    MirrorUsagePoint,
     OperationalModeStatus,
     PhaseCode,
-    ReactivePower,
-    Reading,
-    ReadingType,
-    Response,
     ResponseStatus,
     RoleFlags,
-    StatusValue,
-    TimePeriod,
     Uom,
+)
+from custom_components.dynamic_export.csip.sep2.der import (
+    DERAvailability,
+    DERCapability,
+    DERSettings,
+    DERStatus,
+    StatusValue,
+)
+from custom_components.dynamic_export.csip.sep2.mirror import (
+    MirrorMeterReading,
+    MirrorUsagePoint,
+    Reading,
+    ReadingType,
+    TimePeriod,
+)
+from custom_components.dynamic_export.csip.sep2.resources import EndDevice, Response
+from custom_components.dynamic_export.csip.sep2.units import (
+    ActivePower,
+    ApparentPower,
+    ReactivePower,
     WattHour,
     scale_value,
 )

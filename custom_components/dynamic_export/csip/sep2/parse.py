@@ -6,6 +6,8 @@ here with an XmlContentError naming the element, never later as a wrong limit.
 
 from __future__ import annotations
 
+from .codes import EventStatus
+from .mirror import MirrorMeterReading, MirrorUsagePoint, Reading, ReadingType, TimePeriod
 from .resources import (
     DER,
     DefaultDERControl,
@@ -14,16 +16,10 @@ from .resources import (
     DERProgram,
     DeviceCapability,
     EndDevice,
-    EventStatus,
     FunctionSetAssignments,
     ListPage,
-    MirrorMeterReading,
-    MirrorUsagePoint,
-    Reading,
-    ReadingType,
     Registration,
     Time,
-    TimePeriod,
 )
 from .xml import CSIPAUS_NS, Element, XmlContentError
 from .xsd import (

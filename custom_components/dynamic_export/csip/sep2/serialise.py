@@ -11,24 +11,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from .resources import (
-    ActivePower,
-    ApparentPower,
-    DERAvailability,
-    DERCapability,
-    DERSettings,
-    DERStatus,
-    EndDevice,
-    MirrorMeterReading,
-    MirrorUsagePoint,
-    ReactivePower,
-    Reading,
-    ReadingType,
-    Response,
-    StatusValue,
-    TimePeriod,
-    WattHour,
-)
+from .der import DERAvailability, DERCapability, DERSettings, DERStatus, StatusValue
+from .mirror import MirrorMeterReading, MirrorUsagePoint, Reading, ReadingType, TimePeriod
+from .resources import EndDevice, Response
+from .units import ActivePower, ApparentPower, ReactivePower, WattHour
 from .xml import Node, leaf, node, to_xml
 from .xsd import INT8, INT16, INT48, TIME, UINT8, UINT16, UINT32, UINT40
 

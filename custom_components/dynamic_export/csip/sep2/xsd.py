@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from .resources import ActivePower, ListPage
+from .resources import ListPage
+from .units import ActivePower
 from .xml import CSIPAUS_NS, SEP_NS, Element, XmlContentError, parse_xml
 
 type Body = bytes | str | Element
