@@ -19,7 +19,7 @@ from custom_components.dynamic_export.csip.client import (
     split_dcap_url,
 )
 from custom_components.dynamic_export.csip.limiter import CsipLimiter
-from custom_components.dynamic_export.csip.schedule import Source
+from custom_components.dynamic_export.csip.selection import Source
 
 from .client_harness import MEASUREMENTS, Harness, make_harness
 from .server.certs import Credentials, CsipPKI

@@ -6,16 +6,13 @@ import json
 
 import pytest
 
+from custom_components.dynamic_export.csip.entries import ControlRef
 from custom_components.dynamic_export.csip.responses import (
     OutgoingResponse,
     ResponseTracker,
     wanted,
 )
-from custom_components.dynamic_export.csip.schedule import (
-    ControlRef,
-    ControlSchedule,
-    ScheduleEvent,
-)
+from custom_components.dynamic_export.csip.schedule import ControlSchedule, ScheduleEvent
 from custom_components.dynamic_export.csip.sep2.codes import EventStatus, ResponseStatus
 from custom_components.dynamic_export.csip.sep2.resources import (
     DERControl,

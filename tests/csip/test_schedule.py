@@ -8,11 +8,8 @@ import random
 import pytest
 
 from custom_components.dynamic_export.core.controls import Controls, ControlType
-from custom_components.dynamic_export.csip.schedule import (
-    ControlSchedule,
-    Source,
-    refs,
-)
+from custom_components.dynamic_export.csip.schedule import ControlSchedule, refs
+from custom_components.dynamic_export.csip.selection import Source
 from custom_components.dynamic_export.csip.sep2.codes import EventStatus, ResponseStatus
 from custom_components.dynamic_export.csip.sep2.resources import (
     DefaultDERControl,

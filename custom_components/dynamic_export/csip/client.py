@@ -42,10 +42,12 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from ..core.controls import Controls, ControlType
+from .control_base import to_controls
 from .ramp import ControlRamps
 from .reporting import DEFAULT_ENFORCED, DerReporter, Kind, default_set_grad_w
 from .responses import ResponseTracker
-from .schedule import DEFAULT_GAP_BRIDGE_S, ControlSchedule, Selection, Source, to_controls
+from .schedule import DEFAULT_GAP_BRIDGE_S, ControlSchedule
+from .selection import Selection, Source
 from .sep2.discovery import (
     DEFAULT_POST_RATE_S,
     PAGE_SIZE,

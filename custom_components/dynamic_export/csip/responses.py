@@ -11,7 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .schedule import ControlRef, ScheduleEvent
+from .entries import ControlRef
+from .schedule import ScheduleEvent
 from .sep2.codes import ResponseStatus
 
 MESSAGE_RECEIVED = 0x01

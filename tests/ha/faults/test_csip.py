@@ -48,7 +48,7 @@ from custom_components.dynamic_export.csip.client import (
     split_dcap_url,
 )
 from custom_components.dynamic_export.csip.limiter import CsipLimiter
-from custom_components.dynamic_export.csip.schedule import Source
+from custom_components.dynamic_export.csip.selection import Source
 from custom_components.dynamic_export.csip.sep2 import discovery
 from custom_components.dynamic_export.csip.sep2.tls import client_tls_context
 from custom_components.dynamic_export.csip.sep2.transport import Sep2Transport
