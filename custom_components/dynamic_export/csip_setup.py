@@ -36,11 +36,13 @@ from .const import (
 from .core.capability import site_capability
 from .core.controls import Controls
 from .core.cycle import CycleSnapshot
-from .csip.client import CsipClient, CsipConfig, CsipStatus, split_dcap_url
+from .csip.client import CsipClient
+from .csip.config import CsipConfig, split_dcap_url
 from .csip.limiter import CsipLimiter
 from .csip.sep2.identity import DeviceIdentity
 from .csip.sep2.tls import client_tls_context
 from .csip.sep2.transport import Sep2Transport
+from .csip.status import CsipStatus
 from .csip.telemetry import measurements_from_cycle
 from .storage import SiteStore
 

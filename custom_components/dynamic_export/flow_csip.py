@@ -31,7 +31,7 @@ from .const import (
     CONF_VERIFY_SERVER,
     MAX_LIMIT_W,
 )
-from .csip.client import split_dcap_url
+from .csip.config import split_dcap_url
 from .csip.sep2.identity import (
     CertificateExpiredError,
     CertificateNotYetValidError,

@@ -17,7 +17,8 @@ from typing import Any
 import aiohttp
 
 from custom_components.dynamic_export.core.controls import Controls
-from custom_components.dynamic_export.csip.client import CsipClient, CsipConfig, split_dcap_url
+from custom_components.dynamic_export.csip.client import CsipClient
+from custom_components.dynamic_export.csip.config import CsipConfig, split_dcap_url
 from custom_components.dynamic_export.csip.sep2.tls import client_tls_context
 from custom_components.dynamic_export.csip.sep2.transport import Sep2Transport
 from custom_components.dynamic_export.csip.telemetry import SiteMeasurements

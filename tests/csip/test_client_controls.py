@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from custom_components.dynamic_export.core.controls import Controls, ControlType
-from custom_components.dynamic_export.csip.client import CommsState, CsipClient
+from custom_components.dynamic_export.csip.client import CsipClient
 from custom_components.dynamic_export.csip.selection import Source
+from custom_components.dynamic_export.csip.status import CommsState
 
 from .client_harness import MEASUREMENTS, Harness, make_harness
 from .server.certs import Credentials, CsipPKI

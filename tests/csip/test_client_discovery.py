@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 
 from custom_components.dynamic_export.core.controls import Controls, ControlType
-from custom_components.dynamic_export.csip.client import CommsState, RegistrationState
 from custom_components.dynamic_export.csip.selection import Source
+from custom_components.dynamic_export.csip.status import CommsState, RegistrationState
 
 from .client_harness import Harness, make_harness
 from .server.certs import Credentials, CsipPKI

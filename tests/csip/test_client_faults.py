@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from custom_components.dynamic_export.core.controls import Controls
-from custom_components.dynamic_export.csip.client import CommsState
+from custom_components.dynamic_export.csip.status import CommsState
 
 from .client_harness import Harness, make_harness
 from .server.app import FaultKind

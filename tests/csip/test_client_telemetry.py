@@ -7,7 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from custom_components.dynamic_export.csip.client import CommsState, CsipClient
+from custom_components.dynamic_export.csip.client import CsipClient
+from custom_components.dynamic_export.csip.status import CommsState
 from custom_components.dynamic_export.csip.telemetry import (
     Role,
     mup_mrid,

@@ -35,22 +35,20 @@ import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 from ..core.controls import Controls, ControlType
+from .config import CsipConfig
 from .control_base import to_controls
 from .ramp import ControlRamps
-from .reporting import DEFAULT_ENFORCED, DerReporter, Kind, default_set_grad_w
+from .reporting import DerReporter, Kind, default_set_grad_w
 from .responses import ResponseTracker
-from .schedule import DEFAULT_GAP_BRIDGE_S, ControlSchedule
+from .schedule import ControlSchedule
 from .selection import Selection, Source
 from .sep2.discovery import (
     DEFAULT_POST_RATE_S,
-    PAGE_SIZE,
     RETRY_S,
     Listing,
     fetch_list,
@@ -101,6 +99,14 @@ from .sep2.transport import (
     TransportError,
 )
 from .sep2.xml import XmlError
+from .status import (
+    CommsState,
+    CsipStatus,
+    RegistrationState,
+    active_controls,
+    contributions,
+    next_control,
+)
 from .telemetry import Role, SiteMeasurements, Telemetry
 
 _LOGGER = logging.getLogger(__name__)
@@ -109,8 +115,6 @@ _T = TypeVar("_T")
 
 DRIFT_WARNING_S = 60
 """Clock difference to the server that is logged (once) and shown."""
-CERTIFICATE_WARNING_DAYS = 30
-"""A device certificate expiring sooner than this raises a flag for a repair issue."""
 HANDSHAKE_FAILURES_REJECTED = 3
 """Consecutive TLS handshake failures (TCP fine) taken as the server refusing our certificate."""
 CLOCK_JUMP_S = 5.0
@@ -129,175 +133,9 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _as_datetime(server_seconds: int | None) -> datetime | None:
-    return None if server_seconds is None else datetime.fromtimestamp(server_seconds, UTC)
-
-
-# --- configuration ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CsipConfig:
-    """What an installer configures for one CSIP-AUS server.
-
-    ``dcap_href`` is the DeviceCapability path on the transport's base URL (see
-    :func:`split_dcap_url`). ``pin`` is the registration PIN the utility issued (checked
-    against the server's Registration; the five-digit form without the check digit is
-    accepted too). ``pen`` is the IANA Private Enterprise Number that ends the mRIDs we
-    create. ``fixed_default`` applies when the server never gave a default for a control.
-    ``enforced`` lists the controls the site acts on: DERCapability advertises those the
-    measurements' ``capability`` (the devices) can hold.
-    """
-
-    dcap_href: str
-    pen: int
-    nmi: str | None = None
-    pin: int | None = None
-    fixed_default: Controls = field(default_factory=Controls)
-    enforced: frozenset[ControlType] = DEFAULT_ENFORCED
-    page_size: int = PAGE_SIZE
-    gap_bridge_s: int = DEFAULT_GAP_BRIDGE_S
-
-
-def split_dcap_url(url: str) -> tuple[str, str]:
-    """``https://host:port/path/dcap`` → (``https://host:port``, ``/path/dcap``)."""
-    parts = urlsplit(url.strip())
-    if parts.scheme != "https" or not parts.netloc:
-        raise ValueError(f"{url!r} is not an https:// URL")
-    base = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
-    href = urlunsplit(("", "", parts.path or "/", parts.query, ""))
-    return base, href
-
-
 def pin_matches(configured: int, registered: int) -> bool:
     """Whether the installer's PIN is the server's (with or without its check digit)."""
     return configured == registered or (configured < 100000 and configured == registered // 10)
-
-
-# --- state shown to the user -----------------------------------------------------------------
-
-
-class CommsState(StrEnum):
-    """How talking to the server goes."""
-
-    CONNECTING = "connecting"
-    OK = "ok"
-    UNREACHABLE = "unreachable"
-    CERTIFICATE_REJECTED = "certificate_rejected"
-    SERVER_CERTIFICATE_UNTRUSTED = "server_certificate_untrusted"
-    NOT_REGISTERED = "not_registered"
-    REGISTRATION_PIN_MISMATCH = "registration_pin_mismatch"
-    END_DEVICE_DISABLED = "end_device_disabled"
-    SERVER_ERROR = "server_error"
-    """The server answers, but some resource fails (HTTP error, unusable document)."""
-
-
-class RegistrationState(StrEnum):
-    """What the server knows of our EndDevice."""
-
-    UNKNOWN = "unknown"
-    REGISTERED = "registered"
-    """Found in the EndDeviceList (registered out of band, e.g. on a utility portal)."""
-    REGISTERED_IN_BAND = "registered_in_band"
-    """We POSTed our EndDevice and the server accepted it."""
-    NOT_REGISTERED = "not_registered"
-    PIN_MISMATCH = "pin_mismatch"
-    DISABLED = "disabled"
-
-
-@dataclass(frozen=True, slots=True)
-class ActiveControl:
-    """A server control in force (or the next one); times are server time."""
-
-    mrid: str
-    program_mrid: str | None
-    start: datetime | None
-    end: datetime | None
-    controls: Controls
-    bridged: bool = False
-    """True while it is held across a short gap before the next control."""
-
-
-@dataclass(frozen=True, slots=True)
-class Contribution:
-    """What the CSIP limiter asks for one control type, and why."""
-
-    control_type: ControlType
-    value: bool | float | None
-    """What is applied now (after ramping)."""
-    target: bool | float | None
-    """What the schedule asks (the ramp moves towards it)."""
-    source: Source | None
-    mrid: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class CsipStatus:
-    """A snapshot of the client for entities, repair issues and diagnostics."""
-
-    comms: CommsState
-    connected: bool
-    last_success: datetime | None
-    last_error: str | None
-    errors: dict[str, str]
-    registration: RegistrationState
-    lfdi: str
-    sfdi: int
-    end_device_href: str | None
-    server_offset_s: float | None
-    clock_drift: bool
-    active_controls: tuple[ActiveControl, ...]
-    next_control: ActiveControl | None
-    server_defaults: Controls
-    fixed_default: Controls
-    applied: Controls
-    contributions: dict[ControlType, Contribution]
-    opted_out: bool
-    certificate_days_left: float
-    pending_responses: int
-    pending_batches: int
-    mirror_usage_points: dict[str, str | None]
-
-    @property
-    def active_control(self) -> ActiveControl | None:
-        """The first active control (most entities show one)."""
-        return self.active_controls[0] if self.active_controls else None
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-friendly form (diagnostics, entity attributes)."""
-        plain: dict[str, Any] = _plain(self)
-        return plain | {
-            "certificate_expiring": self.certificate_expiring,
-            "certificate_rejected": self.certificate_rejected,
-            "server_certificate_untrusted": self.server_certificate_untrusted,
-            "end_device_disabled": self.end_device_disabled,
-            "pin_mismatch": self.pin_mismatch,
-        }
-
-    @property
-    def certificate_expiring(self) -> bool:
-        """Repair issue: the device certificate expires within 30 days."""
-        return self.certificate_days_left < CERTIFICATE_WARNING_DAYS
-
-    @property
-    def certificate_rejected(self) -> bool:
-        """Repair issue: the server refuses our certificate."""
-        return self.comms is CommsState.CERTIFICATE_REJECTED
-
-    @property
-    def server_certificate_untrusted(self) -> bool:
-        """Repair issue: the server's certificate does not verify against the CA."""
-        return self.comms is CommsState.SERVER_CERTIFICATE_UNTRUSTED
-
-    @property
-    def end_device_disabled(self) -> bool:
-        """Repair issue: the utility disabled our EndDevice."""
-        return self.registration is RegistrationState.DISABLED
-
-    @property
-    def pin_mismatch(self) -> bool:
-        """Repair issue: the registration PIN differs from the configured one."""
-        return self.registration is RegistrationState.PIN_MISMATCH
 
 
 # --- internals -------------------------------------------------------------------------------
@@ -598,28 +436,6 @@ class CsipClient:
         moment = self._clock() if now is None else now
         server_now = self.server_time(moment)
         selections = self._selections or self.schedule.selections(server_now)
-        contributions = {
-            t: Contribution(
-                t,
-                self._applied.get(t),
-                None if (s := selections.get(t)) is None else s.value,
-                None if s is None else s.source,
-                None if s is None else s.mrid,
-            )
-            for t in ControlType
-        }
-        upcoming = self.schedule.next_control(server_now)
-        next_control = (
-            None
-            if upcoming is None
-            else ActiveControl(
-                upcoming.mrid,
-                upcoming.program_mrid,
-                _as_datetime(upcoming.start),
-                _as_datetime(upcoming.end),
-                upcoming.controls,
-            )
-        )
         errors = dict(self._errors)
         if self._fatal_error is not None:
             errors["connection"] = self._fatal_error
@@ -635,12 +451,12 @@ class CsipClient:
             end_device_href=None if self._edev is None else self._edev.href,
             server_offset_s=(offset := self.server_offset),
             clock_drift=offset is not None and abs(offset) > DRIFT_WARNING_S,
-            active_controls=_active_controls(selections),
-            next_control=next_control,
+            active_controls=active_controls(selections),
+            next_control=next_control(self.schedule.next_control(server_now)),
             server_defaults=self.schedule.defaults,
             fixed_default=self.config.fixed_default,
             applied=self._applied,
-            contributions=contributions,
+            contributions=contributions(self._applied, selections),
             opted_out=self._opted_out,
             certificate_days_left=self.identity.days_left(moment),
             pending_responses=len(self.tracker.pending),
@@ -1394,39 +1210,3 @@ class CsipClient:
         client = cls(transport, identity, config, **kwargs)
         client.restore(data)
         return client
-
-
-def _plain(value: Any) -> Any:
-    """Dataclasses, enums, datetimes and mappings as JSON-friendly values."""
-    if isinstance(value, StrEnum):
-        return value.value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Controls):
-        return value.as_dict()
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, Mapping):
-        return {str(_plain(k)): _plain(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _active_controls(selections: Mapping[ControlType, Selection]) -> tuple[ActiveControl, ...]:
-    grouped: dict[str, list[Selection]] = {}
-    for selection in selections.values():
-        if selection.source in (Source.CONTROL, Source.BRIDGE) and selection.mrid is not None:
-            grouped.setdefault(selection.mrid, []).append(selection)
-    out = [
-        ActiveControl(
-            mrid,
-            items[0].program_mrid,
-            _as_datetime(items[0].start),
-            _as_datetime(items[0].end),
-            to_controls({s.control_type: s.value for s in items}),
-            bridged=all(s.source is Source.BRIDGE for s in items),
-        )
-        for mrid, items in grouped.items()
-    ]
-    return tuple(sorted(out, key=lambda a: (a.start or datetime.min.replace(tzinfo=UTC), a.mrid)))

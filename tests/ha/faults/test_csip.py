@@ -41,17 +41,14 @@ from custom_components.dynamic_export.const import (
 )
 from custom_components.dynamic_export.core.controls import ControlType
 from custom_components.dynamic_export.csip import client as client_module
-from custom_components.dynamic_export.csip.client import (
-    CommsState,
-    CsipClient,
-    CsipConfig,
-    split_dcap_url,
-)
+from custom_components.dynamic_export.csip.client import CsipClient
+from custom_components.dynamic_export.csip.config import CsipConfig, split_dcap_url
 from custom_components.dynamic_export.csip.limiter import CsipLimiter
 from custom_components.dynamic_export.csip.selection import Source
 from custom_components.dynamic_export.csip.sep2 import discovery
 from custom_components.dynamic_export.csip.sep2.tls import client_tls_context
 from custom_components.dynamic_export.csip.sep2.transport import Sep2Transport
+from custom_components.dynamic_export.csip.status import CommsState
 from custom_components.dynamic_export.csip.telemetry import Role, mup_mrid
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
 
