@@ -12,9 +12,10 @@ import pytest
 
 from custom_components.dynamic_export.core.controls import Controls, ControlType
 from custom_components.dynamic_export.core.limiter import Limiter
-from custom_components.dynamic_export.csip.client import CsipClient, pin_matches
+from custom_components.dynamic_export.csip.client import CsipClient
 from custom_components.dynamic_export.csip.config import CsipConfig, split_dcap_url
 from custom_components.dynamic_export.csip.limiter import CsipLimiter
+from custom_components.dynamic_export.csip.registration import pin_matches
 from custom_components.dynamic_export.csip.selection import Source
 
 from .client_harness import MEASUREMENTS, Harness, make_harness

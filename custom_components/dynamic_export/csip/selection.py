@@ -104,3 +104,12 @@ def select_fallback(
             )
     fixed = fixed_default.get(control_type)
     return None if fixed is None else Selection(control_type, fixed, Source.FIXED)
+
+
+def fixed_selections(fixed_default: Controls) -> dict[ControlType, Selection]:
+    """The caller's fixed values alone, for when nothing from the server may apply."""
+    return {
+        t: Selection(t, value, Source.FIXED)
+        for t in ControlType
+        if (value := fixed_default.get(t)) is not None
+    }

@@ -27,6 +27,7 @@ from typing import Any
 
 from ..core.capability import SiteCapability
 from ..core.controller import FailSafeReason
+from ..core.controls import ControlType
 from ..core.cycle import CycleSnapshot
 from .sep2.codes import (
     COMMODITY_ELECTRICITY_SECONDARY,
@@ -95,6 +96,15 @@ class SiteMeasurements:
         if self.site_power_w is None or self.der_power_w is None:
             return None
         return self.der_power_w + self.site_power_w
+
+    def present_w(self) -> dict[ControlType, float | None]:
+        """What the site does now for each watt control: where a ramp to a new limit starts."""
+        return {
+            ControlType.EXPORT_LIMIT: self.export_w,
+            ControlType.GENERATION_LIMIT: self.der_power_w,
+            ControlType.IMPORT_LIMIT: self.site_power_w,
+            ControlType.LOAD_LIMIT: self.load_w,
+        }
 
 
 def measurements_from_cycle(

@@ -40,7 +40,7 @@ from custom_components.dynamic_export.const import (
     SUBENTRY_CSIP,
 )
 from custom_components.dynamic_export.core.controls import ControlType
-from custom_components.dynamic_export.csip import client as client_module
+from custom_components.dynamic_export.csip import connection
 from custom_components.dynamic_export.csip.client import CsipClient
 from custom_components.dynamic_export.csip.config import CsipConfig, split_dcap_url
 from custom_components.dynamic_export.csip.limiter import CsipLimiter
@@ -188,7 +188,7 @@ OUTCOMES: dict[str, Outcome] = {
 
 RECEIVED, STARTED, COMPLETED = 1, 2, 3
 DEFAULT_EXPORT = 1500.0
-RETRY_S = client_module.RETRY_S
+RETRY_S = connection.RETRY_S
 
 
 # --- client-level helpers ----------------------------------------------------------------------
@@ -632,7 +632,7 @@ def _state(hass: HomeAssistant, entity_id: str) -> str:
 def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
     """Poll every second and retry an unreachable server after 1 s (HA's clock is real)."""
     monkeypatch.setattr(discovery, "MIN_POLL_S", 1)
-    monkeypatch.setattr(client_module, "RETRY_S", 1)
+    monkeypatch.setattr(connection, "RETRY_S", 1)
 
 
 @covers("gone_at_start")
@@ -908,7 +908,7 @@ async def test_clock_jump_in_home_assistant(
     )
     # The fault: this machine's wall clock jumps (the loop's monotonic clock does not).
     runtime.loop.wall_clock = jumped
-    limiter.client._clock = jumped
+    limiter.client.server_clock.wall = jumped
     while time.time() < end - 1:
         assert _state(hass, "sensor.home_export_limit") == "300.0", "not ended early"
         assert _state(hass, "sensor.sapn_active_control") == "CAFE0003"
