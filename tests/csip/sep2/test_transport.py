@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
@@ -24,53 +24,48 @@ from custom_components.dynamic_export.csip.sep2.transport import (
 from ..server.app import CsipTestServer
 from ..server.certs import Credentials, CsipPKI
 
+type Connect = Callable[..., Sep2Transport]
+
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    """A plain shared session, as Home Assistant hands out."""
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
+async def connect(
+    csip_server: CsipTestServer, csip_device: Credentials, csip_pki: CsipPKI
+) -> AsyncIterator[Connect]:
+    """Transports to the test server over one plain shared session, as Home Assistant's.
 
+    Each is set up as the product does (``client_tls_context``), as ``device`` (default the
+    registered test device) trusting ``ca_pem`` (default the test PKI's CA).
+    """
+    async with aiohttp.ClientSession() as session:
 
-def _transport(
-    session: aiohttp.ClientSession,
-    server: CsipTestServer,
-    device: Credentials,
-    pki: CsipPKI,
-    *,
-    ca_pem: bytes | None = None,
-) -> Sep2Transport:
-    _identity, context = client_tls_context(
-        device.cert_path.read_bytes(),
-        device.key_path.read_bytes(),
-        ca_pem if ca_pem is not None else pki.ca_path.read_bytes(),
-        verify_server=True,
-    )
-    return Sep2Transport(session, server.base_url, context, timeout_s=2.0, retry_delays_s=(0.05,))
+        def make(device: Credentials = csip_device, ca_pem: bytes | None = None) -> Sep2Transport:
+            _identity, context = client_tls_context(
+                device.cert_path.read_bytes(),
+                device.key_path.read_bytes(),
+                ca_pem if ca_pem is not None else csip_pki.ca_path.read_bytes(),
+                verify_server=True,
+            )
+            return Sep2Transport(
+                session, csip_server.base_url, context, timeout_s=2.0, retry_delays_s=(0.05,)
+            )
+
+        yield make
 
 
 async def test_get_over_mutual_tls(
-    session: aiohttp.ClientSession,
-    csip_server: CsipTestServer,
-    csip_device: Credentials,
-    csip_pki: CsipPKI,
+    connect: Connect, csip_server: CsipTestServer, csip_device: Credentials
 ) -> None:
     """The device presents its certificate; the server sees its LFDI."""
-    transport = _transport(session, csip_server, csip_device, csip_pki)
+    transport = connect()
     answer = await transport.get(csip_server.url)
     dcap = parse_device_capability(answer.body)
     assert dcap is not None
     assert csip_server.requests[-1].lfdi.upper() == csip_device.lfdi.upper()
 
 
-async def test_post_returns_location(
-    session: aiohttp.ClientSession,
-    csip_server: CsipTestServer,
-    csip_device: Credentials,
-    csip_pki: CsipPKI,
-) -> None:
+async def test_post_returns_location(connect: Connect, csip_device: Credentials) -> None:
     """In-band registration: POST an EndDevice, follow Location."""
-    transport = _transport(session, csip_server, csip_device, csip_pki)
+    transport = connect()
     document = end_device_xml(
         EndDevice(href=None, lfdi=csip_device.lfdi, sfdi=csip_device.sfdi, changed_time=0)
     )
@@ -81,26 +76,21 @@ async def test_post_returns_location(
 
 
 async def test_server_not_trusted(
-    session: aiohttp.ClientSession,
-    csip_server: CsipTestServer,
-    csip_device: Credentials,
-    csip_pki: CsipPKI,
+    connect: Connect, csip_server: CsipTestServer, csip_pki: CsipPKI
 ) -> None:
     """A server whose certificate does not chain to the configured CA is refused."""
     other = csip_pki.new_ca("impostor")
-    transport = _transport(
-        session, csip_server, csip_device, csip_pki, ca_pem=other.path.read_bytes()
-    )
+    transport = connect(ca_pem=other.path.read_bytes())
     with pytest.raises(ServerCertificateError):
         await transport.get(csip_server.url)
 
 
 async def test_device_certificate_rejected(
-    session: aiohttp.ClientSession, csip_server: CsipTestServer, csip_pki: CsipPKI
+    connect: Connect, csip_server: CsipTestServer, csip_pki: CsipPKI
 ) -> None:
     """A self-signed device the server does not trust is told apart from a network fault."""
     stranger = csip_pki.device("stranger", self_signed=True)
-    transport = _transport(session, csip_server, stranger, csip_pki)
+    transport = connect(stranger)
     # A server refuses with a TLS alert, or (like this one) by closing the handshake.
     with pytest.raises((CertificateRejectedError, TlsHandshakeError)):
         await transport.get(csip_server.url)
@@ -108,14 +98,9 @@ async def test_device_certificate_rejected(
     assert not csip_server.requests
 
 
-async def test_http_errors_and_retries(
-    session: aiohttp.ClientSession,
-    csip_server: CsipTestServer,
-    csip_device: Credentials,
-    csip_pki: CsipPKI,
-) -> None:
+async def test_http_errors_and_retries(connect: Connect, csip_server: CsipTestServer) -> None:
     """5xx is retried and then reported; 404 is reported at once."""
-    transport = _transport(session, csip_server, csip_device, csip_pki)
+    transport = connect()
     fault = csip_server.inject("/tm", "status", status=503)
     with pytest.raises(HttpStatusError) as info:
         await transport.get("/tm")
@@ -128,27 +113,17 @@ async def test_http_errors_and_retries(
     assert missing.hits == 1
 
 
-async def test_huge_body_refused(
-    session: aiohttp.ClientSession,
-    csip_server: CsipTestServer,
-    csip_device: Credentials,
-    csip_pki: CsipPKI,
-) -> None:
+async def test_huge_body_refused(connect: Connect, csip_server: CsipTestServer) -> None:
     """A body above the limit is refused before anything parses it."""
-    transport = _transport(session, csip_server, csip_device, csip_pki)
+    transport = connect()
     csip_server.inject("/tm", "huge", size=3 << 20)
     with pytest.raises(BodyTooLargeError):
         await transport.get("/tm")
 
 
-async def test_server_down(
-    session: aiohttp.ClientSession,
-    csip_server: CsipTestServer,
-    csip_device: Credentials,
-    csip_pki: CsipPKI,
-) -> None:
+async def test_server_down(connect: Connect, csip_server: CsipTestServer) -> None:
     """A stopped server is "unreachable", and reachable again once it is back."""
-    transport = _transport(session, csip_server, csip_device, csip_pki)
+    transport = connect()
     await csip_server.stop()
     with pytest.raises(ServerUnreachableError):
         await transport.get(csip_server.url)
