@@ -17,7 +17,7 @@ Where this deliberately differs from open-dynamic-export:
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -295,48 +295,53 @@ class ControlSchedule:
 # -- resource (de)serialisation (JSON-friendly, for persistence only) ------------------
 
 
+def _fields_of(resource: Any) -> dict[str, Any]:
+    return {f.name: getattr(resource, f.name) for f in fields(resource)}
+
+
+def _known(cls: type[Any], data: Mapping[str, Any]) -> dict[str, Any]:
+    """The items of ``data`` that are fields of ``cls`` (a newer save may hold more)."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
 def _base_to_dict(base: DERControlBase) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for f in fields(base):
-        value = getattr(base, f.name)
-        out[f.name] = [value.value, value.multiplier] if isinstance(value, ActivePower) else value
-    return out
+    return {
+        name: [value.value, value.multiplier] if isinstance(value, ActivePower) else value
+        for name, value in _fields_of(base).items()
+    }
 
 
 def _base_from_dict(data: dict[str, Any]) -> DERControlBase:
-    known = {f.name for f in fields(DERControlBase)}
     values: dict[str, Any] = {
         k: ActivePower(int(v[0]), int(v[1])) if isinstance(v, list) else v
-        for k, v in data.items()
-        if k in known
+        for k, v in _known(DERControlBase, data).items()
     }
     return DERControlBase(**values)
 
 
 def _control_to_dict(control: DERControl) -> dict[str, Any]:
-    out = {f.name: getattr(control, f.name) for f in fields(control)}
+    out = _fields_of(control)
     out["status"] = int(control.status)
     out["base"] = _base_to_dict(control.base)
     return out
 
 
 def _control_from_dict(data: dict[str, Any]) -> DERControl:
-    known = {f.name for f in fields(DERControl)}
-    values = {k: v for k, v in data.items() if k in known}
+    values = _known(DERControl, data)
     values["status"] = EventStatus(values["status"])
     values["base"] = _base_from_dict(values["base"])
     return DERControl(**values)
 
 
 def _default_to_dict(default: DefaultDERControl) -> dict[str, Any]:
-    out = {f.name: getattr(default, f.name) for f in fields(default)}
+    out = _fields_of(default)
     out["base"] = _base_to_dict(default.base)
     return out
 
 
 def _default_from_dict(data: dict[str, Any]) -> DefaultDERControl:
-    known = {f.name for f in fields(DefaultDERControl)}
-    values = {k: v for k, v in data.items() if k in known}
+    values = _known(DefaultDERControl, data)
     values["base"] = _base_from_dict(values["base"])
     return DefaultDERControl(**values)
 
