@@ -17,8 +17,8 @@ from homeassistant.const import EntityCategory
 from .compat import BinarySensorDeviceClass
 from .coordinator import SiteCoordinator
 from .core.controls import WATT_CONTROLS, Controls
-from .csip.client import ActiveControl, CommsState, CsipStatus, RegistrationState
 from .csip.limiter import CsipLimiter
+from .csip.status import ActiveControl, CommsState, CsipStatus, RegistrationState
 from .limiter_entities import AskedLimitSensor, LimiterEntity
 from .limiter_setup import LimiterHandle
 

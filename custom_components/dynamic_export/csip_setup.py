@@ -36,12 +36,14 @@ from .const import (
 from .core.capability import site_capability
 from .core.controls import Controls
 from .core.cycle import CycleSnapshot
-from .csip.client import CsipClient, CsipConfig, CsipStatus, split_dcap_url
-from .csip.identity import DeviceIdentity, load_certificates, load_identity
+from .csip.client import CsipClient
+from .csip.config import CsipConfig, split_dcap_url
 from .csip.limiter import CsipLimiter
+from .csip.sep2.identity import DeviceIdentity
+from .csip.sep2.tls import client_tls_context
+from .csip.sep2.transport import Sep2Transport
+from .csip.status import CsipStatus
 from .csip.telemetry import measurements_from_cycle
-from .csip.tls import build_ssl_context
-from .csip.transport import Sep2Transport
 from .storage import SiteStore
 
 _LOGGER = logging.getLogger(__name__)
@@ -58,21 +60,16 @@ REPAIRS: tuple[tuple[str, Callable[[CsipStatus], bool]], ...] = (
 
 
 def build_tls(data: Any) -> tuple[DeviceIdentity, ssl.SSLContext]:
-    """The device identity and its TLS context (blocking: run in an executor).
+    """The device identity and its TLS context from a subentry (blocking: run in an executor).
 
-    Raises the ``csip.identity`` errors for PEM text that cannot be used.
+    Raises the ``csip.sep2.identity`` errors for PEM text that cannot be used.
     """
-    identity = load_identity(data[CONF_CERT_PEM], data[CONF_KEY_PEM])
-    ca_pem = data.get(CONF_CA_PEM)
-    verify = bool(data.get(CONF_VERIFY_SERVER, True))
-    context = build_ssl_context(
-        identity,
-        ca_certificates=load_certificates(ca_pem) if ca_pem else (),
-        verify_server=verify,
-        check_hostname=verify,
-        maximum_version=ssl.TLSVersion.TLSv1_2,
+    return client_tls_context(
+        data[CONF_CERT_PEM],
+        data[CONF_KEY_PEM],
+        data.get(CONF_CA_PEM),
+        verify_server=bool(data.get(CONF_VERIFY_SERVER, True)),
     )
-    return identity, context
 
 
 def steady_clock() -> Callable[[], float]:

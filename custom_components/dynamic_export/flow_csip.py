@@ -31,8 +31,8 @@ from .const import (
     CONF_VERIFY_SERVER,
     MAX_LIMIT_W,
 )
-from .csip.client import split_dcap_url
-from .csip.identity import (
+from .csip.config import split_dcap_url
+from .csip.sep2.identity import (
     CertificateExpiredError,
     CertificateNotYetValidError,
     IdentityError,
@@ -42,8 +42,8 @@ from .csip.identity import (
     generate_private_key,
     private_key_pem,
 )
-from .csip.parse import parse_device_capability
-from .csip.transport import (
+from .csip.sep2.parse import parse_device_capability
+from .csip.sep2.transport import (
     CertificateRejectedError,
     HttpStatusError,
     Sep2Transport,
@@ -51,7 +51,7 @@ from .csip.transport import (
     TlsHandshakeError,
     TransportError,
 )
-from .csip.xml import XmlError
+from .csip.sep2.xml import XmlError
 from .csip_setup import build_tls
 
 _TEXT = selector.TextSelector(selector.TextSelectorConfig(multiline=True))

@@ -34,8 +34,8 @@ from .coordinator import SiteCoordinator
 from .core.controller import Controller, ControllerSettings
 from .core.cycle import ControlLoop
 from .core.write_policy import WritePolicy, min_revert_timeout
-from .csip.identity import IdentityError
 from .csip.limiter import CsipLimiter
+from .csip.sep2.identity import IdentityError
 from .csip_setup import CycleHook, async_build_csip
 from .device_setup import (
     DeviceContext,

@@ -17,14 +17,11 @@ from typing import Any
 import aiohttp
 
 from custom_components.dynamic_export.core.controls import Controls
-from custom_components.dynamic_export.csip.client import (
-    CsipClient,
-    CsipConfig,
-    prepare_tls,
-    split_dcap_url,
-)
+from custom_components.dynamic_export.csip.client import CsipClient
+from custom_components.dynamic_export.csip.config import CsipConfig, split_dcap_url
+from custom_components.dynamic_export.csip.sep2.tls import client_tls_context
+from custom_components.dynamic_export.csip.sep2.transport import Sep2Transport
 from custom_components.dynamic_export.csip.telemetry import SiteMeasurements
-from custom_components.dynamic_export.csip.transport import Sep2Transport
 
 from .schemas import assert_valid
 from .server.app import CsipTestServer
@@ -89,10 +86,11 @@ class Harness:
     ) -> CsipClient:
         """A client for the test server (``config`` overrides CsipConfig fields)."""
         device = device or self.device
-        identity, context = prepare_tls(
+        identity, context = client_tls_context(
             device.cert_path.read_bytes(),
             device.key_path.read_bytes(),
             ca_pem if ca_pem is not None else self.pki.ca_path.read_bytes(),
+            verify_server=True,
         )
         base, href = split_dcap_url(self.server.url)
         transport = Sep2Transport(

@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import pytest
 
 from custom_components.dynamic_export.core.controls import Controls, ControlType
-from custom_components.dynamic_export.csip.client import CommsState, CsipClient
-from custom_components.dynamic_export.csip.schedule import Source
+from custom_components.dynamic_export.csip.client import CsipClient
+from custom_components.dynamic_export.csip.selection import Source
+from custom_components.dynamic_export.csip.status import CommsState
 
-from .client_harness import MEASUREMENTS, Harness, make_harness
-from .server.certs import Credentials, CsipPKI
-from .server.fixtures import ServerFactory
+from .client_harness import MEASUREMENTS, Harness
 
 RECEIVED, STARTED, COMPLETED, OPTED_OUT, CANCELLED, SUPERSEDED = 1, 2, 3, 4, 6, 7
 DEFAULT_EXPORT = 1500.0
-
-
-@pytest.fixture
-async def h(
-    csip_server_factory: ServerFactory, csip_pki: CsipPKI, csip_device: Credentials
-) -> AsyncIterator[Harness]:
-    async with make_harness(csip_server_factory, csip_pki, csip_device) as harness:
-        harness.registered()
-        yield harness
 
 
 def target(client: CsipClient, control: ControlType) -> bool | float | None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
 
 from custom_components.dynamic_export.core.controls import Controls, ControlType
-from custom_components.dynamic_export.csip.client import CommsState, RegistrationState
-from custom_components.dynamic_export.csip.schedule import Source
+from custom_components.dynamic_export.csip.selection import Source
+from custom_components.dynamic_export.csip.status import CommsState, RegistrationState
 
 from .client_harness import Harness, make_harness
 from .server.certs import Credentials, CsipPKI
@@ -23,11 +22,9 @@ SERVER_DEFAULT = Controls(
 
 
 @pytest.fixture
-async def h(
-    csip_server_factory: ServerFactory, csip_pki: CsipPKI, csip_device: Credentials
-) -> AsyncIterator[Harness]:
-    async with make_harness(csip_server_factory, csip_pki, csip_device) as harness:
-        yield harness
+def h(harness: Harness) -> Harness:
+    """Discovery starts with a device the server does not know yet."""
+    return harness
 
 
 async def test_out_of_band_registration(h: Harness) -> None:

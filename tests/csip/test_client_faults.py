@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from custom_components.dynamic_export.core.controls import Controls
-from custom_components.dynamic_export.csip.client import CommsState
+from custom_components.dynamic_export.csip.status import CommsState
 
-from .client_harness import Harness, make_harness
+from .client_harness import Harness
 from .server.app import FaultKind
-from .server.certs import Credentials, CsipPKI
-from .server.fixtures import ServerFactory
 
 RECEIVED, STARTED = 1, 2
 
 
 @pytest.fixture
-async def h(
-    csip_server_factory: ServerFactory, csip_pki: CsipPKI, csip_device: Credentials
-) -> AsyncIterator[Harness]:
-    async with make_harness(csip_server_factory, csip_pki, csip_device) as harness:
-        harness.registered()
-        for resource in ("derp", "fsa", "edev", "dcap", "tm"):
-            harness.state.set_poll_rate(resource, 60)
-        yield harness
+def h(h: Harness) -> Harness:
+    """Everything discovery reads is polled every minute."""
+    for resource in ("derp", "fsa", "edev", "dcap", "tm"):
+        h.state.set_poll_rate(resource, 60)
+    return h
 
 
 @pytest.mark.parametrize(

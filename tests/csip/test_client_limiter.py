@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -12,29 +12,15 @@ import pytest
 
 from custom_components.dynamic_export.core.controls import Controls, ControlType
 from custom_components.dynamic_export.core.limiter import Limiter
-from custom_components.dynamic_export.csip.client import (
-    CsipClient,
-    CsipConfig,
-    pin_matches,
-    split_dcap_url,
-)
+from custom_components.dynamic_export.csip.client import CsipClient
+from custom_components.dynamic_export.csip.config import CsipConfig, split_dcap_url
 from custom_components.dynamic_export.csip.limiter import CsipLimiter
-from custom_components.dynamic_export.csip.schedule import Source
+from custom_components.dynamic_export.csip.registration import pin_matches
+from custom_components.dynamic_export.csip.selection import Source
 
-from .client_harness import MEASUREMENTS, Harness, make_harness
-from .server.certs import Credentials, CsipPKI
-from .server.fixtures import ServerFactory
+from .client_harness import MEASUREMENTS, Harness
 
 RECEIVED, STARTED, COMPLETED, OPTED_OUT = 1, 2, 3, 4
-
-
-@pytest.fixture
-async def h(
-    csip_server_factory: ServerFactory, csip_pki: CsipPKI, csip_device: Credentials
-) -> AsyncIterator[Harness]:
-    async with make_harness(csip_server_factory, csip_pki, csip_device) as harness:
-        harness.registered()
-        yield harness
 
 
 async def cycle(h: Harness, limiter: CsipLimiter, seconds: float = 0) -> Controls:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
-
-import pytest
 
 from custom_components.dynamic_export.core.capability import site_capability
 from custom_components.dynamic_export.core.controller import FailSafeReason
@@ -15,22 +12,11 @@ from custom_components.dynamic_export.core.controls import ControlType
 from custom_components.dynamic_export.core.cycle import InverterStatus
 from custom_components.dynamic_export.core.measurements import InverterReading, MeterReading
 from custom_components.dynamic_export.csip.reporting import DEFAULT_ENFORCED
-from custom_components.dynamic_export.csip.resources import DERType
+from custom_components.dynamic_export.csip.sep2.codes import DERType
 from custom_components.dynamic_export.csip.telemetry import measurements_from_cycle
 
-from .client_harness import MEASUREMENTS, Harness, make_harness
-from .server.certs import Credentials, CsipPKI
-from .server.fixtures import ServerFactory
+from .client_harness import MEASUREMENTS, Harness
 from .server.state import EndDevice, StoredBody
-
-
-@pytest.fixture
-async def h(
-    csip_server_factory: ServerFactory, csip_pki: CsipPKI, csip_device: Credentials
-) -> AsyncIterator[Harness]:
-    async with make_harness(csip_server_factory, csip_pki, csip_device) as harness:
-        harness.registered()
-        yield harness
 
 
 def device(h: Harness) -> EndDevice:

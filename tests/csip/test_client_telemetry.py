@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
-import pytest
-
-from custom_components.dynamic_export.csip.client import CommsState, CsipClient
+from custom_components.dynamic_export.csip.client import CsipClient
+from custom_components.dynamic_export.csip.status import CommsState
 from custom_components.dynamic_export.csip.telemetry import (
     Role,
     mup_mrid,
     reading_definitions,
 )
 
-from .client_harness import MEASUREMENTS, START, TEST_PEN, Harness, make_harness
-from .server.certs import Credentials, CsipPKI
-from .server.fixtures import ServerFactory
+from .client_harness import MEASUREMENTS, START, TEST_PEN, Harness
 from .server.state import MirrorUsagePoint
-
-
-@pytest.fixture
-async def h(
-    csip_server_factory: ServerFactory, csip_pki: CsipPKI, csip_device: Credentials
-) -> AsyncIterator[Harness]:
-    async with make_harness(csip_server_factory, csip_pki, csip_device) as harness:
-        harness.registered()
-        yield harness
 
 
 def mup(h: Harness, role: Role) -> MirrorUsagePoint:

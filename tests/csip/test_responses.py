@@ -6,24 +6,20 @@ import json
 
 import pytest
 
-from custom_components.dynamic_export.csip.resources import (
-    ActivePower,
-    DERControl,
-    DERControlBase,
-    DERProgram,
-    EventStatus,
-    ResponseStatus,
-)
+from custom_components.dynamic_export.csip.entries import ControlRef
 from custom_components.dynamic_export.csip.responses import (
     OutgoingResponse,
     ResponseTracker,
     wanted,
 )
-from custom_components.dynamic_export.csip.schedule import (
-    ControlRef,
-    ControlSchedule,
-    ScheduleEvent,
+from custom_components.dynamic_export.csip.schedule import ControlSchedule, ScheduleEvent
+from custom_components.dynamic_export.csip.sep2.codes import EventStatus, ResponseStatus
+from custom_components.dynamic_export.csip.sep2.resources import (
+    DERControl,
+    DERControlBase,
+    DERProgram,
 )
+from custom_components.dynamic_export.csip.sep2.units import ActivePower
 
 T0 = 1_750_000_000
 R = ResponseStatus

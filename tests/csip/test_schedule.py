@@ -8,20 +8,16 @@ import random
 import pytest
 
 from custom_components.dynamic_export.core.controls import Controls, ControlType
-from custom_components.dynamic_export.csip.resources import (
-    ActivePower,
+from custom_components.dynamic_export.csip.schedule import ControlSchedule, refs
+from custom_components.dynamic_export.csip.selection import Source
+from custom_components.dynamic_export.csip.sep2.codes import EventStatus, ResponseStatus
+from custom_components.dynamic_export.csip.sep2.resources import (
     DefaultDERControl,
     DERControl,
     DERControlBase,
     DERProgram,
-    EventStatus,
-    ResponseStatus,
 )
-from custom_components.dynamic_export.csip.schedule import (
-    ControlSchedule,
-    Source,
-    refs,
-)
+from custom_components.dynamic_export.csip.sep2.units import ActivePower
 
 T0 = 1_750_000_000
 EXP = ControlType.EXPORT_LIMIT

@@ -42,7 +42,7 @@ from custom_components.dynamic_export.const import (
     SUBENTRY_INVERTER,
     SUBENTRY_METER,
 )
-from custom_components.dynamic_export.csip import discovery
+from custom_components.dynamic_export.csip.sep2 import discovery
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
 
 from ..csip.server.app import CsipTestServer

@@ -20,7 +20,8 @@ from datetime import datetime
 from typing import Any
 
 from ..core.controls import Controls
-from .client import CsipClient, CsipStatus
+from .client import CsipClient
+from .status import CsipStatus
 from .telemetry import SiteMeasurements
 
 

@@ -26,26 +26,15 @@ from enum import StrEnum
 
 from ..core.controls import ControlType
 from .ramp import AS4777_GRAD_W
-from .resources import (
-    ActivePower,
-    ApparentPower,
-    ConnectStatus,
-    DERAvailability,
-    DERCapability,
-    DERControlType,
-    DERSettings,
-    DERStatus,
-    DOEControlType,
-    OperationalModeStatus,
-    ReactivePower,
-    StatusValue,
-)
-from .serialise import (
+from .sep2.codes import ConnectStatus, DERControlType, DOEControlType, OperationalModeStatus
+from .sep2.der import DERAvailability, DERCapability, DERSettings, DERStatus, StatusValue
+from .sep2.serialise import (
     der_availability_xml,
     der_capability_xml,
     der_settings_xml,
     der_status_xml,
 )
+from .sep2.units import ActivePower, ApparentPower, ReactivePower
 from .telemetry import SiteMeasurements
 
 MIN_CHANGE_S = 10.0

@@ -11,8 +11,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .resources import ResponseStatus
-from .schedule import ControlRef, ScheduleEvent
+from .entries import ControlRef
+from .schedule import ScheduleEvent
+from .sep2.codes import ResponseStatus
 
 MESSAGE_RECEIVED = 0x01
 """responseRequired bit 0: acknowledge receipt (status 1) only."""

@@ -2,7 +2,8 @@
 
 Fed with every program on every poll and asked about one instant at a time.
 Time is server-time Unix seconds, passed in; randomness comes from an injected
-``random.Random``, so the same inputs always give the same schedule.
+``random.Random``, so the same inputs always give the same schedule. How better
+controls cut others short is in ``entries``, the choice per control type in ``selection``.
 
 Where this deliberately differs from open-dynamic-export:
 
@@ -17,99 +18,22 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
-from enum import StrEnum
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ..core.controls import Controls, ControlType
-from .resources import (
-    ActivePower,
-    DefaultDERControl,
-    DERControl,
-    DERControlBase,
-    DERProgram,
-    EventStatus,
-    ResponseStatus,
-)
+from .control_base import base_controls, base_value, to_controls
+from .entries import ControlRef, Entry, effective_windows, latest_end, nominal
+from .selection import Selection, select_control, select_fallback
+from .sep2.codes import EventStatus, ResponseStatus
+from .sep2.resources import DefaultDERControl, DERControl, DERControlBase, DERProgram
+from .sep2.units import ActivePower
 
 DEFAULT_GAP_BRIDGE_S = 10
 """Largest gap between consecutive controls held at the earlier value (ODE #75)."""
 
 _FORMAT = 1
-_FOREVER = 2**62
 _CANCELLED = (EventStatus.CANCELLED, EventStatus.CANCELLED_WITH_RANDOMIZATION)
-
-_BASE_FIELD: dict[ControlType, str] = {
-    ControlType.CONNECT: "op_mod_connect",
-    ControlType.ENERGIZE: "op_mod_energize",
-    ControlType.EXPORT_LIMIT: "op_mod_exp_lim_w",
-    ControlType.GENERATION_LIMIT: "op_mod_gen_lim_w",
-    ControlType.IMPORT_LIMIT: "op_mod_imp_lim_w",
-    ControlType.LOAD_LIMIT: "op_mod_load_lim_w",
-}
-
-
-def base_value(base: DERControlBase, control_type: ControlType) -> bool | float | None:
-    """The value ``base`` sets for one control type (watts for limits), or None."""
-    raw: bool | ActivePower | None = getattr(base, _BASE_FIELD[control_type])
-    if isinstance(raw, ActivePower):
-        return max(0.0, raw.watts)
-    return raw
-
-
-def base_types(base: DERControlBase) -> tuple[ControlType, ...]:
-    """The control types ``base`` sets: the only ones its control competes for."""
-    return tuple(t for t in ControlType if getattr(base, _BASE_FIELD[t]) is not None)
-
-
-def to_controls(values: Mapping[ControlType, bool | float | None]) -> Controls:
-    """Per-type values as core :class:`Controls` (missing types: no opinion)."""
-
-    def flag(control_type: ControlType) -> bool | None:
-        value = values.get(control_type)
-        return None if value is None else bool(value)
-
-    def watts(control_type: ControlType) -> float | None:
-        value = values.get(control_type)
-        return None if value is None else float(value)
-
-    return Controls(
-        connect=flag(ControlType.CONNECT),
-        energize=flag(ControlType.ENERGIZE),
-        export_limit=watts(ControlType.EXPORT_LIMIT),
-        generation_limit=watts(ControlType.GENERATION_LIMIT),
-        import_limit=watts(ControlType.IMPORT_LIMIT),
-        load_limit=watts(ControlType.LOAD_LIMIT),
-    )
-
-
-def base_controls(base: DERControlBase) -> Controls:
-    """``base`` as core :class:`Controls`."""
-    return to_controls({t: base_value(base, t) for t in ControlType})
-
-
-class Source(StrEnum):
-    """Where the value in force for a control type comes from."""
-
-    CONTROL = "control"
-    BRIDGE = "bridge"
-    """The previous control, held across a short gap before the next one."""
-    DEFAULT = "default"
-    """The server's DefaultDERControl."""
-    FIXED = "fixed"
-    """The caller's configured fallback."""
-
-
-@dataclass(frozen=True, slots=True)
-class ControlRef:
-    """What responses need to know about a control."""
-
-    mrid: str
-    program_mrid: str | None
-    reply_to: str | None
-    response_required: int
-    end: int
-    """When the control stops applying here (effective end)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,21 +46,6 @@ class ScheduleEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class Selection:
-    """The value in force for one control type, and where it comes from."""
-
-    control_type: ControlType
-    value: bool | float
-    source: Source
-    mrid: str | None = None
-    program_mrid: str | None = None
-    start: int | None = None
-    end: int | None = None
-    """Effective end for a control; the next control's start for a bridge."""
-    ramp_tms: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class UpcomingControl:
     """The next control due to start (for entities)."""
 
@@ -145,82 +54,6 @@ class UpcomingControl:
     start: int
     end: int
     controls: Controls
-
-
-@dataclass(slots=True)
-class _Entry:
-    """A known control with the state we must never recompute (offsets, outcome)."""
-
-    control: DERControl
-    start: int
-    """Randomised start."""
-    end: int
-    """Randomised end, before any cancellation or supersession."""
-    cancel_at: int | None = None
-    cuts: dict[ControlType, int] = field(default_factory=dict)
-    """Supersession cuts that have taken effect: final even if the superseder goes."""
-    started: bool = False
-    done: bool = False
-    outcome: ResponseStatus | None = None
-    types: tuple[ControlType, ...] = field(init=False)
-    """Cached: the base never changes once a control is known."""
-
-    def __post_init__(self) -> None:
-        self.types = base_types(self.control.base)
-
-    @property
-    def rank(self) -> tuple[int, bool, int, str]:
-        """Lower wins: primacy, then not server-superseded, then newest, then mRID."""
-        c = self.control
-        primacy = c.primacy if c.primacy is not None else _FOREVER
-        return (primacy, c.status == EventStatus.SUPERSEDED, -c.creation_time, c.mrid)
-
-    @property
-    def stop(self) -> int:
-        return self.end if self.cancel_at is None else min(self.end, self.cancel_at)
-
-    def ref(self, end: int) -> ControlRef:
-        c = self.control
-        return ControlRef(c.mrid, c.program_mrid, c.reply_to, c.response_required, end)
-
-
-_Window = tuple[int, int]
-
-
-def _latest_end(control: DERControl) -> int:
-    """The latest the control could end whatever the random draw."""
-    return (
-        control.start
-        + control.duration
-        + max(control.randomize_start, 0)
-        + max(control.randomize_duration, 0)
-    )
-
-
-def _overlap(a: _Window, b: _Window) -> bool:
-    return max(a[0], b[0]) < min(a[1], b[1])
-
-
-def _nominal(control: DERControl) -> _Window:
-    return (control.start, control.start + control.duration)
-
-
-def _overlapping_groups(entries: list[_Entry]) -> list[list[_Entry]]:
-    """Split into runs of nominally overlapping controls: only these can supersede.
-
-    Keeps the pairwise work small when the server publishes a day of
-    back-to-back five-minute controls.
-    """
-    groups: list[list[_Entry]] = []
-    reach = -_FOREVER
-    for entry in sorted(entries, key=lambda e: _nominal(e.control)):
-        start, end = _nominal(entry.control)
-        if not groups or start >= reach:
-            groups.append([])
-            reach = end
-        groups[-1].append(entry)
-        reach = max(reach, end)
-    return groups
 
 
 class ControlSchedule:
@@ -237,7 +70,7 @@ class ControlSchedule:
         self.fixed_default = fixed_default or Controls()
         self.gap_bridge_s = gap_bridge_s
         self._rng = rng or random.Random()
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[str, Entry] = {}
         self._defaults: tuple[DefaultDERControl, ...] = ()
 
     # -- intake -------------------------------------------------------------------------
@@ -274,11 +107,11 @@ class ControlSchedule:
         entry = self._entries.get(control.mrid)
         events: list[ScheduleEvent] = []
         if entry is None:
-            if _latest_end(control) <= now:
+            if latest_end(control) <= now:
                 return events
             start = control.start + self._draw(control.randomize_start)
             end = max(start, start + control.duration + self._draw(control.randomize_duration))
-            entry = _Entry(control, start, end)
+            entry = Entry(control, start, end)
             self._entries[control.mrid] = entry
             events.append(ScheduleEvent(entry.ref(end), ResponseStatus.RECEIVED, now))
         else:
@@ -303,7 +136,7 @@ class ControlSchedule:
 
     def advance(self, now: int) -> list[ScheduleEvent]:
         """Move to ``now``: report starts, completions and supersessions once each."""
-        windows = self._windows(now, freeze=True)
+        windows = effective_windows(self._entries, now, freeze=True)
         events: list[ScheduleEvent] = []
         for mrid, entry in sorted(self._entries.items(), key=lambda i: (i[1].start, i[0])):
             if entry.done:
@@ -334,9 +167,9 @@ class ControlSchedule:
         waiting = [e for e in self._entries.values() if not e.done and not e.started]
         for mrid in [m for m, e in self._entries.items() if e.done]:
             entry = self._entries[mrid]
-            if _latest_end(entry.control) > now:
+            if latest_end(entry.control) > now:
                 continue
-            nominal_end = _nominal(entry.control)[1]
+            nominal_end = nominal(entry.control)[1]
             bridging = entry.stop == entry.end and any(
                 min(w.control.start - nominal_end, w.start - entry.end) <= self.gap_bridge_s
                 for w in waiting
@@ -344,60 +177,18 @@ class ControlSchedule:
             if not bridging:
                 del self._entries[mrid]
 
-    def _windows(self, now: int, *, freeze: bool) -> dict[str, dict[ControlType, _Window]]:
-        """Per control and type, when it applies once supersession has cut it short.
-
-        Controls are taken best-first; a better control that overlaps a worse one
-        (nominally and as randomised) ends the worse one's type where it starts,
-        or at once if it was due first.
-        Nominal overlap is required so back-to-back controls whose random offsets
-        happen to overlap are not "superseded".
-        """
-        result: dict[str, dict[ControlType, _Window]] = {m: {} for m in self._entries}
-        for control_type in ControlType:
-            members = [e for e in self._entries.values() if control_type in e.types]
-            for group in _overlapping_groups(members):
-                self._place(control_type, group, now, freeze, result)
-        return result
-
-    @staticmethod
-    def _place(
-        control_type: ControlType,
-        group: list[_Entry],
-        now: int,
-        freeze: bool,
-        result: dict[str, dict[ControlType, _Window]],
-    ) -> None:
-        """Windows for one group of nominally overlapping controls, best first."""
-        placed: list[tuple[_Window, _Window]] = []
-        for entry in sorted(group, key=lambda e: e.rank):
-            c = entry.control
-            nominal = _nominal(c)
-            own = (entry.start, entry.stop)
-            end = min(entry.stop, entry.cuts.get(control_type, _FOREVER))
-            for better_nominal, better in placed:
-                if _overlap(nominal, better_nominal) and _overlap(own, better):
-                    # Superseded from its start if the better one was due first: random
-                    # offsets must not let the loser run for a few seconds.
-                    due_first = better_nominal[0] <= nominal[0]
-                    cut = entry.start if due_first else max(entry.start, better[0])
-                    end = min(end, cut)
-                    if freeze and cut <= now:
-                        entry.cuts[control_type] = min(cut, entry.cuts.get(control_type, _FOREVER))
-            window = (entry.start, max(entry.start, end))
-            result[c.mrid][control_type] = window
-            placed.append((nominal, window))
-
     # -- answers ------------------------------------------------------------------------
 
     def selections(self, now: int) -> dict[ControlType, Selection]:
         """The value in force per control type; a missing type means no opinion."""
-        windows = self._windows(now, freeze=False)
+        windows = effective_windows(self._entries, now, freeze=False)
         result: dict[ControlType, Selection] = {}
         for control_type in ControlType:
-            chosen = self._select_control(control_type, now, windows)
+            chosen = select_control(
+                control_type, self._entries.values(), windows, now, gap_bridge_s=self.gap_bridge_s
+            )
             if chosen is None:
-                chosen = self._select_fallback(control_type)
+                chosen = select_fallback(control_type, self._defaults, self.fixed_default)
             if chosen is not None:
                 result[control_type] = chosen
         return result
@@ -405,61 +196,6 @@ class ControlSchedule:
     def controls(self, now: int) -> Controls:
         """The controls in force at ``now``, as the core's limiter output."""
         return to_controls({t: s.value for t, s in self.selections(now).items()})
-
-    def _select_control(
-        self, control_type: ControlType, now: int, windows: dict[str, dict[ControlType, _Window]]
-    ) -> Selection | None:
-        candidates = [
-            (e, w[control_type])
-            for e in self._entries.values()
-            if control_type in (w := windows[e.control.mrid])
-            and w[control_type][0] < w[control_type][1]
-        ]
-        running = [(e, w) for e, w in candidates if w[0] <= now < w[1]]
-        if running:
-            entry, window = min(running, key=lambda item: item[0].rank)
-            return self._selection(control_type, entry, window, Source.CONTROL)
-        # Bridge: the latest control that ended on its own, if the next one is close.
-        ended = [(e, w) for e, w in candidates if w[1] <= now and w[1] == e.end]
-        upcoming = [(e, w) for e, w in candidates if w[0] > now]
-        if not ended or not upcoming:
-            return None
-        last, last_window = max(ended, key=lambda item: item[1][1])
-        following, following_window = min(upcoming, key=lambda item: (item[1][0], item[0].rank))
-        nominal_gap = following.control.start - _nominal(last.control)[1]
-        actual_gap = following_window[0] - last_window[1]
-        if min(nominal_gap, actual_gap) > self.gap_bridge_s:
-            return None
-        return self._selection(
-            control_type, last, (last_window[1], following_window[0]), Source.BRIDGE
-        )
-
-    @staticmethod
-    def _selection(
-        control_type: ControlType, entry: _Entry, window: _Window, source: Source
-    ) -> Selection | None:
-        value = base_value(entry.control.base, control_type)
-        if value is None:
-            return None
-        c = entry.control
-        return Selection(
-            control_type, value, source, c.mrid, c.program_mrid, *window, c.base.ramp_tms
-        )
-
-    def _select_fallback(self, control_type: ControlType) -> Selection | None:
-        for default in self._defaults:
-            value = base_value(default.base, control_type)
-            if value is not None:
-                return Selection(
-                    control_type,
-                    value,
-                    Source.DEFAULT,
-                    mrid=default.mrid,
-                    program_mrid=default.program_mrid,
-                    ramp_tms=default.base.ramp_tms,
-                )
-        fixed = self.fixed_default.get(control_type)
-        return None if fixed is None else Selection(control_type, fixed, Source.FIXED)
 
     @property
     def defaults(self) -> Controls:
@@ -480,7 +216,7 @@ class ControlSchedule:
 
     def next_control(self, now: int) -> UpcomingControl | None:
         """The next control that will start applying after ``now``."""
-        windows = self._windows(now, freeze=False)
+        windows = effective_windows(self._entries, now, freeze=False)
         upcoming = [
             e
             for e in self._entries.values()
@@ -542,7 +278,7 @@ class ControlSchedule:
         schedule._defaults = tuple(_default_from_dict(d) for d in data["defaults"])
         for item in data["entries"]:
             outcome = item["outcome"]
-            entry = _Entry(
+            entry = Entry(
                 control=_control_from_dict(item["control"]),
                 start=int(item["start"]),
                 end=int(item["end"]),
@@ -559,48 +295,53 @@ class ControlSchedule:
 # -- resource (de)serialisation (JSON-friendly, for persistence only) ------------------
 
 
+def _fields_of(resource: Any) -> dict[str, Any]:
+    return {f.name: getattr(resource, f.name) for f in fields(resource)}
+
+
+def _known(cls: type[Any], data: Mapping[str, Any]) -> dict[str, Any]:
+    """The items of ``data`` that are fields of ``cls`` (a newer save may hold more)."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
 def _base_to_dict(base: DERControlBase) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for f in fields(base):
-        value = getattr(base, f.name)
-        out[f.name] = [value.value, value.multiplier] if isinstance(value, ActivePower) else value
-    return out
+    return {
+        name: [value.value, value.multiplier] if isinstance(value, ActivePower) else value
+        for name, value in _fields_of(base).items()
+    }
 
 
 def _base_from_dict(data: dict[str, Any]) -> DERControlBase:
-    known = {f.name for f in fields(DERControlBase)}
     values: dict[str, Any] = {
         k: ActivePower(int(v[0]), int(v[1])) if isinstance(v, list) else v
-        for k, v in data.items()
-        if k in known
+        for k, v in _known(DERControlBase, data).items()
     }
     return DERControlBase(**values)
 
 
 def _control_to_dict(control: DERControl) -> dict[str, Any]:
-    out = {f.name: getattr(control, f.name) for f in fields(control)}
+    out = _fields_of(control)
     out["status"] = int(control.status)
     out["base"] = _base_to_dict(control.base)
     return out
 
 
 def _control_from_dict(data: dict[str, Any]) -> DERControl:
-    known = {f.name for f in fields(DERControl)}
-    values = {k: v for k, v in data.items() if k in known}
+    values = _known(DERControl, data)
     values["status"] = EventStatus(values["status"])
     values["base"] = _base_from_dict(values["base"])
     return DERControl(**values)
 
 
 def _default_to_dict(default: DefaultDERControl) -> dict[str, Any]:
-    out = {f.name: getattr(default, f.name) for f in fields(default)}
+    out = _fields_of(default)
     out["base"] = _base_to_dict(default.base)
     return out
 
 
 def _default_from_dict(data: dict[str, Any]) -> DefaultDERControl:
-    known = {f.name for f in fields(DefaultDERControl)}
-    values = {k: v for k, v in data.items() if k in known}
+    values = _known(DefaultDERControl, data)
     values["base"] = _base_from_dict(values["base"])
     return DefaultDERControl(**values)
 

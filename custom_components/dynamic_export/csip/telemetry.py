@@ -27,22 +27,19 @@ from typing import Any
 
 from ..core.capability import SiteCapability
 from ..core.controller import FailSafeReason
+from ..core.controls import ControlType
 from ..core.cycle import CycleSnapshot
-from .resources import (
+from .sep2.codes import (
     COMMODITY_ELECTRICITY_SECONDARY,
     DataQualifier,
     DERType,
     FlowDirection,
     Kind,
-    MirrorMeterReading,
-    MirrorUsagePoint,
     PhaseCode,
-    Reading,
-    ReadingType,
     RoleFlags,
-    TimePeriod,
     Uom,
 )
+from .sep2.mirror import MirrorMeterReading, MirrorUsagePoint, Reading, ReadingType, TimePeriod
 
 type Phases = tuple[float | None, float | None, float | None]
 
@@ -99,6 +96,15 @@ class SiteMeasurements:
         if self.site_power_w is None or self.der_power_w is None:
             return None
         return self.der_power_w + self.site_power_w
+
+    def present_w(self) -> dict[ControlType, float | None]:
+        """What the site does now for each watt control: where a ramp to a new limit starts."""
+        return {
+            ControlType.EXPORT_LIMIT: self.export_w,
+            ControlType.GENERATION_LIMIT: self.der_power_w,
+            ControlType.IMPORT_LIMIT: self.site_power_w,
+            ControlType.LOAD_LIMIT: self.load_w,
+        }
 
 
 def measurements_from_cycle(

@@ -40,19 +40,16 @@ from custom_components.dynamic_export.const import (
     SUBENTRY_CSIP,
 )
 from custom_components.dynamic_export.core.controls import ControlType
-from custom_components.dynamic_export.csip import client as client_module
-from custom_components.dynamic_export.csip import discovery
-from custom_components.dynamic_export.csip.client import (
-    CommsState,
-    CsipClient,
-    CsipConfig,
-    prepare_tls,
-    split_dcap_url,
-)
+from custom_components.dynamic_export.csip import connection
+from custom_components.dynamic_export.csip.client import CsipClient
+from custom_components.dynamic_export.csip.config import CsipConfig, split_dcap_url
 from custom_components.dynamic_export.csip.limiter import CsipLimiter
-from custom_components.dynamic_export.csip.schedule import Source
+from custom_components.dynamic_export.csip.selection import Source
+from custom_components.dynamic_export.csip.sep2 import discovery
+from custom_components.dynamic_export.csip.sep2.tls import client_tls_context
+from custom_components.dynamic_export.csip.sep2.transport import Sep2Transport
+from custom_components.dynamic_export.csip.status import CommsState
 from custom_components.dynamic_export.csip.telemetry import Role, mup_mrid
-from custom_components.dynamic_export.csip.transport import Sep2Transport
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
 
 from ...csip.client_harness import MEASUREMENTS, TEST_PEN, FakeClock, Harness, make_harness
@@ -191,7 +188,7 @@ OUTCOMES: dict[str, Outcome] = {
 
 RECEIVED, STARTED, COMPLETED = 1, 2, 3
 DEFAULT_EXPORT = 1500.0
-RETRY_S = client_module.RETRY_S
+RETRY_S = connection.RETRY_S
 
 
 # --- client-level helpers ----------------------------------------------------------------------
@@ -217,10 +214,11 @@ def make_client(
     restore: dict[str, Any] | None = None,
 ) -> CsipClient:
     """A client of the harness's server with a short request time-out."""
-    identity, context = prepare_tls(
+    identity, context = client_tls_context(
         h.device.cert_path.read_bytes(),
         h.device.key_path.read_bytes(),
         h.pki.ca_path.read_bytes(),
+        verify_server=True,
     )
     base, href = split_dcap_url(h.server.url)
     transport = Sep2Transport(h.session, base, context, timeout_s=timeout_s, retry_delays_s=(0.01,))
@@ -634,7 +632,7 @@ def _state(hass: HomeAssistant, entity_id: str) -> str:
 def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
     """Poll every second and retry an unreachable server after 1 s (HA's clock is real)."""
     monkeypatch.setattr(discovery, "MIN_POLL_S", 1)
-    monkeypatch.setattr(client_module, "RETRY_S", 1)
+    monkeypatch.setattr(connection, "RETRY_S", 1)
 
 
 @covers("gone_at_start")
@@ -910,7 +908,7 @@ async def test_clock_jump_in_home_assistant(
     )
     # The fault: this machine's wall clock jumps (the loop's monotonic clock does not).
     runtime.loop.wall_clock = jumped
-    limiter.client._clock = jumped
+    limiter.client.server_clock.wall = jumped
     while time.time() < end - 1:
         assert _state(hass, "sensor.home_export_limit") == "300.0", "not ended early"
         assert _state(hass, "sensor.sapn_active_control") == "CAFE0003"

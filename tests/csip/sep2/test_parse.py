@@ -11,21 +11,19 @@ from typing import Any
 
 import pytest
 
-from custom_components.dynamic_export.csip import parse
-from custom_components.dynamic_export.csip.resources import (
-    ActivePower,
-    DERControlBase,
-    DERProgram,
-    EventStatus,
-)
-from custom_components.dynamic_export.csip.xml import (
+from custom_components.dynamic_export.csip.sep2 import parse
+from custom_components.dynamic_export.csip.sep2.codes import EventStatus
+from custom_components.dynamic_export.csip.sep2.resources import DERControlBase, DERProgram
+from custom_components.dynamic_export.csip.sep2.units import ActivePower
+from custom_components.dynamic_export.csip.sep2.xml import (
     XmlContentError,
     XmlError,
     XmlNamespaceError,
     parse_xml,
 )
 
-from .schemas import assert_valid
+from ..schemas import assert_valid
+from . import readback
 
 SEP = 'xmlns="urn:ieee:std:2030.5:ns"'
 CSIP = 'xmlns:csipaus="https://csipaus.org/ns"'
@@ -218,10 +216,8 @@ MUP_LIST = f"""<MirrorUsagePointList {SEP} href="/api/v2/mup" all="1" results="1
   </MirrorUsagePoint>
 </MirrorUsagePointList>"""
 
-ERROR = f"<Error {SEP}><maxRetryDuration>120</maxRetryDuration><reasonCode>1</reasonCode></Error>"
-
 SAMPLES = [DCAP, TIME, EDEV_LIST, REGISTRATION, FSA_LIST, DERP_LIST, DERC_LIST, DDERC]
-SAMPLES += [DER_LIST, MUP_LIST, ERROR]
+SAMPLES += [DER_LIST, MUP_LIST]
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=lambda s: s.split()[0].lstrip("<?xml"))
@@ -341,8 +337,7 @@ def test_der_controls() -> None:
 
 
 def test_der_control_without_program() -> None:
-    root = parse_xml(DERC_LIST)
-    control = parse.parse_der_control(root.find_all("DERControl")[0])
+    control = parse.parse_der_control_list(DERC_LIST).items[0]
     assert (control.program_mrid, control.primacy) == (None, None)
 
 
@@ -388,11 +383,6 @@ def test_mirror_usage_points() -> None:
     assert reading.href == "/api/v2/mup/2/1"
     assert reading.reading_type is not None
     assert (reading.reading_type.uom, reading.reading_type.kind) == (38, 37)
-
-
-def test_error() -> None:
-    error = parse.parse_error(ERROR)
-    assert (error.reason_code, error.max_retry_duration) == (1, 120)
 
 
 # --- broken documents -------------------------------------------------------------------------
@@ -531,29 +521,27 @@ def test_parse_errors_are_xml_errors_and_value_errors() -> None:
         parse.parse_registration(f"<Registration {SEP}/>")
 
 
-def test_single_resources() -> None:
+def test_single_der() -> None:
     der = parse.parse_der(parse_xml(DER_LIST).find_all("DER")[0])
     assert der.der_status_href == "/api/v2/edev/3/der/1/ders"
-    program = parse.parse_der_program(parse_xml(DERP_LIST).find_all("DERProgram")[0])
-    assert program.primacy == 1
 
 
 @pytest.mark.parametrize(
     ("parser", "body", "match"),
     [
         (
-            parse.parse_der_capability,
+            readback.parse_der_capability,
             f"<DERCapability {SEP} {CSIP}><modesSupported>0C</modesSupported><type>4</type>"
             "<csipaus:doeModesSupported>01</csipaus:doeModesSupported></DERCapability>",
             "rtgMaxW",
         ),
         (
-            parse.parse_der_settings,
+            readback.parse_der_settings,
             f"<DERSettings {SEP}><setGradW>0</setGradW><updatedTime>1</updatedTime></DERSettings>",
             "setMaxW",
         ),
         (
-            parse.parse_connection_point,
+            readback.parse_connection_point,
             '<c:ConnectionPoint xmlns:c="https://csipaus.org/ns"><c:connectionPointId/>'
             "</c:ConnectionPoint>",
             "csipaus:connectionPointId: is empty",

@@ -19,7 +19,13 @@ from pathlib import Path
 
 from cryptography import x509
 
-from .identity import DeviceIdentity, certificate_pem, private_key_pem
+from .identity import (
+    DeviceIdentity,
+    certificate_pem,
+    load_certificates,
+    load_identity,
+    private_key_pem,
+)
 
 CIPHERS = ":".join(
     (
@@ -91,3 +97,29 @@ def build_ssl_context(
         _write_private(key_path, private_key_pem(identity.private_key, password))
         context.load_cert_chain(cert_path, key_path, password=password)
     return context
+
+
+def client_tls_context(
+    cert_pem: bytes | str,
+    key_pem: bytes | str,
+    ca_pem: bytes | str | None,
+    *,
+    verify_server: bool,
+) -> tuple[DeviceIdentity, ssl.SSLContext]:
+    """The device identity and the context it talks to the server with (blocking).
+
+    The one way the client's TLS is set up, from the PEM text an installer gives: TLS 1.2
+    exactly, as IEEE 2030.5 mandates. ``ca_pem`` verifies the server (e.g. the SERCA);
+    without it the system store does. ``verify_server=False`` skips verification, host
+    name included (local test servers only). Raises the ``identity.IdentityError``
+    subclasses for PEM text that cannot be used.
+    """
+    identity = load_identity(cert_pem, key_pem)
+    context = build_ssl_context(
+        identity,
+        ca_certificates=load_certificates(ca_pem) if ca_pem else (),
+        verify_server=verify_server,
+        check_hostname=verify_server,
+        maximum_version=ssl.TLSVersion.TLSv1_2,
+    )
+    return identity, context

@@ -4,41 +4,47 @@ from __future__ import annotations
 
 import pytest
 
-from custom_components.dynamic_export.csip import parse, serialise
-from custom_components.dynamic_export.csip.resources import (
-    ActivePower,
-    ApparentPower,
+from custom_components.dynamic_export.csip.sep2 import parse, serialise
+from custom_components.dynamic_export.csip.sep2.codes import (
     ConnectStatus,
     DataQualifier,
-    DERAvailability,
-    DERCapability,
     DERControlType,
-    DERSettings,
-    DERStatus,
     DERType,
     DOEControlType,
-    EndDevice,
     FlowDirection,
     Kind,
-    MirrorMeterReading,
-    MirrorUsagePoint,
     OperationalModeStatus,
     PhaseCode,
-    ReactivePower,
-    Reading,
-    ReadingType,
-    Response,
     ResponseStatus,
     RoleFlags,
-    StatusValue,
-    TimePeriod,
     Uom,
+)
+from custom_components.dynamic_export.csip.sep2.der import (
+    DERAvailability,
+    DERCapability,
+    DERSettings,
+    DERStatus,
+    StatusValue,
+)
+from custom_components.dynamic_export.csip.sep2.mirror import (
+    MirrorMeterReading,
+    MirrorUsagePoint,
+    Reading,
+    ReadingType,
+    TimePeriod,
+)
+from custom_components.dynamic_export.csip.sep2.resources import EndDevice, Response
+from custom_components.dynamic_export.csip.sep2.units import (
+    ActivePower,
+    ApparentPower,
+    ReactivePower,
     WattHour,
     scale_value,
 )
-from custom_components.dynamic_export.csip.xml import CSIPAUS_NS, SEP_NS, parse_xml
+from custom_components.dynamic_export.csip.sep2.xml import CSIPAUS_NS, SEP_NS, parse_xml
 
-from .schemas import assert_valid, schema_errors
+from ..schemas import assert_valid, schema_errors
+from . import readback
 
 LFDI = "3E4F45AB31EDFE5B67E343E5E4562E31984E23E5"
 SFDI = 167261211391
@@ -96,7 +102,7 @@ def test_connection_point_uses_csipaus_namespace() -> None:
     root = parse_xml(body)
     assert (root.ns, root.name) == (CSIPAUS_NS, "ConnectionPoint")
     assert root.require("connectionPointId", CSIPAUS_NS).text == "4407000123"
-    assert parse.parse_connection_point(body).connection_point_id == "4407000123"
+    assert readback.parse_connection_point(body) == "4407000123"
     with pytest.raises(ValueError, match="longer than 32"):
         serialise.connection_point_xml("1" * 33)
     with pytest.raises(ValueError, match="empty"):
@@ -124,7 +130,7 @@ def test_der_capability(der_type: DERType) -> None:
     assert b"<modesSupported>0000000C</modesSupported>" in body
     assert b"<csipaus:doeModesSupported>0F</csipaus:doeModesSupported>" in body
     assert f"<type>{int(der_type)}</type>".encode() in body
-    assert parse.parse_der_capability(body) == cap
+    assert readback.parse_der_capability(body) == cap
     minimal = DERCapability(DERType.PHOTOVOLTAIC, CONNECT_ENERGIZE, 0x05, ActivePower(5000))
     assert_valid(serialise.der_capability_xml(minimal))
 
@@ -147,7 +153,7 @@ def test_der_settings() -> None:
     body = serialise.der_settings_xml(settings)
     assert_valid(body)
     assert b"<csipaus:doeModesEnabled>05</csipaus:doeModesEnabled>" in body
-    assert parse.parse_der_settings(body) == settings
+    assert readback.parse_der_settings(body) == settings
     assert_valid(serialise.der_settings_xml(DERSettings(NOW, ActivePower(5000), 0)))
 
 
@@ -168,7 +174,7 @@ def test_der_status() -> None:
     assert_valid(body)
     assert b"<genConnectStatus><dateTime>" in body
     assert b"<value>07</value></genConnectStatus>" in body
-    assert parse.parse_der_status(body) == status
+    assert readback.parse_der_status(body) == status
     assert_valid(serialise.der_status_xml(DERStatus(reading_time=NOW)))
 
 
@@ -184,7 +190,7 @@ def test_der_availability() -> None:
     )
     body = serialise.der_availability_xml(avail)
     assert_valid(body)
-    assert parse.parse_der_availability(body) == avail
+    assert readback.parse_der_availability(body) == avail
     assert_valid(serialise.der_availability_xml(DERAvailability(reading_time=NOW)))
 
 
@@ -195,7 +201,7 @@ def test_response(root: str, status: ResponseStatus) -> None:
     body = serialise.response_xml(response, root=root)
     assert_valid(body)
     assert f"<subject>{MRID.lower()}</subject>".encode() in body  # the server's mRID, verbatim
-    assert parse.parse_response(body) == response
+    assert readback.parse_response(body) == response
 
 
 def test_response_rejects_bad_root_and_ids() -> None:
@@ -241,11 +247,11 @@ def test_mirror_meter_readings() -> None:
     body = serialise.mirror_meter_reading_xml(value)
     assert_valid(body)
     assert b"<timePeriod><duration>300</duration><start>" in body
-    assert parse.parse_mirror_meter_reading(body) == value
+    assert readback.parse_mirror_meter_reading(body) == value
     batch = [value, _mmr("01", reading=Reading(value=-3_200))]
     listing = serialise.mirror_meter_reading_list_xml(batch)
     assert_valid(listing)
-    page = parse.parse_mirror_meter_reading_list(listing)
+    page = readback.parse_mirror_meter_reading_list(listing)
     assert (page.all, page.results, page.items) == (2, 2, tuple(batch))
     assert_valid(serialise.mirror_meter_reading_list_xml([]))
 
@@ -266,7 +272,7 @@ def test_values_are_range_checked() -> None:
 def test_text_is_escaped() -> None:
     body = serialise.connection_point_xml("<&>\"'")
     assert_valid(body)
-    assert parse.parse_connection_point(body).connection_point_id == "<&>\"'"
+    assert readback.parse_connection_point(body) == "<&>\"'"
 
 
 def test_the_validator_catches_wrong_order_and_missing_elements() -> None:

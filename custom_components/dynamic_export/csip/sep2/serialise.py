@@ -11,37 +11,17 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from .resources import (
-    ActivePower,
-    ApparentPower,
-    DERAvailability,
-    DERCapability,
-    DERSettings,
-    DERStatus,
-    EndDevice,
-    MirrorMeterReading,
-    MirrorUsagePoint,
-    ReactivePower,
-    Reading,
-    ReadingType,
-    Response,
-    StatusValue,
-    TimePeriod,
-    WattHour,
-)
+from .der import DERAvailability, DERCapability, DERSettings, DERStatus, StatusValue
+from .mirror import MirrorMeterReading, MirrorUsagePoint, Reading, ReadingType, TimePeriod
+from .resources import EndDevice, Response
+from .units import ActivePower, ApparentPower, ReactivePower, WattHour
 from .xml import Node, leaf, node, to_xml
+from .xsd import INT8, INT16, INT48, TIME, UINT8, UINT16, UINT32, UINT40
 
 _HEX = re.compile(r"[0-9A-Fa-f]+")
 
-_INT8 = (-0x80, 0x7F)
-_UINT8 = (0, 0xFF)
-_INT16 = (-0x8000, 0x7FFF)
-_UINT16 = (0, 0xFFFF)
-_UINT32 = (0, 0xFFFF_FFFF)
-_UINT40 = (0, 0xFF_FFFF_FFFF)
-_INT48 = (-0x8000_0000_0000, 0x8000_0000_0000)
 _PERCENT = (0, 10000)
-_TIME = (-0x8000_0000_0000_0000, 0x7FFF_FFFF_FFFF_FFFF)
+"""Hundredths of a percent."""
 
 
 def _int(name: str, value: int | None, bounds: tuple[int, int]) -> Node | None:
@@ -90,26 +70,24 @@ def _scaled(
     signed = isinstance(value, ActivePower | ReactivePower)
     return node(
         name,
-        _int("multiplier", value.multiplier, _INT8),
-        _int("value", value.value, _INT16 if signed else _UINT16),
+        _int("multiplier", value.multiplier, INT8),
+        _int("value", value.value, INT16 if signed else UINT16),
     )
 
 
 def _period(name: str, period: TimePeriod | None) -> Node | None:
     if period is None:
         return None
-    return node(
-        name, _int("duration", period.duration, _UINT32), _int("start", period.start, _TIME)
-    )
+    return node(name, _int("duration", period.duration, UINT32), _int("start", period.start, TIME))
 
 
 def _status(
-    name: str, status: StatusValue | None, bounds: tuple[int, int] = _UINT8, *, bitmap: bool = False
+    name: str, status: StatusValue | None, bounds: tuple[int, int] = UINT8, *, bitmap: bool = False
 ) -> Node | None:
     if status is None:
         return None
     value = _hex("value", status.value, 1) if bitmap else _int("value", status.value, bounds)
-    return node(name, _int("dateTime", status.date_time, _TIME), value)
+    return node(name, _int("dateTime", status.date_time, TIME), value)
 
 
 # --- registration -----------------------------------------------------------------------------
@@ -123,10 +101,10 @@ def end_device_xml(device: EndDevice) -> bytes:
             "EndDevice",
             _hex("deviceCategory", device.device_category, 4),
             lfdi,
-            _int("sFDI", device.sfdi, _UINT40),
-            _int("changedTime", device.changed_time, _TIME),
+            _int("sFDI", device.sfdi, UINT40),
+            _int("changedTime", device.changed_time, TIME),
             _bool("enabled", device.enabled),
-            _int("postRate", device.post_rate, _UINT32),
+            _int("postRate", device.post_rate, UINT32),
         )
     )
 
@@ -152,7 +130,7 @@ def der_capability_xml(cap: DERCapability) -> bytes:
         node(
             "DERCapability",
             _hex("modesSupported", cap.modes_supported, 4),
-            _int("rtgAbnormalCategory", cap.rtg_abnormal_category, _UINT8),
+            _int("rtgAbnormalCategory", cap.rtg_abnormal_category, UINT8),
             _scaled("rtgMaxChargeRateW", cap.rtg_max_charge_rate_w),
             _scaled("rtgMaxDischargeRateW", cap.rtg_max_discharge_rate_w),
             _scaled("rtgMaxVA", cap.rtg_max_va),
@@ -160,8 +138,8 @@ def der_capability_xml(cap: DERCapability) -> bytes:
             _scaled("rtgMaxVarNeg", cap.rtg_max_var_neg),
             _scaled("rtgMaxW", cap.rtg_max_w),
             _scaled("rtgMaxWh", cap.rtg_max_wh),
-            _int("rtgNormalCategory", cap.rtg_normal_category, _UINT8),
-            _int("type", cap.der_type, _UINT8),
+            _int("rtgNormalCategory", cap.rtg_normal_category, UINT8),
+            _int("type", cap.der_type, UINT8),
             _hex("csipaus:doeModesSupported", cap.doe_modes_supported, 1),
         )
     )
@@ -173,7 +151,7 @@ def der_settings_xml(settings: DERSettings) -> bytes:
         node(
             "DERSettings",
             _hex("modesEnabled", settings.modes_enabled, 4),
-            _int("setGradW", settings.set_grad_w, _UINT16),
+            _int("setGradW", settings.set_grad_w, UINT16),
             _scaled("setMaxChargeRateW", settings.set_max_charge_rate_w),
             _scaled("setMaxDischargeRateW", settings.set_max_discharge_rate_w),
             _scaled("setMaxVA", settings.set_max_va),
@@ -181,8 +159,8 @@ def der_settings_xml(settings: DERSettings) -> bytes:
             _scaled("setMaxVarNeg", settings.set_max_var_neg),
             _scaled("setMaxW", settings.set_max_w),
             _scaled("setMaxWh", settings.set_max_wh),
-            _int("setSoftGradW", settings.set_soft_grad_w, _UINT16),
-            _int("updatedTime", settings.updated_time, _TIME),
+            _int("setSoftGradW", settings.set_soft_grad_w, UINT16),
+            _int("updatedTime", settings.updated_time, TIME),
             _hex("csipaus:doeModesEnabled", settings.doe_modes_enabled, 1),
         )
     )
@@ -198,7 +176,7 @@ def der_status_xml(status: DERStatus) -> bytes:
             _status("inverterStatus", status.inverter_status),
             _status("localControlModeStatus", status.local_control_mode_status),
             _status("operationalModeStatus", status.operational_mode_status),
-            _int("readingTime", status.reading_time, _TIME),
+            _int("readingTime", status.reading_time, TIME),
             _status("stateOfChargeStatus", status.state_of_charge_status, _PERCENT),
             _status("storageModeStatus", status.storage_mode_status),
             _status("storConnectStatus", status.stor_connect_status, bitmap=True),
@@ -211,9 +189,9 @@ def der_availability_xml(avail: DERAvailability) -> bytes:
     return to_xml(
         node(
             "DERAvailability",
-            _int("availabilityDuration", avail.availability_duration, _UINT32),
-            _int("maxChargeDuration", avail.max_charge_duration, _UINT32),
-            _int("readingTime", avail.reading_time, _TIME),
+            _int("availabilityDuration", avail.availability_duration, UINT32),
+            _int("maxChargeDuration", avail.max_charge_duration, UINT32),
+            _int("readingTime", avail.reading_time, TIME),
             _int("reserveChargePercent", avail.reserve_charge_percent, _PERCENT),
             _int("reservePercent", avail.reserve_percent, _PERCENT),
             _scaled("statVarAvail", avail.stat_var_avail),
@@ -232,9 +210,9 @@ def response_xml(response: Response, *, root: str = "DERControlResponse") -> byt
     return to_xml(
         node(
             root,
-            _int("createdDateTime", response.created_date_time, _TIME),
+            _int("createdDateTime", response.created_date_time, TIME),
             _hex_id("endDeviceLFDI", response.end_device_lfdi, 20),
-            _int("status", response.status, _UINT8),
+            _int("status", response.status, UINT8),
             _hex_id("subject", response.subject, 16),
         )
     )
@@ -248,15 +226,15 @@ def _reading_type(rt: ReadingType | None) -> Node | None:
         return None
     return node(
         "ReadingType",
-        _int("accumulationBehaviour", rt.accumulation_behaviour, _UINT8),
-        _int("commodity", rt.commodity, _UINT8),
-        _int("dataQualifier", rt.data_qualifier, _UINT8),
-        _int("flowDirection", rt.flow_direction, _UINT8),
-        _int("intervalLength", rt.interval_length, _UINT32),
-        _int("kind", rt.kind, _UINT8),
-        _int("phase", rt.phase, _UINT8),
-        _int("powerOfTenMultiplier", rt.power_of_ten_multiplier, _INT8),
-        _int("uom", rt.uom, _UINT8),
+        _int("accumulationBehaviour", rt.accumulation_behaviour, UINT8),
+        _int("commodity", rt.commodity, UINT8),
+        _int("dataQualifier", rt.data_qualifier, UINT8),
+        _int("flowDirection", rt.flow_direction, UINT8),
+        _int("intervalLength", rt.interval_length, UINT32),
+        _int("kind", rt.kind, UINT8),
+        _int("phase", rt.phase, UINT8),
+        _int("powerOfTenMultiplier", rt.power_of_ten_multiplier, INT8),
+        _int("uom", rt.uom, UINT8),
     )
 
 
@@ -267,7 +245,7 @@ def _reading(reading: Reading | None) -> Node | None:
         "Reading",
         _hex("qualityFlags", reading.quality_flags, 2),
         _period("timePeriod", reading.time_period),
-        _int("value", reading.value, _INT48),
+        _int("value", reading.value, INT48),
     )
 
 
@@ -276,8 +254,8 @@ def _mirror_meter_reading(mmr: MirrorMeterReading) -> Node:
         "MirrorMeterReading",
         _hex_id("mRID", mmr.mrid, 16),
         _string("description", mmr.description, 32),
-        _int("lastUpdateTime", mmr.last_update_time, _TIME),
-        _int("nextUpdateTime", mmr.next_update_time, _TIME),
+        _int("lastUpdateTime", mmr.last_update_time, TIME),
+        _int("nextUpdateTime", mmr.next_update_time, TIME),
         _reading(mmr.reading),
         _reading_type(mmr.reading_type),
     )
@@ -308,10 +286,10 @@ def mirror_usage_point_xml(mup: MirrorUsagePoint) -> bytes:
             _hex_id("mRID", mup.mrid, 16),
             _string("description", mup.description, 32),
             _hex("roleFlags", mup.role_flags, 2),
-            _int("serviceCategoryKind", mup.service_category_kind, _UINT8),
-            _int("status", mup.status, _UINT8),
+            _int("serviceCategoryKind", mup.service_category_kind, UINT8),
+            _int("status", mup.status, UINT8),
             _hex_id("deviceLFDI", mup.device_lfdi, 20),
             *(_mirror_meter_reading(m) for m in mup.readings),
-            _int("postRate", mup.post_rate, _UINT32),
+            _int("postRate", mup.post_rate, UINT32),
         )
     )

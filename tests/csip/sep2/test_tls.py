@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from custom_components.dynamic_export.csip import identity, tls
+from custom_components.dynamic_export.csip.sep2 import identity, tls
 
 from .pki import Issued, issue
 
+TLS12 = ssl.TLSVersion.TLSv1_2
 SERVER_TLS12_CIPHERS = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-CCM8:@SECLEVEL=0"
 
 
@@ -148,8 +149,13 @@ def test_key_file_is_private_encrypted_and_removed(
 
 
 async def test_mutual_tls_handshake(pki: Pki, tmp_path: Path) -> None:
-    device = pki.device_identity()
-    client = tls.build_ssl_context(device, ca_certificates=[pki.serca.cert])
+    """From the installer's PEM text, as the integration sets it up."""
+    device, client = tls.client_tls_context(
+        pki.device.cert_pem + pki.mica.cert_pem,
+        pki.device.key_pem,
+        pki.serca.cert_pem,
+        verify_server=True,
+    )
     async with _serve(_server_context(pki, pki.server, tmp_path)) as port:
         result = await _talk(port, client)
     # The server verified our leaf through the MICA we sent with it and saw our LFDI.
@@ -207,8 +213,23 @@ async def test_intermediate_as_trust_anchor(pki: Pki, tmp_path: Path) -> None:
         assert (await _talk(port, client))["lfdi"] == pki.device_identity().lfdi
 
 
-def test_maximum_version_and_system_trust_store(pki: Pki) -> None:
-    context = tls.build_ssl_context(pki.device_identity(), maximum_version=ssl.TLSVersion.TLSv1_2)
-    assert context.maximum_version == ssl.TLSVersion.TLSv1_2
-    assert context.verify_mode == ssl.CERT_REQUIRED
-    assert not context.verify_flags & ssl.VERIFY_X509_PARTIAL_CHAIN
+def test_client_context_from_pem(pki: Pki) -> None:
+    """TLS 1.2 exactly; the CA given, else the system store; no checks only when asked."""
+    chain, key = pki.device.cert_pem + pki.mica.cert_pem, pki.device.key_pem
+    device, strict = tls.client_tls_context(chain, key, pki.serca.cert_pem, verify_server=True)
+    assert device.lfdi == pki.device_identity().lfdi
+    assert (strict.minimum_version, strict.maximum_version) == (TLS12, TLS12)
+    assert (strict.verify_mode, strict.check_hostname) == (ssl.CERT_REQUIRED, True)
+    assert strict.verify_flags & ssl.VERIFY_X509_PARTIAL_CHAIN
+    _device, system = tls.client_tls_context(chain, key, None, verify_server=True)
+    assert system.maximum_version == TLS12
+    assert system.verify_mode == ssl.CERT_REQUIRED
+    assert not system.verify_flags & ssl.VERIFY_X509_PARTIAL_CHAIN
+    _device, lax = tls.client_tls_context(chain, key, pki.serca.cert_pem, verify_server=False)
+    assert (lax.verify_mode, lax.check_hostname, lax.maximum_version) == (
+        ssl.CERT_NONE,
+        False,
+        TLS12,
+    )
+    with pytest.raises(identity.IdentityError):
+        tls.client_tls_context(chain, b"not a key", None, verify_server=True)

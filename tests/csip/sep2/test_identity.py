@@ -10,8 +10,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from custom_components.dynamic_export.csip import identity
-from custom_components.dynamic_export.csip.identity import (
+from custom_components.dynamic_export.csip.sep2 import identity
+from custom_components.dynamic_export.csip.sep2.identity import (
     CertificateExpiredError,
     CertificateNotYetValidError,
     IdentityError,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from custom_components.dynamic_export.csip import xml
-from custom_components.dynamic_export.csip.xml import (
+from custom_components.dynamic_export.csip.sep2 import xml
+from custom_components.dynamic_export.csip.sep2.xml import (
     CSIPAUS_NS,
     MAX_BODY_BYTES,
     SEP_NS,
