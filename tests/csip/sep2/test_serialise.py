@@ -267,6 +267,10 @@ def test_values_are_range_checked() -> None:
         serialise.mirror_usage_point_xml(MirrorUsagePoint(MRID, 3, LFDI, description="x" * 33))
     with pytest.raises(ValueError, match="value=10001"):
         serialise.der_status_xml(DERStatus(NOW, state_of_charge_status=StatusValue(10_001, NOW)))
+    # A reading's value is an Int48: 2**47 - 1 is the largest.
+    serialise.mirror_meter_reading_xml(_mmr("03", reading=Reading(value=2**47 - 1)))
+    with pytest.raises(ValueError, match=f"value={2**47}"):
+        serialise.mirror_meter_reading_xml(_mmr("03", reading=Reading(value=2**47)))
 
 
 def test_text_is_escaped() -> None:
