@@ -22,7 +22,6 @@ import math
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 from homeassistant.const import (
     ATTR_ENTITY_ID,
@@ -39,6 +38,7 @@ from .compat import vol
 from .const import LIMIT_UNIT_PERCENT
 from .core.errors import DeviceResponseError, DeviceUnavailableError, InvalidDeviceDataError
 from .core.measurements import InverterCommand, InverterReading, MeterReading
+from .core.numbers import finite_number
 
 POWER_UNITS: dict[str | None, float] = {
     None: 1.0,  # no unit: taken as watts (template sensors often have none)
@@ -111,7 +111,10 @@ def number_range(hass: HomeAssistant, entity_id: str) -> tuple[float, float, flo
 
 
 def _limits(state: State) -> tuple[float, float]:
-    low, high = _finite(state.attributes.get(ATTR_MIN)), _finite(state.attributes.get(ATTR_MAX))
+    low, high = (
+        finite_number(state.attributes.get(ATTR_MIN)),
+        finite_number(state.attributes.get(ATTR_MAX)),
+    )
     if low is None or high is None or not high > low:
         raise EntityValueError(
             f"{state.entity_id} has no valid min and max "
@@ -119,12 +122,6 @@ def _limits(state: State) -> tuple[float, float]:
             "not_a_number_entity",
         )
     return low, high
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 class HaEntityMeter:
@@ -218,7 +215,7 @@ class HaEntityInverter:
     def limit_step_pct(self) -> float:
         """The number's step, in % of the rating (0 when it has none or is unavailable)."""
         state = self._hass.states.get(self.limit_entity)
-        step = _finite(state.attributes.get(ATTR_STEP)) if state is not None else None
+        step = finite_number(state.attributes.get(ATTR_STEP)) if state is not None else None
         if step is None or step <= 0:
             return 0.0
         return step if self._percent else 100.0 * step / self._rating
@@ -251,7 +248,7 @@ class HaEntityInverter:
         pct = min(100.0, max(0.0, command.limit_pct))
         wanted = pct if self._percent else pct * self._rating / 100.0
         value = min(high, max(low, wanted))
-        step = _finite(state.attributes.get(ATTR_STEP))
+        step = finite_number(state.attributes.get(ATTR_STEP))
         if step is not None and step > 0 and low < value < high:
             value = low + math.floor(round((value - low) / step, 6)) * step
         await self._set(state, round(value, 6))
