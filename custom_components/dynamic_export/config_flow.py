@@ -46,7 +46,6 @@ from .const import (
     DEVICE_KINDS_METER,
     DOMAIN,
     KIND_SUNSPEC_TCP,
-    MAX_LIMIT_W,
     SUBENTRY_AMBER,
     SUBENTRY_CSIP,
     SUBENTRY_FIXED_LIMITER,
@@ -67,28 +66,16 @@ from .flow_limiters import (
     SocSubentryFlow,
     TariffSubentryFlow,
 )
+from .selectors import LIMIT_WATTS, PORT, number_selector
 from .sunspec.connection import ConnectionPool
 from .sunspec.device import SunSpecDevice
 from .sunspec.errors import ModbusExceptionError, NotSunSpecError
 from .sunspec.inverter import InverterInfo, SunSpecInverter
 from .sunspec.meter import SunSpecMeter
 
-
-def _number(minimum: float, maximum: float, step: float, unit: str) -> selector.NumberSelector:
-    return selector.NumberSelector(
-        selector.NumberSelectorConfig(
-            min=minimum,
-            max=maximum,
-            step=step,
-            unit_of_measurement=unit,
-            mode=selector.NumberSelectorMode.BOX,
-        )
-    )
-
-
 # Whole seconds: Home Assistant's update coordinator schedules refreshes on a whole-second
 # grid, so a fraction of a second would make cycles run back to back.
-INTERVAL_SELECTOR = _number(1, 60, 1, "s")
+INTERVAL_SELECTOR = number_selector(1, 60, 1, "s")
 
 # Modbus exceptions a gateway answers with when nothing is behind the unit id:
 # 10 "gateway path unavailable", 11 "gateway target device failed to respond".
@@ -105,10 +92,10 @@ SITE_SCHEMA = vol.Schema(
 OPTIONS_SCHEMA = vol.Schema(
     {
         vol.Required(CONF_CONTROL_INTERVAL): INTERVAL_SELECTOR,
-        vol.Required(CONF_METER_MAX_AGE): _number(1, 60, 0.5, "s"),
-        vol.Required(CONF_RAMP_UP_RATE): _number(1, 100, 1, "%/s"),
-        vol.Required(CONF_DEADBAND): _number(0, 10, 0.1, "%"),
-        vol.Required(CONF_REVERT_TIMEOUT): _number(10, 3600, 1, "s"),
+        vol.Required(CONF_METER_MAX_AGE): number_selector(1, 60, 0.5, "s"),
+        vol.Required(CONF_RAMP_UP_RATE): number_selector(1, 100, 1, "%/s"),
+        vol.Required(CONF_DEADBAND): number_selector(0, 10, 0.1, "%"),
+        vol.Required(CONF_REVERT_TIMEOUT): number_selector(10, 3600, 1, "s"),
     }
 )
 
@@ -120,14 +107,13 @@ OPTION_DEFAULTS = {
     CONF_REVERT_TIMEOUT: DEFAULT_REVERT_TIMEOUT,
 }
 
-_PORT = _number(1, 65535, 1, "")
-_UNIT = _number(0, 255, 1, "")
+_UNIT = number_selector(0, 255, 1, "")
 
 
 def _device_schema(unit_id: int, *, meter: bool) -> vol.Schema:
     fields: dict[Any, Any] = {
         vol.Required(CONF_HOST): selector.TextSelector(),
-        vol.Required(CONF_PORT, default=DEFAULT_MODBUS_PORT): _PORT,
+        vol.Required(CONF_PORT, default=DEFAULT_MODBUS_PORT): PORT,
         vol.Required(CONF_UNIT_ID, default=unit_id): _UNIT,
     }
     if meter:
@@ -136,9 +122,7 @@ def _device_schema(unit_id: int, *, meter: bool) -> vol.Schema:
 
 
 _LIMITER_FIELDS: dict[Any, Any] = {vol.Required(CONF_SITE_NAME): selector.TextSelector()}
-_LIMITER_FIELDS.update(
-    {vol.Optional(key): _number(0, MAX_LIMIT_W, 1, "W") for key in WATT_LIMIT_KEYS}
-)
+_LIMITER_FIELDS.update({vol.Optional(key): LIMIT_WATTS for key in WATT_LIMIT_KEYS})
 _LIMITER_FIELDS[vol.Required(CONF_CONNECT, default=True)] = selector.BooleanSelector()
 _LIMITER_FIELDS[vol.Required(CONF_ENERGIZE, default=True)] = selector.BooleanSelector()
 LIMITER_SCHEMA = vol.Schema(_LIMITER_FIELDS)

@@ -29,7 +29,6 @@ from .const import (
     CONF_PEN,
     CONF_PIN,
     CONF_VERIFY_SERVER,
-    MAX_LIMIT_W,
 )
 from .csip.client import split_dcap_url
 from .csip.identity import (
@@ -53,17 +52,9 @@ from .csip.transport import (
 )
 from .csip.xml import XmlError
 from .csip_setup import build_tls
+from .selectors import LIMIT_WATTS, number_selector
 
 _TEXT = selector.TextSelector(selector.TextSelectorConfig(multiline=True))
-_WATTS = selector.NumberSelector(
-    selector.NumberSelectorConfig(
-        min=0,
-        max=MAX_LIMIT_W,
-        step=1,
-        unit_of_measurement="W",
-        mode=selector.NumberSelectorMode.BOX,
-    )
-)
 
 
 def _server_fields() -> dict[Any, Any]:
@@ -76,13 +67,9 @@ def _server_fields() -> dict[Any, Any]:
         vol.Required(CONF_VERIFY_SERVER, default=True): selector.BooleanSelector(),
         vol.Optional(CONF_NMI): selector.TextSelector(),
         vol.Optional(CONF_PIN): selector.TextSelector(),
-        vol.Required(CONF_PEN, default=0): selector.NumberSelector(
-            selector.NumberSelectorConfig(
-                min=0, max=99999999, step=1, mode=selector.NumberSelectorMode.BOX
-            )
-        ),
-        vol.Optional(CONF_DEFAULT_EXPORT_LIMIT): _WATTS,
-        vol.Optional(CONF_DEFAULT_IMPORT_LIMIT): _WATTS,
+        vol.Required(CONF_PEN, default=0): number_selector(0, 99999999, 1),
+        vol.Optional(CONF_DEFAULT_EXPORT_LIMIT): LIMIT_WATTS,
+        vol.Optional(CONF_DEFAULT_IMPORT_LIMIT): LIMIT_WATTS,
     }
 
 

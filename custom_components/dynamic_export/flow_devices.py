@@ -71,6 +71,7 @@ from .powerwall.errors import (
     NotPowerwallError,
 )
 from .powerwall.probe import PowerwallInfo
+from .selectors import PORT, number_selector
 from .sunspec.connection import ConnectionPool
 from .sunspec.device import SunSpecDevice
 from .sunspec.errors import ModbusExceptionError, NotSunSpecError
@@ -88,18 +89,6 @@ MAX_RATING_W = 100_000
 SERIAL_BY_ID = "/dev/serial/by-id"
 
 
-def _number(minimum: float, maximum: float, step: float, unit: str) -> selector.NumberSelector:
-    return selector.NumberSelector(
-        selector.NumberSelectorConfig(
-            min=minimum,
-            max=maximum,
-            step=step,
-            unit_of_measurement=unit,
-            mode=selector.NumberSelectorMode.BOX,
-        )
-    )
-
-
 def _select(options: list[str], key: str | None = None, *, custom: bool = False) -> Any:
     config = selector.SelectSelectorConfig(
         options=options, mode=selector.SelectSelectorMode.DROPDOWN, custom_value=custom
@@ -112,7 +101,7 @@ def _select(options: list[str], key: str | None = None, *, custom: bool = False)
 _PASSWORD = selector.TextSelector(
     selector.TextSelectorConfig(type=selector.TextSelectorType.PASSWORD)
 )
-_WATTS = _number(1, MAX_RATING_W, 1, "W")
+_WATTS = number_selector(1, MAX_RATING_W, 1, "W")
 
 
 class _DeviceSteps(ConfigSubentryFlow):
@@ -257,7 +246,9 @@ class SunSpecRtuSteps(_DeviceSteps):
             ),
             vol.Required(CONF_PARITY, default="none"): _select(list(PARITY_OPTIONS), "parity"),
             vol.Required(CONF_STOPBITS, default="1"): _select(["1", "2"]),
-            vol.Required(CONF_UNIT_ID, default=self.default_unit_id): _number(1, 247, 1, ""),
+            vol.Required(CONF_UNIT_ID, default=self.default_unit_id): number_selector(
+                1, 247, 1, ""
+            ),
         }
         if self.is_meter:
             fields[vol.Required(CONF_INVERT, default=False)] = selector.BooleanSelector()
@@ -354,7 +345,7 @@ class PowerwallSteps(_DeviceSteps):
         schema = vol.Schema(
             {
                 vol.Required(CONF_HOST): selector.TextSelector(),
-                vol.Required(CONF_PORT, default=DEFAULT_POWERWALL_PORT): _number(1, 65535, 1, ""),
+                vol.Required(CONF_PORT, default=DEFAULT_POWERWALL_PORT): PORT,
                 vol.Required(CONF_PASSWORD): _PASSWORD,
             }
         )
@@ -476,7 +467,7 @@ class OpenDtuSteps(_DeviceSteps):
         schema = vol.Schema(
             {
                 vol.Required(CONF_HOST): selector.TextSelector(),
-                vol.Required(CONF_PORT, default=DEFAULT_OPENDTU_PORT): _number(1, 65535, 1, ""),
+                vol.Required(CONF_PORT, default=DEFAULT_OPENDTU_PORT): PORT,
                 vol.Required(CONF_PASSWORD): _PASSWORD,
             }
         )
@@ -690,7 +681,9 @@ class HaEntityMeterSteps(_DeviceSteps):
                     selector.EntitySelectorConfig(domain="sensor", device_class="power")
                 ),
                 vol.Required(CONF_INVERT, default=False): selector.BooleanSelector(),
-                vol.Required(CONF_MAX_AGE, default=DEFAULT_ENTITY_MAX_AGE): _number(1, 600, 1, "s"),
+                vol.Required(CONF_MAX_AGE, default=DEFAULT_ENTITY_MAX_AGE): number_selector(
+                    1, 600, 1, "s"
+                ),
             }
         )
         return self.async_show_form(

@@ -24,7 +24,6 @@ from .const import (
     CONF_TIMEZONE,
     CONF_TOPIC,
     CONF_WINDOWS,
-    MAX_LIMIT_W,
     PRESET_CUSTOM,
 )
 from .limiter_setup import amber_client, custom_windows
@@ -32,21 +31,7 @@ from .limiters.amber import AmberFallback
 from .limiters.amber_api import AmberAuthError, AmberError, AmberSite
 from .limiters.soc import SocSettings
 from .limiters.tariff import PRESETS, TariffWindowError, load_timezone
-
-
-def _number(minimum: float, maximum: float, step: float, unit: str) -> selector.NumberSelector:
-    return selector.NumberSelector(
-        selector.NumberSelectorConfig(
-            min=minimum,
-            max=maximum,
-            step=step,
-            unit_of_measurement=unit,
-            mode=selector.NumberSelectorMode.BOX,
-        )
-    )
-
-
-_WATTS = _number(0, MAX_LIMIT_W, 1, "W")
+from .selectors import LIMIT_WATTS, number_selector
 
 
 class _LimiterFlow(ConfigSubentryFlow):
@@ -148,8 +133,10 @@ class AmberSubentryFlow(_LimiterFlow):
             )
         schema = vol.Schema(
             {
-                vol.Required(CONF_THRESHOLD, default=0.0): _number(-100, 100, 0.01, "c/kWh"),
-                vol.Required(CONF_EXPORT_LIMIT, default=0.0): _WATTS,
+                vol.Required(CONF_THRESHOLD, default=0.0): number_selector(
+                    -100, 100, 0.01, "c/kWh"
+                ),
+                vol.Required(CONF_EXPORT_LIMIT, default=0.0): LIMIT_WATTS,
                 vol.Required(CONF_FALLBACK, default=AmberFallback.LIMIT.value): (
                     selector.SelectSelector(
                         selector.SelectSelectorConfig(
@@ -215,7 +202,7 @@ class TariffSubentryFlow(_LimiterFlow):
                         options=[*PRESETS, PRESET_CUSTOM], translation_key="tariff_preset"
                     )
                 ),
-                vol.Required(CONF_EXPORT_LIMIT, default=0.0): _WATTS,
+                vol.Required(CONF_EXPORT_LIMIT, default=0.0): LIMIT_WATTS,
                 vol.Optional(CONF_TIMEZONE): selector.TextSelector(),
                 vol.Optional(CONF_WINDOWS): selector.ObjectSelector(),
             }
@@ -268,11 +255,11 @@ class SocSubentryFlow(_LimiterFlow):
                 vol.Required(CONF_SOC_ENTITY): selector.EntitySelector(
                     selector.EntitySelectorConfig(domain="sensor", device_class="battery")
                 ),
-                vol.Required(CONF_THRESHOLD, default=90): _number(0, 100, 1, "%"),
-                vol.Required(CONF_HYSTERESIS, default=5): _number(0, 50, 1, "%"),
-                vol.Required(CONF_LOW_EXPORT_LIMIT, default=0): _WATTS,
-                vol.Optional(CONF_HIGH_EXPORT_LIMIT): _WATTS,
-                vol.Required(CONF_MAX_AGE, default=15): _number(1, 1440, 1, "min"),
+                vol.Required(CONF_THRESHOLD, default=90): number_selector(0, 100, 1, "%"),
+                vol.Required(CONF_HYSTERESIS, default=5): number_selector(0, 50, 1, "%"),
+                vol.Required(CONF_LOW_EXPORT_LIMIT, default=0): LIMIT_WATTS,
+                vol.Optional(CONF_HIGH_EXPORT_LIMIT): LIMIT_WATTS,
+                vol.Required(CONF_MAX_AGE, default=15): number_selector(1, 1440, 1, "min"),
             }
         )
         return self.async_show_form(
@@ -309,7 +296,7 @@ class MqttSubentryFlow(_LimiterFlow):
             {
                 vol.Required(CONF_NAME): selector.TextSelector(),
                 vol.Required(CONF_TOPIC): selector.TextSelector(),
-                vol.Required(CONF_MAX_AGE, default=60): _number(1, 86400, 1, "s"),
+                vol.Required(CONF_MAX_AGE, default=60): number_selector(1, 86400, 1, "s"),
             }
         )
         return self.async_show_form(
