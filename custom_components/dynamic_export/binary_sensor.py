@@ -13,12 +13,12 @@ from .compat import BinarySensorDeviceClass
 from .const import SUBENTRY_AMBER, SUBENTRY_CSIP
 from .coordinator import SiteCoordinator
 from .core.controller import ControlState
-from .csip_entities import CsipConnectedSensor
-from .device_setup import InverterHandle, MeterHandle
 from .entity import SiteEntity, SubentryEntity
-from .limiter_entities import LimitingBinarySensor
 from .limiters.override import Override
 from .runtime import DynamicExportConfigEntry
+from .subentries.csip.entities import CsipConnectedSensor
+from .subentries.devices.setup import InverterHandle, MeterHandle
+from .subentries.limiters.entities import LimitingBinarySensor
 
 PARALLEL_UPDATES = 0
 

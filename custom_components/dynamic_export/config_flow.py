@@ -58,15 +58,15 @@ from .const import (
 )
 from .core.errors import DeviceError, DeviceUnavailableError
 from .core.write_policy import MIN_REVERT_CYCLES, min_revert_timeout
-from .flow_csip import CsipSubentryFlow
-from .flow_devices import InverterKindSteps, MeterKindSteps
-from .flow_limiters import (
+from .selectors import LIMIT_WATTS, PORT, number_selector
+from .subentries.csip.flow import CsipSubentryFlow
+from .subentries.devices.flow import InverterKindSteps, MeterKindSteps
+from .subentries.limiters.flow import (
     AmberSubentryFlow,
     MqttSubentryFlow,
     SocSubentryFlow,
     TariffSubentryFlow,
 )
-from .selectors import LIMIT_WATTS, PORT, number_selector
 from .sunspec.connection import ConnectionPool
 from .sunspec.device import SunSpecDevice
 from .sunspec.errors import ModbusExceptionError, NotSunSpecError
@@ -204,7 +204,7 @@ class _SunSpecSubentryFlow(ConfigSubentryFlow):
     """Shared steps of the inverter and meter flows: probe the device, then save it.
 
     The first step is a menu of device kinds; SunSpec over Modbus TCP is here, the other
-    kinds' steps come from flow_devices.py.
+    kinds' steps come from subentries/devices/flow.py.
     """
 
     default_unit_id: int

@@ -11,7 +11,7 @@ from homeassistant.helpers.update_coordinator import CoordinatorEntity
 from .const import DOMAIN, SUBENTRY_FIXED_LIMITER
 from .coordinator import SiteCoordinator
 from .core.cycle import CycleSnapshot
-from .device_setup import InverterHandle, MeterHandle
+from .subentries.devices.setup import InverterHandle, MeterHandle
 
 # Home Assistant 2026.8 links child devices by registry id (``via_device_id``) and
 # deprecates ``via_device``; older releases only know ``via_device``.

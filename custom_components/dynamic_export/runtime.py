@@ -36,17 +36,17 @@ from .core.cycle import ControlLoop
 from .core.write_policy import WritePolicy, min_revert_timeout
 from .csip.identity import IdentityError
 from .csip.limiter import CsipLimiter
-from .csip_setup import CycleHook, async_build_csip
-from .device_setup import (
+from .limiters.override import OverrideLimiter
+from .storage import SiteStore
+from .subentries.csip.setup import CycleHook, async_build_csip
+from .subentries.devices.setup import (
     DeviceContext,
     InverterHandle,
     MeterHandle,
     async_build_inverters,
     async_build_meter,
 )
-from .limiter_setup import LimiterHandle, apply_live_data, async_build_limiter
-from .limiters.override import OverrideLimiter
-from .storage import SiteStore
+from .subentries.limiters.setup import LimiterHandle, apply_live_data, async_build_limiter
 from .sunspec.connection import ConnectionPool
 
 _LOGGER = logging.getLogger(__name__)

@@ -32,12 +32,12 @@ from .core.controller import ControlState
 from .core.controls import WATT_CONTROLS, ControlType
 from .core.cycle import CycleSnapshot, InverterStatus
 from .core.measurements import InverterReading, MeterReading
-from .csip_entities import csip_sensors
-from .device_entities import add_device_sensors
-from .device_setup import InverterHandle, MeterHandle
 from .entity import SiteEntity, SubentryEntity
-from .limiter_entities import limiter_sensors
 from .runtime import DynamicExportConfigEntry
+from .subentries.csip.entities import csip_sensors
+from .subentries.devices.extra_entities import add_device_sensors
+from .subentries.devices.setup import InverterHandle, MeterHandle
+from .subentries.limiters.entities import limiter_sensors
 
 PARALLEL_UPDATES = 0
 

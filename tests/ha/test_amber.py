@@ -16,7 +16,6 @@ from homeassistant.helpers import issue_registry as ir
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
-from custom_components.dynamic_export import limiter_setup
 from custom_components.dynamic_export.const import (
     CONF_ENABLED,
     CONF_EXPORT_LIMIT,
@@ -29,6 +28,7 @@ from custom_components.dynamic_export.const import (
 from custom_components.dynamic_export.limiters.amber import AmberLimiter
 from custom_components.dynamic_export.limiters.amber_api import AmberClient
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
+from custom_components.dynamic_export.subentries.limiters import setup as limiter_setup
 
 from ..limiters.amber_server import TOKEN, FakeAmber
 from .conftest import inverter_subentry, meter_subentry, setup_site, site_entry

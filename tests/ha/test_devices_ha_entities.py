@@ -36,7 +36,7 @@ from custom_components.dynamic_export.const import (
 from custom_components.dynamic_export.core.controller import ControlState
 from custom_components.dynamic_export.core.errors import DeviceResponseError
 from custom_components.dynamic_export.core.measurements import InverterCommand
-from custom_components.dynamic_export.ha_devices import (
+from custom_components.dynamic_export.subentries.devices.ha_entities import (
     EntityValueError,
     HaEntityInverter,
     HaEntityMeter,

@@ -14,7 +14,6 @@ from homeassistant.const import CONF_HOST, CONF_NAME, CONF_PASSWORD, CONF_PORT
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 
-from custom_components.dynamic_export import flow_devices
 from custom_components.dynamic_export.const import (
     CONF_INVERTERS,
     CONF_KIND,
@@ -25,6 +24,7 @@ from custom_components.dynamic_export.const import (
     SUBENTRY_INVERTER,
 )
 from custom_components.dynamic_export.core.controller import ControlState
+from custom_components.dynamic_export.subentries.devices import flow as flow_devices
 
 from ..opendtu.dtu import HM_SERIAL, HMS_SERIAL, PASSWORD
 from .conftest import limiter_subentry, setup_site, site_entry

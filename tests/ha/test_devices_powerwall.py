@@ -25,7 +25,6 @@ from pytest_homeassistant_custom_component.components.diagnostics import (
 )
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
-from custom_components.dynamic_export import flow_devices
 from custom_components.dynamic_export.const import (
     CONF_FINGERPRINT,
     CONF_KIND,
@@ -36,9 +35,13 @@ from custom_components.dynamic_export.const import (
 )
 from custom_components.dynamic_export.core.controller import ControlState, FailSafeReason
 from custom_components.dynamic_export.core.measurements import MeterReading
-from custom_components.dynamic_export.device_setup import PowerwallSiteMeter, powerwall_issue_id
 from custom_components.dynamic_export.powerwall.errors import CertificateChangedError
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
+from custom_components.dynamic_export.subentries.devices import flow as flow_devices
+from custom_components.dynamic_export.subentries.devices.setup import (
+    PowerwallSiteMeter,
+    powerwall_issue_id,
+)
 
 from ..powerwall.gateway import DIN, PASSWORD
 from .conftest import inverter_subentry, limiter_subentry, setup_site, site_entry

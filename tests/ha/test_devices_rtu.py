@@ -17,7 +17,6 @@ from homeassistant.config_entries import (
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 
-from custom_components.dynamic_export import flow_devices
 from custom_components.dynamic_export.const import (
     CONF_BAUDRATE,
     CONF_INVERT,
@@ -33,8 +32,12 @@ from custom_components.dynamic_export.const import (
 )
 from custom_components.dynamic_export.core.controller import ControlState
 from custom_components.dynamic_export.core.errors import DeviceError
-from custom_components.dynamic_export.device_setup import DeviceContext, async_build_meter
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
+from custom_components.dynamic_export.subentries.devices import flow as flow_devices
+from custom_components.dynamic_export.subentries.devices.setup import (
+    DeviceContext,
+    async_build_meter,
+)
 from custom_components.dynamic_export.sunspec.errors import ModbusExceptionError, NotSunSpecError
 from custom_components.dynamic_export.sunspec.inverter import SunSpecInverter
 

@@ -34,7 +34,10 @@ from custom_components.dynamic_export.core.controller import (
 from custom_components.dynamic_export.core.controls import Controls
 from custom_components.dynamic_export.core.cycle import ControlLoop, CycleSnapshot
 from custom_components.dynamic_export.core.write_policy import WritePolicy
-from custom_components.dynamic_export.ha_devices import HaEntityInverter, HaEntityMeter
+from custom_components.dynamic_export.subentries.devices.ha_entities import (
+    HaEntityInverter,
+    HaEntityMeter,
+)
 
 from ...core.fakes import FakeClock, RecordingLimiter
 from ..conftest import limiter_subentry, setup_site, site_entry

@@ -24,13 +24,13 @@ from homeassistant.components.sensor import (
 )
 from homeassistant.const import CURRENCY_DOLLAR, UnitOfEnergy, UnitOfPower
 
-from .const import SUBENTRY_AMBER, SUBENTRY_MQTT, SUBENTRY_SOC, SUBENTRY_TARIFF
-from .coordinator import SiteCoordinator
-from .core.controls import WATT_CONTROLS, Controls, ControlType
-from .entity import SubentryEntity
-from .limiter_setup import LimiterHandle
-from .limiters.amber import AmberLimiter
-from .limiters.tariff import TariffLimiter
+from ...const import SUBENTRY_AMBER, SUBENTRY_MQTT, SUBENTRY_SOC, SUBENTRY_TARIFF
+from ...coordinator import SiteCoordinator
+from ...core.controls import WATT_CONTROLS, Controls, ControlType
+from ...entity import SubentryEntity
+from ...limiters.amber import AmberLimiter
+from ...limiters.tariff import TariffLimiter
+from .setup import LimiterHandle
 
 ASKED_CONTROLS: dict[str, tuple[ControlType, ...]] = {
     SUBENTRY_AMBER: (ControlType.EXPORT_LIMIT,),

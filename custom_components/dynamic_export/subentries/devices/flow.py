@@ -24,8 +24,8 @@ from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers import selector
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
-from .compat import vol
-from .const import (
+from ...compat import vol
+from ...const import (
     CONF_BAUDRATE,
     CONF_FINGERPRINT,
     CONF_INVERT,
@@ -55,28 +55,28 @@ from .const import (
     LIMIT_UNIT_PERCENT,
     LIMIT_UNIT_WATT,
 )
-from .core.errors import DeviceError, DeviceUnavailableError
-from .device_setup import powerwall_issue_id, serial_settings
-from .ha_devices import EntityValueError, number_range, read_power_w
-from .opendtu import probe as opendtu_probe
-from .opendtu.errors import InvalidPasswordError as DtuPasswordError
-from .opendtu.errors import NotOpenDtuError
-from .opendtu.probe import DtuInfo, DtuInverter
-from .powerwall import probe as powerwall_probe
-from .powerwall.errors import (
+from ...core.errors import DeviceError, DeviceUnavailableError
+from ...opendtu import probe as opendtu_probe
+from ...opendtu.errors import InvalidPasswordError as DtuPasswordError
+from ...opendtu.errors import NotOpenDtuError
+from ...opendtu.probe import DtuInfo, DtuInverter
+from ...powerwall import probe as powerwall_probe
+from ...powerwall.errors import (
     CertificateChangedError,
     GatewayStoppedError,
     InvalidPasswordError,
     LoginThrottledError,
     NotPowerwallError,
 )
-from .powerwall.probe import PowerwallInfo
-from .selectors import PORT, number_selector
-from .sunspec.connection import ConnectionPool
-from .sunspec.device import SunSpecDevice
-from .sunspec.errors import ModbusExceptionError, NotSunSpecError
-from .sunspec.inverter import InverterInfo, SunSpecInverter
-from .sunspec.meter import MeterInfo, SunSpecMeter
+from ...powerwall.probe import PowerwallInfo
+from ...selectors import PORT, number_selector
+from ...sunspec.connection import ConnectionPool
+from ...sunspec.device import SunSpecDevice
+from ...sunspec.errors import ModbusExceptionError, NotSunSpecError
+from ...sunspec.inverter import InverterInfo, SunSpecInverter
+from ...sunspec.meter import MeterInfo, SunSpecMeter
+from .ha_entities import EntityValueError, number_range, read_power_w
+from .setup import powerwall_issue_id, serial_settings
 
 PROBE_TIMEOUT_S = 3.0
 """Seconds each request of a set-up check may take (tests shorten it)."""

@@ -34,11 +34,11 @@ from homeassistant.core import HomeAssistant, State
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.util import dt as dt_util
 
-from .compat import vol
-from .const import LIMIT_UNIT_PERCENT
-from .core.errors import DeviceResponseError, DeviceUnavailableError, InvalidDeviceDataError
-from .core.measurements import InverterCommand, InverterReading, MeterReading
-from .core.numbers import finite_number
+from ...compat import vol
+from ...const import LIMIT_UNIT_PERCENT
+from ...core.errors import DeviceResponseError, DeviceUnavailableError, InvalidDeviceDataError
+from ...core.measurements import InverterCommand, InverterReading, MeterReading
+from ...core.numbers import finite_number
 
 POWER_UNITS: dict[str | None, float] = {
     None: 1.0,  # no unit: taken as watts (template sensors often have none)

@@ -29,11 +29,11 @@ from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 
-from .const import CONF_KIND, DOMAIN, KIND_OPENDTU
-from .coordinator import SiteCoordinator
-from .device_setup import InverterHandle, MeterHandle
-from .entity import SubentryEntity
-from .runtime import SiteRuntime
+from ...const import CONF_KIND, DOMAIN, KIND_OPENDTU
+from ...coordinator import SiteCoordinator
+from ...entity import SubentryEntity
+from ...runtime import SiteRuntime
+from .setup import InverterHandle, MeterHandle
 
 LIMIT_ACK_STATES = ["ok", "failure", "pending", "unknown"]
 

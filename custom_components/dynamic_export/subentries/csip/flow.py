@@ -15,8 +15,8 @@ from homeassistant.const import CONF_NAME
 from homeassistant.helpers import selector
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
-from .compat import vol
-from .const import (
+from ...compat import vol
+from ...const import (
     CONF_CA_PEM,
     CONF_CERT_PEM,
     CONF_CSR_PEM,
@@ -30,8 +30,8 @@ from .const import (
     CONF_PIN,
     CONF_VERIFY_SERVER,
 )
-from .csip.client import split_dcap_url
-from .csip.identity import (
+from ...csip.client import split_dcap_url
+from ...csip.identity import (
     CertificateExpiredError,
     CertificateNotYetValidError,
     IdentityError,
@@ -41,8 +41,8 @@ from .csip.identity import (
     generate_private_key,
     private_key_pem,
 )
-from .csip.parse import parse_device_capability
-from .csip.transport import (
+from ...csip.parse import parse_device_capability
+from ...csip.transport import (
     CertificateRejectedError,
     HttpStatusError,
     Sep2Transport,
@@ -50,9 +50,9 @@ from .csip.transport import (
     TlsHandshakeError,
     TransportError,
 )
-from .csip.xml import XmlError
-from .csip_setup import build_tls
-from .selectors import LIMIT_WATTS, number_selector
+from ...csip.xml import XmlError
+from ...selectors import LIMIT_WATTS, number_selector
+from .setup import build_tls
 
 _TEXT = selector.TextSelector(selector.TextSelectorConfig(multiline=True))
 

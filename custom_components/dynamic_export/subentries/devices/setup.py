@@ -19,7 +19,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
-from .const import (
+from ...const import (
     CONF_BAUDRATE,
     CONF_FINGERPRINT,
     CONF_INVERT,
@@ -50,20 +50,20 @@ from .const import (
     KIND_SUNSPEC_TCP,
     LIMIT_UNIT_WATT,
 )
-from .core.devices import Inverter, SiteMeter
-from .core.errors import DeviceError, DeviceUnavailableError
-from .core.measurements import MeterReading
-from .ha_devices import HaEntityInverter, HaEntityMeter
-from .opendtu.client import OpenDtuClient
-from .opendtu.inverter import OpenDtuInverter
-from .powerwall.client import PowerwallClient
-from .powerwall.errors import CertificateChangedError
-from .powerwall.meter import PowerwallMeter
-from .storage import SiteStore
-from .sunspec.connection import ConnectionPool, RegisterConnection, SerialSettings
-from .sunspec.device import SunSpecDevice
-from .sunspec.inverter import InverterInfo, SunSpecInverter
-from .sunspec.meter import MeterInfo, SunSpecMeter
+from ...core.devices import Inverter, SiteMeter
+from ...core.errors import DeviceError, DeviceUnavailableError
+from ...core.measurements import MeterReading
+from ...opendtu.client import OpenDtuClient
+from ...opendtu.inverter import OpenDtuInverter
+from ...powerwall.client import PowerwallClient
+from ...powerwall.errors import CertificateChangedError
+from ...powerwall.meter import PowerwallMeter
+from ...storage import SiteStore
+from ...sunspec.connection import ConnectionPool, RegisterConnection, SerialSettings
+from ...sunspec.device import SunSpecDevice
+from ...sunspec.inverter import InverterInfo, SunSpecInverter
+from ...sunspec.meter import MeterInfo, SunSpecMeter
+from .ha_entities import HaEntityInverter, HaEntityMeter
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class InverterHandle:
     extras: Callable[[], Mapping[str, Any]] | None = None
     """Device-specific values for sensors (e.g. temperature), read at each update."""
     extra_keys: tuple[str, ...] = field(default_factory=tuple)
-    """Which of ``extras`` get a sensor (see device_entities)."""
+    """Which of ``extras`` get a sensor (see extra_entities)."""
 
 
 @dataclass(slots=True)

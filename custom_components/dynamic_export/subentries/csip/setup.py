@@ -19,7 +19,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
-from .const import (
+from ...const import (
     CONF_CA_PEM,
     CONF_CERT_PEM,
     CONF_DCAP_URL,
@@ -33,16 +33,16 @@ from .const import (
     CONF_VERIFY_SERVER,
     DOMAIN,
 )
-from .core.capability import site_capability
-from .core.controls import Controls
-from .core.cycle import CycleSnapshot
-from .csip.client import CsipClient, CsipConfig, CsipStatus, split_dcap_url
-from .csip.identity import DeviceIdentity, load_certificates, load_identity
-from .csip.limiter import CsipLimiter
-from .csip.telemetry import measurements_from_cycle
-from .csip.tls import build_ssl_context
-from .csip.transport import Sep2Transport
-from .storage import SiteStore
+from ...core.capability import site_capability
+from ...core.controls import Controls
+from ...core.cycle import CycleSnapshot
+from ...csip.client import CsipClient, CsipConfig, CsipStatus, split_dcap_url
+from ...csip.identity import DeviceIdentity, load_certificates, load_identity
+from ...csip.limiter import CsipLimiter
+from ...csip.telemetry import measurements_from_cycle
+from ...csip.tls import build_ssl_context
+from ...csip.transport import Sep2Transport
+from ...storage import SiteStore
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from homeassistant.config_entries import ConfigSubentryFlow, SubentryFlowResult
 from homeassistant.const import CONF_API_TOKEN, CONF_NAME
 from homeassistant.helpers import selector
 
-from .compat import vol
-from .const import (
+from ...compat import vol
+from ...const import (
     CONF_ENABLED,
     CONF_EXPORT_LIMIT,
     CONF_FALLBACK,
@@ -26,12 +26,12 @@ from .const import (
     CONF_WINDOWS,
     PRESET_CUSTOM,
 )
-from .limiter_setup import amber_client, custom_windows
-from .limiters.amber import AmberFallback
-from .limiters.amber_api import AmberAuthError, AmberError, AmberSite
-from .limiters.soc import SocSettings
-from .limiters.tariff import PRESETS, TariffWindowError, load_timezone
-from .selectors import LIMIT_WATTS, number_selector
+from ...limiters.amber import AmberFallback
+from ...limiters.amber_api import AmberAuthError, AmberError, AmberSite
+from ...limiters.soc import SocSettings
+from ...limiters.tariff import PRESETS, TariffWindowError, load_timezone
+from ...selectors import LIMIT_WATTS, number_selector
+from .setup import amber_client, custom_windows
 
 
 class _LimiterFlow(ConfigSubentryFlow):

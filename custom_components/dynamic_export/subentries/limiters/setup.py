@@ -34,7 +34,7 @@ from homeassistant.helpers.event import (
 )
 from homeassistant.util import dt as dt_util
 
-from .const import (
+from ...const import (
     CONF_CONNECT,
     CONF_ENABLED,
     CONF_ENERGIZE,
@@ -60,26 +60,26 @@ from .const import (
     SUBENTRY_TARIFF,
     WATT_LIMIT_KEYS,
 )
-from .core.controls import Controls
-from .limiters.amber import (
+from ...core.controls import Controls
+from ...limiters.amber import (
     AmberAttention,
     AmberFallback,
     AmberLimiter,
     AmberSettings,
     AmberStatus,
 )
-from .limiters.amber_api import DEFAULT_BASE_URL, AmberClient
-from .limiters.fixed import FixedLimiter
-from .limiters.mqtt_payload import MqttLimiter, MqttPayloadError
-from .limiters.soc import SocLimiter, SocSettings
-from .limiters.tariff import (
+from ...limiters.amber_api import DEFAULT_BASE_URL, AmberClient
+from ...limiters.fixed import FixedLimiter
+from ...limiters.mqtt_payload import MqttLimiter, MqttPayloadError
+from ...limiters.soc import SocLimiter, SocSettings
+from ...limiters.tariff import (
     PRESETS,
     TariffLimiter,
     TariffSchedule,
     TariffWindow,
     windows_from_list,
 )
-from .storage import SiteStore
+from ...storage import SiteStore
 
 _LOGGER = logging.getLogger(__name__)
 

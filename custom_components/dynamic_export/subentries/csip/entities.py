@@ -14,13 +14,13 @@ from homeassistant.components.sensor import (
 )
 from homeassistant.const import EntityCategory
 
-from .compat import BinarySensorDeviceClass
-from .coordinator import SiteCoordinator
-from .core.controls import WATT_CONTROLS, Controls
-from .csip.client import ActiveControl, CommsState, CsipStatus, RegistrationState
-from .csip.limiter import CsipLimiter
-from .limiter_entities import AskedLimitSensor, LimiterEntity
-from .limiter_setup import LimiterHandle
+from ...compat import BinarySensorDeviceClass
+from ...coordinator import SiteCoordinator
+from ...core.controls import WATT_CONTROLS, Controls
+from ...csip.client import ActiveControl, CommsState, CsipStatus, RegistrationState
+from ...csip.limiter import CsipLimiter
+from ..limiters.entities import AskedLimitSensor, LimiterEntity
+from ..limiters.setup import LimiterHandle
 
 
 def _control_attributes(control: ActiveControl | None) -> dict[str, Any]:
