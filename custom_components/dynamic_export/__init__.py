@@ -53,7 +53,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: DynamicExportConfigEntry
     site_device = dr.async_get(hass).async_get_or_create(
         config_entry_id=entry.entry_id, **site_device_info(entry)
     )
-    runtime.site_device_id = site_device.id
+    runtime.coordinator.site_device_id = site_device.id
     # The control loop must run even when no entity listens to the coordinator.
     entry.async_on_unload(runtime.coordinator.async_add_listener(lambda: None))
     entry.async_on_unload(entry.add_update_listener(_async_entry_updated))

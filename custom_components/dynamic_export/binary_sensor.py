@@ -14,10 +14,10 @@ from .const import SUBENTRY_AMBER, SUBENTRY_CSIP
 from .coordinator import SiteCoordinator
 from .core.controller import ControlState
 from .entity import SiteEntity, SubentryEntity
-from .limiters.override import Override
+from .limiters.override import Override, OverrideLimiter
 from .runtime import DynamicExportConfigEntry
 from .subentries.csip.entities import CsipConnectedSensor
-from .subentries.devices.setup import InverterHandle, MeterHandle
+from .subentries.devices.handles import InverterHandle, MeterHandle
 from .subentries.limiters.entities import LimitingBinarySensor
 
 PARALLEL_UPDATES = 0
@@ -31,7 +31,9 @@ async def async_setup_entry(
     """Add the fail-safe sensor and a connectivity sensor per device."""
     runtime = entry.runtime_data
     coordinator = runtime.coordinator
-    async_add_entities([FailSafeBinarySensor(coordinator), OverrideBinarySensor(coordinator)])
+    async_add_entities(
+        [FailSafeBinarySensor(coordinator), OverrideBinarySensor(coordinator, runtime.override)]
+    )
     for handle in runtime.inverters.values():
         async_add_entities(
             [DeviceConnectivity(coordinator, handle)],
@@ -77,9 +79,10 @@ class FailSafeBinarySensor(SiteEntity, BinarySensorEntity):
 class OverrideBinarySensor(SiteEntity, BinarySensorEntity):
     """On while an automation override (action ``set_limits``) is in force."""
 
-    def __init__(self, coordinator: SiteCoordinator) -> None:
-        """Create the sensor."""
+    def __init__(self, coordinator: SiteCoordinator, override: OverrideLimiter) -> None:
+        """Create the sensor for the site's ``override``."""
         super().__init__(coordinator, "override")
+        self._override = override
 
     @property
     def is_on(self) -> bool:
@@ -96,7 +99,7 @@ class OverrideBinarySensor(SiteEntity, BinarySensorEntity):
         return {**asked, "until": active.until.isoformat(), "set_by": active.source}
 
     def _active(self) -> Override | None:
-        return self.coordinator.config_entry.runtime_data.override.active(self.snapshot.wall_time)
+        return self._override.active(self.snapshot.wall_time)
 
 
 class DeviceConnectivity(SubentryEntity, BinarySensorEntity):

@@ -11,7 +11,7 @@ from homeassistant.helpers.update_coordinator import CoordinatorEntity
 from .const import DOMAIN, SUBENTRY_FIXED_LIMITER
 from .coordinator import SiteCoordinator
 from .core.cycle import CycleSnapshot
-from .subentries.devices.setup import InverterHandle, MeterHandle
+from .subentries.devices.handles import InverterHandle, MeterHandle
 
 # Home Assistant 2026.8 links child devices by registry id (``via_device_id``) and
 # deprecates ``via_device``; older releases only know ``via_device``.
@@ -43,7 +43,7 @@ def subentry_device_info(
     )
     # Written through a plain dict: each end's DeviceInfo types only one of the two keys.
     if LINK_BY_DEVICE_ID:
-        cast("dict[str, Any]", info)["via_device_id"] = entry.runtime_data.site_device_id
+        cast("dict[str, Any]", info)["via_device_id"] = coordinator.site_device_id
     else:
         cast("dict[str, Any]", info)["via_device"] = (DOMAIN, entry.entry_id)
     if subentry.subentry_type == SUBENTRY_FIXED_LIMITER:

@@ -33,10 +33,11 @@ from .core.controls import WATT_CONTROLS, ControlType
 from .core.cycle import CycleSnapshot, InverterStatus
 from .core.measurements import InverterReading, MeterReading
 from .entity import SiteEntity, SubentryEntity
+from .limiters.override import OverrideLimiter
 from .runtime import DynamicExportConfigEntry
 from .subentries.csip.entities import csip_sensors
 from .subentries.devices.extra_entities import add_device_sensors
-from .subentries.devices.setup import InverterHandle, MeterHandle
+from .subentries.devices.handles import InverterHandle, MeterHandle
 from .subentries.limiters.entities import limiter_sensors
 
 PARALLEL_UPDATES = 0
@@ -248,7 +249,7 @@ async def async_setup_entry(
     runtime = entry.runtime_data
     coordinator = runtime.coordinator
     async_add_entities(SiteSensor(coordinator, d) for d in SITE_SENSORS)
-    async_add_entities([OverrideUntilSensor(coordinator)])
+    async_add_entities([OverrideUntilSensor(coordinator, runtime.override)])
     for handle in runtime.inverters.values():
         async_add_entities(
             (InverterSensor(coordinator, handle, d) for d in INVERTER_SENSORS),
@@ -296,15 +297,15 @@ class OverrideUntilSensor(SiteEntity, SensorEntity):
 
     _attr_device_class = SensorDeviceClass.TIMESTAMP
 
-    def __init__(self, coordinator: SiteCoordinator) -> None:
-        """Create the sensor."""
+    def __init__(self, coordinator: SiteCoordinator, override: OverrideLimiter) -> None:
+        """Create the sensor for the site's ``override``."""
         super().__init__(coordinator, "override_until")
+        self._override = override
 
     @property
     def native_value(self) -> datetime | None:
         """The end of the active override."""
-        override = self.coordinator.config_entry.runtime_data.override
-        active = override.active(self.snapshot.wall_time)
+        active = self._override.active(self.snapshot.wall_time)
         return None if active is None else active.until
 
 

@@ -208,6 +208,7 @@ async def test_revert_timeout_must_outlast_the_refresh(
     result = await hass.config_entries.options.async_configure(result["flow_id"], tuning)
     if ok:
         assert result["type"] is FlowResultType.CREATE_ENTRY
+        await hass.async_block_till_done()  # the site reloads with the new tuning
     else:
         assert result["type"] is FlowResultType.FORM
         assert result["errors"] == {CONF_REVERT_TIMEOUT: "revert_too_short"}

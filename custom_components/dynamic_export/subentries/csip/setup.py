@@ -11,7 +11,7 @@ import functools
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntry, ConfigSubentry
@@ -33,9 +33,9 @@ from ...const import (
     CONF_VERIFY_SERVER,
     DOMAIN,
 )
-from ...core.capability import site_capability
+from ...coordinator import CycleHook
 from ...core.controls import Controls
-from ...core.cycle import CycleSnapshot
+from ...core.cycle import CycleSnapshot, SiteDevices
 from ...csip.client import CsipClient, CsipConfig, CsipStatus, split_dcap_url
 from ...csip.identity import DeviceIdentity, load_certificates, load_identity
 from ...csip.limiter import CsipLimiter
@@ -45,8 +45,6 @@ from ...csip.transport import Sep2Transport
 from ...storage import SiteStore
 
 _LOGGER = logging.getLogger(__name__)
-
-type CycleHook = Callable[[CycleSnapshot], Awaitable[None]]
 
 REPAIRS: tuple[tuple[str, Callable[[CsipStatus], bool]], ...] = (
     ("csip_certificate_expiring", lambda status: status.certificate_expiring),
@@ -139,14 +137,12 @@ async def async_build_csip(
 
     entry.async_on_unload(_stop)
 
-    async def _after_cycle(snapshot: CycleSnapshot) -> None:
-        # Ratings of every inverter, also of those that did not answer this cycle; the
-        # capability is taken from the loop's devices now, so DERCapability follows them.
-        loop = entry.runtime_data.loop
-        capability = site_capability(
-            meter=loop.meter, inverters=loop.inverters, ratings=loop.ratings
+    async def _after_cycle(snapshot: CycleSnapshot, devices: SiteDevices) -> None:
+        # Ratings of every inverter, also of those that did not answer this cycle, and the
+        # capability of the devices as known now, so DERCapability follows them.
+        measurements = measurements_from_cycle(
+            snapshot, devices.ratings, capability=devices.capability
         )
-        measurements = measurements_from_cycle(snapshot, loop.ratings, capability=capability)
         await limiter.async_tick(snapshot.wall_time, measurements)
         _sync_repairs(hass, sub, limiter.status(snapshot.wall_time), raised)
 

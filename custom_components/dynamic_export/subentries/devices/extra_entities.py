@@ -33,7 +33,7 @@ from ...const import CONF_KIND, DOMAIN, KIND_OPENDTU
 from ...coordinator import SiteCoordinator
 from ...entity import SubentryEntity
 from ...runtime import SiteRuntime
-from .setup import InverterHandle, MeterHandle
+from .handles import InverterHandle, MeterHandle
 
 LIMIT_ACK_STATES = ["ok", "failure", "pending", "unknown"]
 

@@ -14,7 +14,6 @@ from typing import Any
 
 from homeassistant.config_entries import (
     SOURCE_RECONFIGURE,
-    ConfigEntryState,
     ConfigSubentry,
     ConfigSubentryFlow,
     SubentryFlowResult,
@@ -69,6 +68,7 @@ from ...powerwall.errors import (
     NotPowerwallError,
 )
 from ...powerwall.probe import PowerwallInfo
+from ...runtime import loaded_pool
 from ...selectors import PORT, number_selector
 from ...sunspec.connection import ConnectionPool
 from ...sunspec.device import SunSpecDevice
@@ -276,9 +276,9 @@ class SunSpecRtuSteps(_DeviceSteps):
             os.path.exists, port
         ):
             raise _PortNotFoundError(port)
-        entry = self._get_entry()
         current = self._current()
-        if entry.state is not ConfigEntryState.LOADED:
+        site_pool = loaded_pool(self._get_entry())
+        if site_pool is None:
             info = await self._async_read_rtu(ConnectionPool(timeout_s=PROBE_TIMEOUT_S), data)
         elif (
             current is not None
@@ -287,11 +287,11 @@ class SunSpecRtuSteps(_DeviceSteps):
         ):
             # New line settings for a bus this device has to itself (checked by the caller):
             # the site's connection stays closed while the new settings are tried.
-            site_bus = entry.runtime_data.pool.get_serial(port, serial_settings(current.data))
+            site_bus = site_pool.get_serial(port, serial_settings(current.data))
             async with site_bus.async_suspend():
                 info = await self._async_read_rtu(ConnectionPool(timeout_s=PROBE_TIMEOUT_S), data)
         else:
-            info = await self._async_read_rtu(entry.runtime_data.pool, data, shared=True)
+            info = await self._async_read_rtu(site_pool, data, shared=True)
         if isinstance(info, InverterInfo):
             data[CONF_RATED_POWER] = info.rated_power_w  # until a read at start replaces it
         name = " ".join(p for p in (info.manufacturer, info.model) if p) or self.fallback_title

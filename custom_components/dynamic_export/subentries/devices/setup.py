@@ -50,7 +50,6 @@ from ...const import (
     KIND_SUNSPEC_TCP,
     LIMIT_UNIT_WATT,
 )
-from ...core.devices import Inverter, SiteMeter
 from ...core.errors import DeviceError, DeviceUnavailableError
 from ...core.measurements import MeterReading
 from ...opendtu.client import OpenDtuClient
@@ -64,53 +63,9 @@ from ...sunspec.device import SunSpecDevice
 from ...sunspec.inverter import InverterInfo, SunSpecInverter
 from ...sunspec.meter import MeterInfo, SunSpecMeter
 from .ha_entities import HaEntityInverter, HaEntityMeter
+from .handles import Identity, InverterHandle, MeterHandle
 
 _LOGGER = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Who made a device and which one it is, for the device registry."""
-
-    manufacturer: str | None = None
-    model: str | None = None
-    serial_number: str | None = None
-    version: str | None = None
-
-
-@dataclass(slots=True)
-class InverterHandle:
-    """One inverter: the client the loop drives and what its entities show."""
-
-    key: str
-    subentry: ConfigSubentry
-    name: str
-    client: Inverter
-    identity: Identity | None
-    rated_power_w: float | None
-    """As read at set-up, else as stored from an earlier read or the flow; None: unknown."""
-    extras: Callable[[], Mapping[str, Any]] | None = None
-    """Device-specific values for sensors (e.g. temperature), read at each update."""
-    extra_keys: tuple[str, ...] = field(default_factory=tuple)
-    """Which of ``extras`` get a sensor (see extra_entities)."""
-
-
-@dataclass(slots=True)
-class MeterHandle:
-    """The site meter: its client and what its entities show."""
-
-    subentry: ConfigSubentry
-    name: str
-    client: SiteMeter
-    identity: Identity | None
-    phases: int = 1
-    extras: Callable[[], Mapping[str, Any]] | None = None
-    extra_keys: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def key(self) -> str:
-        """The meter's device key (its subentry)."""
-        return self.subentry.subentry_id
 
 
 @dataclass(slots=True)
