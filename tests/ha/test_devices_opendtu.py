@@ -24,7 +24,7 @@ from custom_components.dynamic_export.const import (
     SUBENTRY_INVERTER,
 )
 from custom_components.dynamic_export.core.controller import ControlState
-from custom_components.dynamic_export.subentries.devices import flow as flow_devices
+from custom_components.dynamic_export.subentries.devices.flow_base import DeviceSteps
 
 from ..opendtu.dtu import HM_SERIAL, HMS_SERIAL, PASSWORD
 from .conftest import limiter_subentry, setup_site, site_entry
@@ -47,7 +47,7 @@ async def dtu(socket_enabled: None) -> AsyncIterator[DtuPeer]:
 
 @pytest.fixture(autouse=True)
 def _short_probe(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(flow_devices, "PROBE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(DeviceSteps, "probe_timeout_s", 0.5)
 
 
 def _closed_port() -> int:

@@ -37,7 +37,7 @@ from custom_components.dynamic_export.core.controller import ControlState, FailS
 from custom_components.dynamic_export.core.measurements import MeterReading
 from custom_components.dynamic_export.powerwall.errors import CertificateChangedError
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
-from custom_components.dynamic_export.subentries.devices import flow as flow_devices
+from custom_components.dynamic_export.subentries.devices.flow_base import DeviceSteps
 from custom_components.dynamic_export.subentries.devices.setup import (
     PowerwallSiteMeter,
     powerwall_issue_id,
@@ -65,7 +65,7 @@ async def gateway(socket_enabled: None, tmp_path: Path) -> AsyncIterator[SiteGat
 
 @pytest.fixture(autouse=True)
 def _short_probe(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(flow_devices, "PROBE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(DeviceSteps, "probe_timeout_s", 0.5)
 
 
 def _closed_port() -> int:

@@ -33,7 +33,7 @@ from custom_components.dynamic_export.const import (
 from custom_components.dynamic_export.core.controller import ControlState
 from custom_components.dynamic_export.core.errors import DeviceError
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
-from custom_components.dynamic_export.subentries.devices import flow as flow_devices
+from custom_components.dynamic_export.subentries.devices.flow_base import DeviceSteps
 from custom_components.dynamic_export.subentries.devices.setup import (
     DeviceContext,
     async_build_meter,
@@ -62,7 +62,7 @@ async def bus(sim: SimulatedSiteServer, tmp_path: Path) -> AsyncIterator[RtuBrid
 
 @pytest.fixture(autouse=True)
 def _short_probe(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(flow_devices, "PROBE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(DeviceSteps, "probe_timeout_s", 0.5)
 
 
 def rtu_data(bus: RtuBridge, unit_id: int, **changes: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Config subentry flows of the price, tariff, battery and MQTT limiters."""
+"""Config subentry flows of the limiters: fixed limits, Amber prices, tariff, battery, MQTT."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from homeassistant.helpers import selector
 
 from ...compat import vol
 from ...const import (
+    CONF_CONNECT,
     CONF_ENABLED,
+    CONF_ENERGIZE,
     CONF_EXPORT_LIMIT,
     CONF_FALLBACK,
     CONF_HIGH_EXPORT_LIMIT,
@@ -25,6 +27,7 @@ from ...const import (
     CONF_TOPIC,
     CONF_WINDOWS,
     PRESET_CUSTOM,
+    WATT_LIMIT_KEYS,
 )
 from ...limiters.amber import AmberFallback
 from ...limiters.amber_api import AmberAuthError, AmberError, AmberSite
@@ -50,6 +53,43 @@ class _LimiterFlow(ConfigSubentryFlow):
             return {}
         subentry = self._get_reconfigure_subentry()
         return {CONF_NAME: subentry.title, **subentry.data}
+
+
+_FIXED_FIELDS: dict[Any, Any] = {vol.Required(CONF_NAME): selector.TextSelector()}
+_FIXED_FIELDS.update({vol.Optional(key): LIMIT_WATTS for key in WATT_LIMIT_KEYS})
+_FIXED_FIELDS[vol.Required(CONF_CONNECT, default=True)] = selector.BooleanSelector()
+_FIXED_FIELDS[vol.Required(CONF_ENERGIZE, default=True)] = selector.BooleanSelector()
+FIXED_SCHEMA = vol.Schema(_FIXED_FIELDS)
+
+
+class FixedLimiterSubentryFlow(_LimiterFlow):
+    """Fixed limits: an export limit, zero export, a generation cap, ..."""
+
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
+        """Name the limiter and set the limits it asks for; an emptied field removes a limit."""
+        if user_input is not None:
+            return self._finish(user_input[CONF_NAME].strip(), _fixed_data(user_input))
+        return self.async_show_form(
+            step_id="reconfigure" if self.source == "reconfigure" else "user",
+            data_schema=self.add_suggested_values_to_schema(FIXED_SCHEMA, self._current()),
+        )
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> SubentryFlowResult:
+        """Change the limits."""
+        return await self.async_step_user(user_input)
+
+
+def _fixed_data(user_input: dict[str, Any]) -> dict[str, Any]:
+    """Limits as stored: unset limits are None, booleans as given."""
+    data: dict[str, Any] = {
+        key: None if user_input.get(key) is None else float(user_input[key])
+        for key in WATT_LIMIT_KEYS
+    }
+    data[CONF_CONNECT] = bool(user_input[CONF_CONNECT])
+    data[CONF_ENERGIZE] = bool(user_input[CONF_ENERGIZE])
+    return data
 
 
 class AmberSubentryFlow(_LimiterFlow):
