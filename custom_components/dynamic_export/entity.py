@@ -18,6 +18,11 @@ from .subentries.devices.handles import InverterHandle, MeterHandle
 LINK_BY_DEVICE_ID = "via_device_id" in DeviceInfo.__annotations__
 
 
+def rounded_number(value: bool | float | None) -> float | None:
+    """A power for a sensor state: rounded to 0.1; None when there is none (or a bool)."""
+    return None if value is None or isinstance(value, bool) else round(value, 1)
+
+
 def site_device_info(entry: ConfigEntry) -> DeviceInfo:
     """The site controller's device."""
     return DeviceInfo(

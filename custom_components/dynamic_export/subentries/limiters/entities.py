@@ -1,14 +1,16 @@
-"""Entities of price, tariff, battery and MQTT limiters.
+"""Entities of the limiters: an on/off switch each, fixed limits, asked limits, status.
 
-Every limiter shows the controls it asks for right now (a sensor per watt limit it can
-set) and its own state: the feed-in price and descriptor for Amber, the active window
-and next change for a tariff, the last message for MQTT. Values come from the limiter
+Every limiter has a switch that takes it out of the merge; a fixed limiter has a number per
+watt limit. The others show the controls they ask for right now (a sensor per watt limit
+they can set) and their own state: the feed-in price and descriptor for Amber, the active
+window and next change for a tariff, the last message for MQTT. Values come from the limiter
 at the time of the latest control cycle, so they match what the cycle used.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,15 +18,27 @@ from enum import Enum
 from typing import Any
 
 from homeassistant.components.binary_sensor import BinarySensorEntity
+from homeassistant.components.number import NumberDeviceClass, NumberEntity, NumberMode
 from homeassistant.components.sensor import (
     SensorDeviceClass,
     SensorEntity,
     SensorEntityDescription,
     SensorStateClass,
 )
-from homeassistant.const import CURRENCY_DOLLAR, UnitOfEnergy, UnitOfPower
+from homeassistant.components.switch import SwitchEntity
+from homeassistant.const import CURRENCY_DOLLAR, EntityCategory, UnitOfEnergy, UnitOfPower
+from homeassistant.exceptions import ServiceValidationError
 
-from ...const import SUBENTRY_AMBER, SUBENTRY_MQTT, SUBENTRY_SOC, SUBENTRY_TARIFF
+from ...const import (
+    CONF_ENABLED,
+    DOMAIN,
+    MAX_LIMIT_W,
+    SUBENTRY_AMBER,
+    SUBENTRY_MQTT,
+    SUBENTRY_SOC,
+    SUBENTRY_TARIFF,
+    WATT_LIMIT_KEYS,
+)
 from ...coordinator import SiteCoordinator
 from ...core.controls import WATT_CONTROLS, Controls, ControlType
 from ...entity import SubentryEntity
@@ -220,3 +234,86 @@ def limiter_sensors(coordinator: SiteCoordinator, handle: LimiterHandle) -> list
     ]
     sensors += [StatusSensor(coordinator, handle, d) for d in STATUS_SENSORS.get(kind, ())]
     return sensors
+
+
+class FixedLimitNumber(SubentryEntity, NumberEntity):
+    """One watt limit of a fixed limiter; unknown while the limit is not set.
+
+    The value lives in the limiter's subentry, so it survives restarts and the
+    reconfigure form shows it; changing it takes effect on the next cycle
+    without reloading the site.
+    """
+
+    _attr_device_class = NumberDeviceClass.POWER
+    _attr_native_unit_of_measurement = UnitOfPower.WATT
+    _attr_native_min_value = 0
+    _attr_native_max_value = MAX_LIMIT_W
+    _attr_native_step = 1
+    _attr_mode = NumberMode.BOX
+
+    def __init__(self, coordinator: SiteCoordinator, subentry_id: str, key: str) -> None:
+        """Create the number for ``key`` of one limiter."""
+        subentry = coordinator.config_entry.subentries[subentry_id]
+        super().__init__(coordinator, subentry, f"fixed_{key}")
+        self._key = key
+
+    @property
+    def native_value(self) -> float | None:
+        """The configured limit, or None when not set."""
+        value = self.subentry.data.get(self._key)
+        return None if value is None else float(value)
+
+    async def async_set_native_value(self, value: float) -> None:
+        """Store a new limit; it applies from the next control cycle."""
+        if not math.isfinite(value) or not 0 <= value <= MAX_LIMIT_W:
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key="invalid_limit",
+                translation_placeholders={"value": str(value)},
+            )
+        entry = self.coordinator.config_entry
+        subentry = self.subentry
+        self.hass.config_entries.async_update_subentry(
+            entry, subentry, data={**subentry.data, self._key: value}
+        )
+
+
+class LimiterEnabledSwitch(SubentryEntity, SwitchEntity):
+    """Turn a fixed limiter on or off without deleting it."""
+
+    _attr_entity_category = EntityCategory.CONFIG
+
+    def __init__(self, coordinator: SiteCoordinator, subentry_id: str) -> None:
+        """Create the switch for one limiter subentry."""
+        subentry = coordinator.config_entry.subentries[subentry_id]
+        super().__init__(coordinator, subentry, "limiter_enabled")
+
+    @property
+    def is_on(self) -> bool:
+        """True while the limiter takes part in the merge."""
+        return bool(self.subentry.data.get(CONF_ENABLED, True))
+
+    async def async_turn_on(self, **kwargs: Any) -> None:
+        """Enable the limiter."""
+        self._set(True)
+
+    async def async_turn_off(self, **kwargs: Any) -> None:
+        """Disable the limiter."""
+        self._set(False)
+
+    def _set(self, enabled: bool) -> None:
+        entry = self.coordinator.config_entry
+        subentry = self.subentry
+        self.hass.config_entries.async_update_subentry(
+            entry, subentry, data={**subentry.data, CONF_ENABLED: enabled}
+        )
+
+
+def fixed_limit_numbers(coordinator: SiteCoordinator, subentry_id: str) -> list[NumberEntity]:
+    """A number per watt limit of one fixed limiter."""
+    return [FixedLimitNumber(coordinator, subentry_id, key) for key in WATT_LIMIT_KEYS]
+
+
+def enabled_switch(coordinator: SiteCoordinator, subentry_id: str) -> SwitchEntity:
+    """The switch that turns one limiter on or off."""
+    return LimiterEnabledSwitch(coordinator, subentry_id)
