@@ -42,7 +42,7 @@ from custom_components.dynamic_export.subentries.devices.ha_entities import (
 from ...core.fakes import FakeClock, RecordingLimiter
 from ..conftest import limiter_subentry, setup_site, site_entry
 from ..helpers import wait_for
-from ..test_devices_ha_entities import (
+from ..subentries.devices.test_ha_entities import (
     GRID,
     PCT_BACKING,
     PCT_LIMIT,

@@ -38,7 +38,7 @@ from ...opendtu.dtu import HM_SERIAL, HMS_SERIAL, PASSWORD, FakeDtu
 from ..conftest import inverter_subentry, limiter_subentry, meter_subentry, setup_site, site_entry
 from ..helpers import wait_for
 from ..peers import DtuPeer, dtu_peer
-from ..test_devices_opendtu import dtu_subentry
+from ..subentries.devices.test_opendtu import dtu_subentry
 from .matrix import Outcome, covers
 
 OUTCOMES: dict[str, Outcome] = {

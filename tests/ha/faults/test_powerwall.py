@@ -41,7 +41,7 @@ from ...powerwall.gateway import PASSWORD
 from ..conftest import inverter_subentry, limiter_subentry, setup_site, site_entry
 from ..helpers import wait_for
 from ..peers import SiteGateway
-from ..test_devices_powerwall import powerwall_subentry
+from ..subentries.devices.test_powerwall import powerwall_subentry
 from .matrix import Outcome, covers
 
 OUTCOMES: dict[str, Outcome] = {

@@ -37,7 +37,7 @@ from custom_components.dynamic_export.sunspec.meter import SunSpecMeter
 from ..conftest import STEADY_SITE, limiter_subentry, setup_site, site_entry
 from ..helpers import wait_for
 from ..peers import RtuBridge
-from ..test_devices_rtu import bus, rtu_inverter, rtu_meter
+from ..subentries.devices.test_sunspec_rtu import bus, rtu_inverter, rtu_meter
 from .matrix import Outcome, covers
 from .test_sunspec_tcp import (
     CYCLE_S,

@@ -45,10 +45,10 @@ from custom_components.dynamic_export.const import (
 from custom_components.dynamic_export.csip import discovery
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
 
-from ..csip.server.app import CsipTestServer
-from ..csip.server.certs import Credentials, CsipPKI
-from .conftest import inverter_subentry, meter_subentry, setup_site, site_entry
-from .helpers import wait_for
+from ....csip.server.app import CsipTestServer
+from ....csip.server.certs import Credentials, CsipPKI
+from ...conftest import inverter_subentry, meter_subentry, setup_site, site_entry
+from ...helpers import wait_for
 
 
 def _form(server: CsipTestServer, device: Credentials, pki: CsipPKI, **over: Any) -> dict:

@@ -43,9 +43,9 @@ from custom_components.dynamic_export.subentries.devices.ha_entities import (
     number_range,
 )
 
-from .conftest import limiter_subentry, setup_site, site_entry
-from .helpers import wait_for
-from .peers import Generator, PeerSite, run_until, seconds_over
+from ...conftest import limiter_subentry, setup_site, site_entry
+from ...helpers import wait_for
+from ...peers import Generator, PeerSite, run_until, seconds_over
 
 W_LIMIT = "input_number.pv1_limit"
 PCT_LIMIT = "number.pv2_limit"

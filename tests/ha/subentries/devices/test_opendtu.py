@@ -26,11 +26,11 @@ from custom_components.dynamic_export.const import (
 from custom_components.dynamic_export.core.controller import ControlState
 from custom_components.dynamic_export.subentries.devices.flow_base import DeviceSteps
 
-from ..opendtu.dtu import HM_SERIAL, HMS_SERIAL, PASSWORD
-from .conftest import limiter_subentry, setup_site, site_entry
-from .helpers import site_device, wait_for
-from .peers import DtuPeer, PeerSite, SiteGateway, dtu_peer, run_until, seconds_over
-from .test_devices_powerwall import powerwall_subentry
+from ....opendtu.dtu import HM_SERIAL, HMS_SERIAL, PASSWORD
+from ...conftest import limiter_subentry, setup_site, site_entry
+from ...helpers import site_device, wait_for
+from ...peers import DtuPeer, PeerSite, SiteGateway, dtu_peer, run_until, seconds_over
+from .test_powerwall import powerwall_subentry
 
 HOSTNAME = "OpenDTU-5A1B2C"
 

@@ -43,10 +43,10 @@ from custom_components.dynamic_export.subentries.devices.setup import (
     powerwall_issue_id,
 )
 
-from ..powerwall.gateway import DIN, PASSWORD
-from .conftest import inverter_subentry, limiter_subentry, setup_site, site_entry
-from .helpers import record, site_device, wait_for
-from .peers import SiteGateway
+from ....powerwall.gateway import DIN, PASSWORD
+from ...conftest import inverter_subentry, limiter_subentry, setup_site, site_entry
+from ...helpers import record, site_device, wait_for
+from ...peers import SiteGateway
 
 EXPORT_LIMIT = 1500.0
 TOLERANCE = 50.0

@@ -30,9 +30,9 @@ from custom_components.dynamic_export.limiters.amber_api import AmberClient
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
 from custom_components.dynamic_export.subentries.limiters import setup as limiter_setup
 
-from ..limiters.amber_server import TOKEN, FakeAmber
-from .conftest import inverter_subentry, meter_subentry, setup_site, site_entry
-from .helpers import wait_for
+from ....limiters.amber_server import TOKEN, FakeAmber
+from ...conftest import inverter_subentry, meter_subentry, setup_site, site_entry
+from ...helpers import wait_for
 
 SITE_ID = "01J1R7Q9MZ2K8D5X4W3VBN6TGA"
 

@@ -23,7 +23,7 @@ from custom_components.dynamic_export.const import (
     SUBENTRY_SOC,
 )
 
-from .conftest import limiter_subentry, setup_site, site_entry
+from ...conftest import limiter_subentry, setup_site, site_entry
 
 BATTERY = "sensor.battery"
 BATTERY_ATTRIBUTES = {"unit_of_measurement": "%", "device_class": "battery"}

@@ -41,9 +41,9 @@ from custom_components.dynamic_export.subentries.devices.setup import (
 from custom_components.dynamic_export.sunspec.errors import ModbusExceptionError, NotSunSpecError
 from custom_components.dynamic_export.sunspec.inverter import SunSpecInverter
 
-from .conftest import limiter_subentry, setup_site, site_entry
-from .helpers import record, wait_for
-from .peers import RtuBridge
+from ...conftest import limiter_subentry, setup_site, site_entry
+from ...helpers import record, wait_for
+from ...peers import RtuBridge
 
 EXPORT_LIMIT = 1500.0
 TOLERANCE = 50.0

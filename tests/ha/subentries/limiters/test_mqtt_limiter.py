@@ -28,7 +28,7 @@ from custom_components.dynamic_export.const import (
     SUBENTRY_MQTT,
 )
 
-from .conftest import limiter_subentry, setup_site, site_entry
+from ...conftest import limiter_subentry, setup_site, site_entry
 
 TOPIC = "site/limits"
 START = "2025-06-02T01:00:00+00:00"

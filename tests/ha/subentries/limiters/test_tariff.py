@@ -22,7 +22,7 @@ from custom_components.dynamic_export.const import (
     SUBENTRY_TARIFF,
 )
 
-from .conftest import limiter_subentry, setup_site, site_entry
+from ...conftest import limiter_subentry, setup_site, site_entry
 
 SYDNEY = "Australia/Sydney"
 MIDDAY = {"name": "Midday", "start": "10:00", "end": "15:00", "export_limit": 0}
