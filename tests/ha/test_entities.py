@@ -20,19 +20,16 @@ from custom_components.dynamic_export.const import CONF_CONTROL_ENABLED
 from custom_components.dynamic_export.core.controller import ControlState
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
 
-from .conftest import inverter_subentry, limiter_subentry, meter_subentry, setup_site, site_entry
 from .helpers import site_device, wait_for
+from .sites import (
+    limiter_subentry,
+    setup_site,
+    sunspec_site,
+)
 
 
 def _site(sim: SimulatedSiteServer, **limits: float | bool | None):
-    return site_entry(
-        [
-            inverter_subentry(sim, 1),
-            inverter_subentry(sim, 2),
-            meter_subentry(sim),
-            limiter_subentry("Fixed", **limits),
-        ]
-    )
+    return sunspec_site(sim, limiter_subentry("Fixed", **limits))
 
 
 def _state(hass: HomeAssistant, entity_id: str) -> str:

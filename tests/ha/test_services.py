@@ -15,8 +15,12 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from custom_components.dynamic_export.const import DOMAIN
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
 
-from .conftest import inverter_subentry, limiter_subentry, meter_subentry, setup_site, site_entry
 from .helpers import wait_for
+from .sites import (
+    limiter_subentry,
+    setup_site,
+    sunspec_site,
+)
 
 
 def _state(hass: HomeAssistant, entity_id: str) -> str:
@@ -26,14 +30,7 @@ def _state(hass: HomeAssistant, entity_id: str) -> str:
 
 
 async def _site(hass: HomeAssistant, sim: SimulatedSiteServer, **limits: float) -> MockConfigEntry:
-    entry = site_entry(
-        [
-            inverter_subentry(sim, 1),
-            inverter_subentry(sim, 2),
-            meter_subentry(sim),
-            limiter_subentry("Fixed", **limits),
-        ]
-    )
+    entry = sunspec_site(sim, limiter_subentry("Fixed", **limits))
     return await setup_site(hass, entry)
 
 

@@ -47,8 +47,8 @@ from custom_components.dynamic_export.sim.server import SimulatedSiteServer
 
 from ....csip.server.app import CsipTestServer
 from ....csip.server.certs import Credentials, CsipPKI
-from ...conftest import inverter_subentry, meter_subentry, setup_site, site_entry
-from ...helpers import wait_for
+from ...helpers import start_subentry_flow, wait_for
+from ...sites import added_site, setup_site, site_entry, sunspec_site
 
 
 def _form(server: CsipTestServer, device: Credentials, pki: CsipPKI, **over: Any) -> dict:
@@ -66,16 +66,8 @@ def _form(server: CsipTestServer, device: Credentials, pki: CsipPKI, **over: Any
 
 
 async def _start(hass: HomeAssistant) -> tuple[Any, dict]:
-    entry = site_entry([])
-    entry.add_to_hass(hass)
-    result = await hass.config_entries.subentries.async_init(
-        (entry.entry_id, SUBENTRY_CSIP), context={"source": SOURCE_USER}
-    )
-    assert result["type"] is FlowResultType.MENU
-    result = await hass.config_entries.subentries.async_configure(
-        result["flow_id"], {"next_step_id": "certificate"}
-    )
-    return entry, result
+    entry = added_site(hass)
+    return entry, await start_subentry_flow(hass, entry, SUBENTRY_CSIP, "certificate")
 
 
 async def test_flow_tests_the_connection_and_shows_lfdi(
@@ -137,8 +129,7 @@ async def test_flow_errors(
 
 async def test_generate_key_and_csr(hass: HomeAssistant, csip_server: CsipTestServer) -> None:
     """Without a certificate the flow makes a key and a CSR; the limiter waits for it."""
-    entry = site_entry([])
-    entry.add_to_hass(hass)
+    entry = added_site(hass)
     result = await hass.config_entries.subentries.async_init(
         (entry.entry_id, SUBENTRY_CSIP), context={"source": SOURCE_USER}
     )
@@ -180,13 +171,8 @@ async def test_utility_limits_drive_the_site(
     data = _form(csip_server, csip_device, csip_pki)
     title = data.pop(CONF_NAME)
     data[CONF_ENABLED] = True
-    entry = site_entry(
-        [
-            inverter_subentry(sim, 1),
-            inverter_subentry(sim, 2),
-            meter_subentry(sim),
-            ConfigSubentryData(data=data, subentry_type=SUBENTRY_CSIP, title=title, unique_id=None),
-        ]
+    entry = sunspec_site(
+        sim, ConfigSubentryData(data=data, subentry_type=SUBENTRY_CSIP, title=title, unique_id=None)
     )
     await setup_site(hass, entry)
 
@@ -239,13 +225,8 @@ async def test_stored_controls_apply_after_restart_with_server_down(
     data = _form(csip_server, csip_device, csip_pki)
     title = data.pop(CONF_NAME)
     data[CONF_ENABLED] = True
-    entry = site_entry(
-        [
-            inverter_subentry(sim, 1),
-            inverter_subentry(sim, 2),
-            meter_subentry(sim),
-            ConfigSubentryData(data=data, subentry_type=SUBENTRY_CSIP, title=title, unique_id=None),
-        ]
+    entry = sunspec_site(
+        sim, ConfigSubentryData(data=data, subentry_type=SUBENTRY_CSIP, title=title, unique_id=None)
     )
     await setup_site(hass, entry)
 

@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from homeassistant.config_entries import SOURCE_RECONFIGURE, SOURCE_USER, ConfigSubentryData
-from homeassistant.const import ATTR_UNIT_OF_MEASUREMENT, CONF_NAME
+from homeassistant.config_entries import SOURCE_USER
+from homeassistant.const import CONF_NAME
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.setup import async_setup_component
@@ -43,17 +43,27 @@ from custom_components.dynamic_export.subentries.devices.ha_entities import (
     number_range,
 )
 
-from ...conftest import limiter_subentry, setup_site, site_entry
-from ...helpers import wait_for
-from ...peers import Generator, PeerSite, run_until, seconds_over
-
-W_LIMIT = "input_number.pv1_limit"
-PCT_LIMIT = "number.pv2_limit"
-PCT_BACKING = "input_number.pv2_limit_backing"
-PV1_POWER = "sensor.pv1_power"
-PV2_POWER = "sensor.pv2_power"
-GRID = "sensor.grid_power"
-POWER = {"device_class": "power"}
+from ...helpers import start_reconfigure, start_subentry_flow, wait_for
+from ...peers import (
+    GRID,
+    PCT_BACKING,
+    PCT_LIMIT,
+    PV1_POWER,
+    PV2_POWER,
+    W_LIMIT,
+    EntitySite,
+    run_until,
+    seconds_over,
+    set_power,
+)
+from ...sites import (
+    added_site,
+    entity_inverter_subentry,
+    entity_meter_subentry,
+    limiter_subentry,
+    setup_site,
+    site_entry,
+)
 
 
 @pytest.fixture
@@ -99,60 +109,6 @@ async def numbers(hass: HomeAssistant) -> None:
     assert hass.states.get(PCT_LIMIT).attributes["max"] == 100
 
 
-def _set_power(hass: HomeAssistant, entity_id: str, value: Any, unit: str | None = "W") -> None:
-    attributes: dict[str, Any] = {**POWER}
-    if unit is not None:
-        attributes[ATTR_UNIT_OF_MEASUREMENT] = unit
-    hass.states.async_set(entity_id, str(value), attributes)
-
-
-def inverter_subentry(
-    name: str, power: str, limit: str, unit: str, rating: float
-) -> ConfigSubentryData:
-    return ConfigSubentryData(
-        data={
-            CONF_KIND: KIND_HA_ENTITY,
-            CONF_POWER_ENTITY: power,
-            CONF_LIMIT_ENTITY: limit,
-            CONF_LIMIT_UNIT: unit,
-            CONF_RATED_POWER: rating,
-        },
-        subentry_type=SUBENTRY_INVERTER,
-        title=name,
-        unique_id=limit,
-    )
-
-
-def meter_subentry(*, invert: bool = False, max_age: float = 5.0) -> ConfigSubentryData:
-    return ConfigSubentryData(
-        data={
-            CONF_KIND: KIND_HA_ENTITY,
-            CONF_POWER_ENTITY: GRID,
-            CONF_INVERT: invert,
-            CONF_MAX_AGE: max_age,
-        },
-        subentry_type=SUBENTRY_METER,
-        title="Grid",
-        unique_id=GRID,
-    )
-
-
-async def _start(hass: HomeAssistant, entry: Any, kind: str) -> Any:
-    result = await hass.config_entries.subentries.async_init(
-        (entry.entry_id, kind), context={"source": SOURCE_USER}
-    )
-    assert result["type"] is FlowResultType.MENU
-    return await hass.config_entries.subentries.async_configure(
-        result["flow_id"], {"next_step_id": KIND_HA_ENTITY}
-    )
-
-
-async def _reconfigure(hass: HomeAssistant, entry: Any, kind: str, sub_id: str) -> Any:
-    return await hass.config_entries.subentries.async_init(
-        (entry.entry_id, kind), context={"source": SOURCE_RECONFIGURE, "subentry_id": sub_id}
-    )
-
-
 def _inverter_form(**changes: Any) -> dict[str, Any]:
     return {
         CONF_NAME: " Balcony ",
@@ -166,11 +122,10 @@ def _inverter_form(**changes: Any) -> dict[str, Any]:
 
 async def test_add_and_reconfigure_entity_inverter(hass: HomeAssistant, numbers: None) -> None:
     """The entities are checked; the limit entity is the unique id and may be changed."""
-    _set_power(hass, PV1_POWER, 1200)
-    _set_power(hass, PV2_POWER, 0.8, "kW")
-    entry = site_entry([])
-    entry.add_to_hass(hass)
-    result = await _start(hass, entry, SUBENTRY_INVERTER)
+    set_power(hass, PV1_POWER, 1200)
+    set_power(hass, PV2_POWER, 0.8, "kW")
+    entry = added_site(hass)
+    result = await start_subentry_flow(hass, entry, SUBENTRY_INVERTER, KIND_HA_ENTITY)
     assert result["step_id"] == "ha_entity"
     result = await hass.config_entries.subentries.async_configure(
         result["flow_id"], _inverter_form()
@@ -186,13 +141,13 @@ async def test_add_and_reconfigure_entity_inverter(hass: HomeAssistant, numbers:
         CONF_RATED_POWER: 5000.0,
     }
 
-    result = await _start(hass, entry, SUBENTRY_INVERTER)
+    result = await start_subentry_flow(hass, entry, SUBENTRY_INVERTER, KIND_HA_ENTITY)
     result = await hass.config_entries.subentries.async_configure(
         result["flow_id"], _inverter_form()
     )
     assert result["reason"] == "already_configured"
 
-    result = await _reconfigure(hass, entry, SUBENTRY_INVERTER, sub.subentry_id)
+    result = await start_reconfigure(hass, entry, SUBENTRY_INVERTER, sub.subentry_id)
     assert result["step_id"] == "ha_entity"
     result = await hass.config_entries.subentries.async_configure(
         result["flow_id"],
@@ -214,14 +169,13 @@ async def test_add_and_reconfigure_entity_inverter(hass: HomeAssistant, numbers:
 
 async def test_entity_inverter_flow_errors(hass: HomeAssistant, numbers: None) -> None:
     """Missing entities, non-numbers, wrong units and numbers without a range are refused."""
-    _set_power(hass, "sensor.text_power", "abc")
-    _set_power(hass, "sensor.off_power", "unavailable")
-    _set_power(hass, "sensor.va_power", 100, "VA")
+    set_power(hass, "sensor.text_power", "abc")
+    set_power(hass, "sensor.off_power", "unavailable")
+    set_power(hass, "sensor.va_power", 100, "VA")
     hass.states.async_set("number.no_range", "5")
     hass.states.async_set("number.broken", "n/a", {"min": 0, "max": 10})
-    _set_power(hass, PV1_POWER, 1200)
-    entry = site_entry([])
-    entry.add_to_hass(hass)
+    set_power(hass, PV1_POWER, 1200)
+    entry = added_site(hass)
     cases = [
         ({CONF_POWER_ENTITY: "sensor.missing_power"}, {CONF_POWER_ENTITY: "entity_not_found"}),
         ({CONF_POWER_ENTITY: "sensor.text_power"}, {CONF_POWER_ENTITY: "not_numeric"}),
@@ -232,7 +186,7 @@ async def test_entity_inverter_flow_errors(hass: HomeAssistant, numbers: None) -
         ({CONF_LIMIT_ENTITY: "number.broken"}, {CONF_LIMIT_ENTITY: "not_numeric"}),
     ]
     for changes, errors in cases:
-        result = await _start(hass, entry, SUBENTRY_INVERTER)
+        result = await start_subentry_flow(hass, entry, SUBENTRY_INVERTER, KIND_HA_ENTITY)
         result = await hass.config_entries.subentries.async_configure(
             result["flow_id"], _inverter_form(**changes)
         )
@@ -243,12 +197,11 @@ async def test_entity_inverter_flow_errors(hass: HomeAssistant, numbers: None) -
 
 async def test_add_and_reconfigure_entity_meter(hass: HomeAssistant) -> None:
     """A grid power sensor becomes the site meter; a bad sensor is refused."""
-    _set_power(hass, GRID, -1.5, "kW")
-    _set_power(hass, "sensor.other_grid", 300)
-    entry = site_entry([])
-    entry.add_to_hass(hass)
+    set_power(hass, GRID, -1.5, "kW")
+    set_power(hass, "sensor.other_grid", 300)
+    entry = added_site(hass)
     form = {CONF_NAME: "Grid", CONF_POWER_ENTITY: GRID, CONF_INVERT: False, CONF_MAX_AGE: 10}
-    result = await _start(hass, entry, SUBENTRY_METER)
+    result = await start_subentry_flow(hass, entry, SUBENTRY_METER, KIND_HA_ENTITY)
     result = await hass.config_entries.subentries.async_configure(
         result["flow_id"], {**form, CONF_POWER_ENTITY: "sensor.missing"}
     )
@@ -268,7 +221,7 @@ async def test_add_and_reconfigure_entity_meter(hass: HomeAssistant) -> None:
     )
     assert result["reason"] == "already_configured"  # one meter per site
 
-    result = await _reconfigure(hass, entry, SUBENTRY_METER, sub.subentry_id)
+    result = await start_reconfigure(hass, entry, SUBENTRY_METER, sub.subentry_id)
     assert result["step_id"] == "ha_entity"
     result = await hass.config_entries.subentries.async_configure(
         result["flow_id"], {**form, CONF_POWER_ENTITY: "sensor.other_grid", CONF_INVERT: True}
@@ -282,13 +235,13 @@ async def test_add_and_reconfigure_entity_meter(hass: HomeAssistant) -> None:
 async def test_entity_clients_convert_and_clamp(hass: HomeAssistant, numbers: None) -> None:
     """kW and W, the meter's sign, % ↔ W, the number's range and step, release at max."""
     meter = HaEntityMeter(hass, GRID, invert=True, max_age_s=5)
-    _set_power(hass, GRID, 1.25, "kW")  # export positive: 1.25 kW exported
+    set_power(hass, GRID, 1.25, "kW")  # export positive: 1.25 kW exported
     assert (await meter.async_read()).grid_power_w == -1250.0
 
     watts = HaEntityInverter(
         hass, PV1_POWER, W_LIMIT, limit_unit=LIMIT_UNIT_WATT, rated_power_w=4000
     )
-    _set_power(hass, PV1_POWER, 2.5, "kW")
+    set_power(hass, PV1_POWER, 2.5, "kW")
     reading = await watts.async_read()
     assert (reading.ac_power_w, reading.limit_pct) == (2500.0, 125.0)  # 5000 W of 4000 W
     await watts.async_apply(InverterCommand(connect=True, limit_pct=33.33))
@@ -301,7 +254,7 @@ async def test_entity_clients_convert_and_clamp(hass: HomeAssistant, numbers: No
     percent = HaEntityInverter(
         hass, PV2_POWER, PCT_LIMIT, limit_unit=LIMIT_UNIT_PERCENT, rated_power_w=3000
     )
-    _set_power(hass, PV2_POWER, 900, None)  # no unit: watts
+    set_power(hass, PV2_POWER, 900, None)  # no unit: watts
     await percent.async_apply(InverterCommand(connect=True, limit_pct=42.7))
     await hass.async_block_till_done()
     assert float(hass.states.get(PCT_BACKING).state) == 42
@@ -311,33 +264,6 @@ async def test_entity_clients_convert_and_clamp(hass: HomeAssistant, numbers: No
     await hass.async_block_till_done()
     assert float(hass.states.get(PCT_BACKING).state) == 100
     assert watts.revert_timeout_s == 0.0
-
-
-class EntitySite:
-    """Two entity inverters and a grid sensor driven by a small physics model."""
-
-    def __init__(self, hass: HomeAssistant, load_w: float) -> None:
-        self.hass = hass
-        self.report_grid = True
-        self.gen1 = Generator(2600.0, lambda: self._number(W_LIMIT), 0.8)
-        self.gen2 = Generator(2400.0, lambda: self._number(PCT_BACKING) * 3000.0 / 100.0, 0.8)
-        self.site = PeerSite(load_w=load_w, generators=[self.gen1, self.gen2], tick_s=0.1)
-        self.site.sinks.append(self._publish)
-
-    def _number(self, entity_id: str) -> float:
-        """The limit in force; an unavailable number leaves the inverter where it was."""
-        state = self.hass.states.get(entity_id)
-        try:
-            return float(state.state) if state is not None else 0.0
-        except ValueError:
-            return self.gen1.output_w if entity_id == W_LIMIT else self.gen2.output_w
-
-    def _publish(self, grid_w: float) -> None:
-        _set_power(self.hass, PV1_POWER, round(self.gen1.output_w, 1))
-        _set_power(self.hass, PV2_POWER, round(self.gen2.output_w / 1000.0, 4), "kW")
-        if self.report_grid:
-            # Export shown as positive, in kW: the meter subentry says so.
-            _set_power(self.hass, GRID, round(-grid_w / 1000.0, 4), "kW")
 
 
 @pytest.fixture
@@ -358,9 +284,9 @@ async def test_entity_devices_hold_the_export_limit(
     site = entity_site.site
     entry = site_entry(
         [
-            inverter_subentry("PV1", PV1_POWER, W_LIMIT, LIMIT_UNIT_WATT, 4000),
-            inverter_subentry("PV2", PV2_POWER, PCT_LIMIT, LIMIT_UNIT_PERCENT, 3000),
-            meter_subentry(invert=True, max_age=2.0),
+            entity_inverter_subentry("PV1", PV1_POWER, W_LIMIT, LIMIT_UNIT_WATT, 4000),
+            entity_inverter_subentry("PV2", PV2_POWER, PCT_LIMIT, LIMIT_UNIT_PERCENT, 3000),
+            entity_meter_subentry(invert=True, max_age=2.0),
             limiter_subentry("Export limit", export_limit=EXPORT_LIMIT),
         ]
     )
@@ -408,8 +334,8 @@ async def test_stale_meter_and_broken_entities_keep_the_loop_running(
     """A grid sensor not reported for longer than its age is unavailable: fail-safe."""
     entry = site_entry(
         [
-            inverter_subentry("PV1", PV1_POWER, W_LIMIT, LIMIT_UNIT_WATT, 4000),
-            meter_subentry(invert=True, max_age=2.0),
+            entity_inverter_subentry("PV1", PV1_POWER, W_LIMIT, LIMIT_UNIT_WATT, 4000),
+            entity_meter_subentry(invert=True, max_age=2.0),
             limiter_subentry("Export limit", export_limit=EXPORT_LIMIT),
         ],
         meter_max_age=5.0,
@@ -460,7 +386,7 @@ async def test_stale_meter_and_broken_entities_keep_the_loop_running(
     # A power sensor that is not a number makes the inverter unavailable.
     hass.states.async_set(W_LIMIT, "3000", {"min": 0, "max": 5000, "step": 1})
     entity_site.site.sinks.clear()
-    _set_power(hass, PV1_POWER, "garbage")
+    set_power(hass, PV1_POWER, "garbage")
     await wait_for(
         lambda: (
             "not a number"

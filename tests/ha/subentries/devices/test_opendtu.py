@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from homeassistant.config_entries import SOURCE_RECONFIGURE, SOURCE_USER, ConfigSubentryData
+from homeassistant.config_entries import ConfigSubentryData
 from homeassistant.const import CONF_HOST, CONF_NAME, CONF_PASSWORD, CONF_PORT
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 
 from custom_components.dynamic_export.const import (
     CONF_INVERTERS,
-    CONF_KIND,
     CONF_RATED_POWER,
     CONF_SERIAL,
     DOMAIN,
@@ -24,15 +23,19 @@ from custom_components.dynamic_export.const import (
     SUBENTRY_INVERTER,
 )
 from custom_components.dynamic_export.core.controller import ControlState
-from custom_components.dynamic_export.subentries.devices.flow_base import DeviceSteps
 
 from ....opendtu.dtu import HM_SERIAL, HMS_SERIAL, PASSWORD
-from ...conftest import limiter_subentry, setup_site, site_entry
-from ...helpers import site_device, wait_for
+from ...helpers import site_device, start_reconfigure, start_subentry_flow, wait_for
 from ...peers import DtuPeer, PeerSite, SiteGateway, dtu_peer, run_until, seconds_over
-from .test_powerwall import powerwall_subentry
-
-HOSTNAME = "OpenDTU-5A1B2C"
+from ...sites import (
+    DTU_HOSTNAME,
+    added_site,
+    dtu_subentry,
+    limiter_subentry,
+    powerwall_subentry,
+    setup_site,
+    site_entry,
+)
 
 
 @pytest.fixture
@@ -45,87 +48,39 @@ async def dtu(socket_enabled: None) -> AsyncIterator[DtuPeer]:
     assert set(dtu.posted_types()) <= {0, 1}, dtu.posted_types()
 
 
-@pytest.fixture(autouse=True)
-def _short_probe(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(DeviceSteps, "probe_timeout_s", 0.5)
-
-
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def dtu_subentry(
-    dtu: DtuPeer, serials: tuple[str, ...] = (HM_SERIAL, HMS_SERIAL), **ratings: float
-) -> ConfigSubentryData:
-    return ConfigSubentryData(
-        data={
-            CONF_KIND: KIND_OPENDTU,
-            CONF_HOST: "127.0.0.1",
-            CONF_PORT: dtu.port,
-            CONF_PASSWORD: PASSWORD,
-            "version": "v25.9.11",
-            CONF_INVERTERS: [
-                {
-                    CONF_SERIAL: serial,
-                    CONF_NAME: dtu.inverters[serial].name if serial in dtu.inverters else serial,
-                    CONF_RATED_POWER: ratings.get(f"s{serial}"),
-                }
-                for serial in serials
-            ],
-        },
-        subentry_type=SUBENTRY_INVERTER,
-        title=f"OpenDTU {HOSTNAME}",
-        unique_id=f"opendtu_{HOSTNAME}",
-    )
-
-
 def _login(dtu: DtuPeer, **changes: Any) -> dict[str, Any]:
     return {CONF_HOST: "127.0.0.1", CONF_PORT: dtu.port, CONF_PASSWORD: PASSWORD, **changes}
 
 
-async def _start(hass: HomeAssistant, entry: Any) -> Any:
-    result = await hass.config_entries.subentries.async_init(
-        (entry.entry_id, SUBENTRY_INVERTER), context={"source": SOURCE_USER}
-    )
-    assert result["type"] is FlowResultType.MENU
-    return await hass.config_entries.subentries.async_configure(
-        result["flow_id"], {"next_step_id": KIND_OPENDTU}
-    )
-
-
-async def _reconfigure(hass: HomeAssistant, entry: Any, sub_id: str) -> Any:
-    return await hass.config_entries.subentries.async_init(
-        (entry.entry_id, SUBENTRY_INVERTER),
-        context={"source": SOURCE_RECONFIGURE, "subentry_id": sub_id},
-    )
-
-
 async def test_add_dtu_with_chosen_inverters(hass: HomeAssistant, dtu: DtuPeer) -> None:
     """The DTU lists its inverters; the chosen ones go into one subentry for the DTU."""
-    entry = site_entry([])
-    entry.add_to_hass(hass)
-    result = await _start(hass, entry)
+    entry = added_site(hass)
+    result = await start_subentry_flow(hass, entry, SUBENTRY_INVERTER, KIND_OPENDTU)
     assert result["step_id"] == "opendtu"
     result = await hass.config_entries.subentries.async_configure(result["flow_id"], _login(dtu))
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "opendtu_inverters"
-    assert result["description_placeholders"] == {"dtu": HOSTNAME}
+    assert result["description_placeholders"] == {"dtu": DTU_HOSTNAME}
     result = await hass.config_entries.subentries.async_configure(
         result["flow_id"], {CONF_INVERTERS: [HMS_SERIAL]}
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     (sub,) = entry.subentries.values()
-    assert sub.unique_id == f"opendtu_{HOSTNAME}"
-    assert sub.title == f"OpenDTU {HOSTNAME}"
+    assert sub.unique_id == f"opendtu_{DTU_HOSTNAME}"
+    assert sub.title == f"OpenDTU {DTU_HOSTNAME}"
     assert sub.data[CONF_INVERTERS] == [
         # The max power the DTU reported is kept for a start at which the DTU is down.
         {CONF_SERIAL: HMS_SERIAL, CONF_NAME: "Roof HMS-2000", CONF_RATED_POWER: 2000.0}
     ]
 
     # The same DTU again: one subentry per DTU, so its other inverter is added by reconfiguring.
-    result = await _start(hass, entry)
+    result = await start_subentry_flow(hass, entry, SUBENTRY_INVERTER, KIND_OPENDTU)
     result = await hass.config_entries.subentries.async_configure(result["flow_id"], _login(dtu))
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "dtu_already_configured"
@@ -137,9 +92,8 @@ async def test_inverters_of_another_subentry_are_not_offered(
     """A DTU reached under another name: inverters another subentry controls are left out."""
     other = dtu_subentry(dtu, (HMS_SERIAL,))
     other = ConfigSubentryData(**{**other, "unique_id": "opendtu_old-name"})  # type: ignore[typeddict-item]
-    entry = site_entry([other])
-    entry.add_to_hass(hass)
-    result = await _start(hass, entry)
+    entry = added_site(hass, [other])
+    result = await start_subentry_flow(hass, entry, SUBENTRY_INVERTER, KIND_OPENDTU)
     result = await hass.config_entries.subentries.async_configure(result["flow_id"], _login(dtu))
     assert result["step_id"] == "opendtu_inverters"
     schema = result["data_schema"].schema
@@ -151,7 +105,7 @@ async def test_inverters_of_another_subentry_are_not_offered(
     assert result["type"] is FlowResultType.CREATE_ENTRY
 
     # The same DTU once more, under its own name: refused, reconfigure it instead.
-    result = await _start(hass, entry)
+    result = await start_subentry_flow(hass, entry, SUBENTRY_INVERTER, KIND_OPENDTU)
     result = await hass.config_entries.subentries.async_configure(result["flow_id"], _login(dtu))
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "dtu_already_configured"
@@ -159,7 +113,7 @@ async def test_inverters_of_another_subentry_are_not_offered(
     # Under yet another name, with every inverter taken: nothing to offer.
     for index, sub in enumerate(list(entry.subentries.values())):
         hass.config_entries.async_update_subentry(entry, sub, unique_id=f"opendtu_old-{index}")
-    result = await _start(hass, entry)
+    result = await start_subentry_flow(hass, entry, SUBENTRY_INVERTER, KIND_OPENDTU)
     result = await hass.config_entries.subentries.async_configure(result["flow_id"], _login(dtu))
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "already_configured"
@@ -170,9 +124,8 @@ async def test_rating_is_asked_when_the_dtu_does_not_know_it(
 ) -> None:
     """An inverter the DTU has not talked to yet has no max power: the user gives it."""
     dtu.inverters[HMS_SERIAL].max_power = 0
-    entry = site_entry([])
-    entry.add_to_hass(hass)
-    result = await _start(hass, entry)
+    entry = added_site(hass)
+    result = await start_subentry_flow(hass, entry, SUBENTRY_INVERTER, KIND_OPENDTU)
     result = await hass.config_entries.subentries.async_configure(result["flow_id"], _login(dtu))
     result = await hass.config_entries.subentries.async_configure(
         result["flow_id"], {CONF_INVERTERS: []}
@@ -205,8 +158,7 @@ async def test_rating_is_asked_when_the_dtu_does_not_know_it(
 )
 async def test_dtu_flow_errors(hass: HomeAssistant, dtu: DtuPeer, setup: str, error: str) -> None:
     """Each way a DTU can fail the check is its own form error."""
-    entry = site_entry([])
-    entry.add_to_hass(hass)
+    entry = added_site(hass)
     login = _login(dtu)
     if setup == "wrong_password":
         login[CONF_PASSWORD] = "wrong"
@@ -223,7 +175,7 @@ async def test_dtu_flow_errors(hass: HomeAssistant, dtu: DtuPeer, setup: str, er
         del entry_json["reachable"]
         body = json.dumps({"inverters": [entry_json]})
         dtu.overrides[("GET", "/api/livedata/status")] = (200, body)
-    result = await _start(hass, entry)
+    result = await start_subentry_flow(hass, entry, SUBENTRY_INVERTER, KIND_OPENDTU)
     result = await hass.config_entries.subentries.async_configure(result["flow_id"], login)
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {"base": error}
@@ -234,9 +186,8 @@ async def test_dtu_without_a_host_name_is_named_by_address(
 ) -> None:
     """Firmware that reports no host name: the address names the DTU."""
     dtu.overrides[("GET", "/api/system/status")] = (200, json.dumps({"git_hash": "v24.2.12"}))
-    entry = site_entry([])
-    entry.add_to_hass(hass)
-    result = await _start(hass, entry)
+    entry = added_site(hass)
+    result = await start_subentry_flow(hass, entry, SUBENTRY_INVERTER, KIND_OPENDTU)
     result = await hass.config_entries.subentries.async_configure(result["flow_id"], _login(dtu))
     assert result["description_placeholders"] == {"dtu": f"127.0.0.1:{dtu.port}"}
     result = await hass.config_entries.subentries.async_configure(
@@ -251,9 +202,8 @@ async def test_dtu_without_a_host_name_is_named_by_address(
 async def test_dtu_without_inverters(hass: HomeAssistant, dtu: DtuPeer) -> None:
     """A DTU with no inverters has nothing to add."""
     dtu.inverters.clear()
-    entry = site_entry([])
-    entry.add_to_hass(hass)
-    result = await _start(hass, entry)
+    entry = added_site(hass)
+    result = await start_subentry_flow(hass, entry, SUBENTRY_INVERTER, KIND_OPENDTU)
     result = await hass.config_entries.subentries.async_configure(result["flow_id"], _login(dtu))
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "no_inverters"
@@ -261,12 +211,11 @@ async def test_dtu_without_inverters(hass: HomeAssistant, dtu: DtuPeer) -> None:
 
 async def test_reconfigure_dtu_selection(hass: HomeAssistant, dtu: DtuPeer) -> None:
     """Reconfigure changes the address or the chosen inverters; a vanished serial is flagged."""
-    entry = site_entry([dtu_subentry(dtu, **{f"s{HMS_SERIAL}": 1900.0})])
-    entry.add_to_hass(hass)
+    entry = added_site(hass, [dtu_subentry(dtu, **{f"s{HMS_SERIAL}": 1900.0})])
     (sub_id,) = entry.subentries
     gone = dtu.inverters.pop(HM_SERIAL)
     dtu.inverters[HMS_SERIAL].max_power = 0  # unknown again: the stored rating is offered
-    result = await _reconfigure(hass, entry, sub_id)
+    result = await start_reconfigure(hass, entry, SUBENTRY_INVERTER, sub_id)
     assert result["step_id"] == "opendtu"
     result = await hass.config_entries.subentries.async_configure(result["flow_id"], _login(dtu))
     assert result["step_id"] == "opendtu_inverters"
@@ -284,12 +233,12 @@ async def test_reconfigure_dtu_selection(hass: HomeAssistant, dtu: DtuPeer) -> N
     assert result["reason"] == "reconfigure_successful"
     sub = entry.subentries[sub_id]
     assert [inv[CONF_SERIAL] for inv in sub.data[CONF_INVERTERS]] == [HMS_SERIAL]
-    assert sub.unique_id == f"opendtu_{HOSTNAME}"
+    assert sub.unique_id == f"opendtu_{DTU_HOSTNAME}"
 
     # The inverter is back: it can be chosen again (max power known, no rating asked).
     dtu.inverters[HM_SERIAL] = gone
     dtu.inverters[HMS_SERIAL].max_power = 2000
-    result = await _reconfigure(hass, entry, sub_id)
+    result = await start_reconfigure(hass, entry, SUBENTRY_INVERTER, sub_id)
     result = await hass.config_entries.subentries.async_configure(result["flow_id"], _login(dtu))
     result = await hass.config_entries.subentries.async_configure(
         result["flow_id"], {CONF_INVERTERS: [HM_SERIAL, HMS_SERIAL]}
@@ -430,7 +379,7 @@ async def test_unticked_inverter_loses_its_device(hass: HomeAssistant, dtu: DtuP
     await setup_site(hass, entry)
     (sub_id,) = entry.subentries
     assert site_device(hass, entry.entry_id, f"{sub_id}_{HM_SERIAL}") is not None
-    result = await _reconfigure(hass, entry, sub_id)
+    result = await start_reconfigure(hass, entry, SUBENTRY_INVERTER, sub_id)
     result = await hass.config_entries.subentries.async_configure(result["flow_id"], _login(dtu))
     result = await hass.config_entries.subentries.async_configure(
         result["flow_id"], {CONF_INVERTERS: [HMS_SERIAL]}

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import AsyncIterator
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import pytest
 from homeassistant.config_entries import (
-    SOURCE_RECONFIGURE,
-    SOURCE_USER,
     ConfigSubentry,
-    ConfigSubentryData,
 )
 from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_PORT
 from homeassistant.core import HomeAssistant
@@ -37,16 +32,30 @@ from custom_components.dynamic_export.core.controller import ControlState, FailS
 from custom_components.dynamic_export.core.measurements import MeterReading
 from custom_components.dynamic_export.powerwall.errors import CertificateChangedError
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
-from custom_components.dynamic_export.subentries.devices.flow_base import DeviceSteps
 from custom_components.dynamic_export.subentries.devices.setup import (
     PowerwallSiteMeter,
     powerwall_issue_id,
 )
 
 from ....powerwall.gateway import DIN, PASSWORD
-from ...conftest import inverter_subentry, limiter_subentry, setup_site, site_entry
-from ...helpers import record, site_device, wait_for
+from ...helpers import (
+    LOAD_STEPS,
+    check_load_steps,
+    record,
+    site_device,
+    start_reconfigure,
+    start_subentry_flow,
+    wait_for,
+)
 from ...peers import SiteGateway
+from ...sites import (
+    added_site,
+    inverter_subentry,
+    limiter_subentry,
+    powerwall_subentry,
+    setup_site,
+    site_entry,
+)
 
 EXPORT_LIMIT = 1500.0
 TOLERANCE = 50.0
@@ -55,71 +64,22 @@ TOLERANCE = 50.0
 COMPLY_S = 6.0
 
 
-@pytest.fixture
-async def gateway(socket_enabled: None, tmp_path: Path) -> AsyncIterator[SiteGateway]:
-    gateway = SiteGateway(tmp_path)
-    await gateway.start()
-    yield gateway
-    await gateway.stop()
-
-
-@pytest.fixture(autouse=True)
-def _short_probe(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(DeviceSteps, "probe_timeout_s", 0.5)
-
-
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def powerwall_subentry(gateway: SiteGateway, *, fingerprint: str | None = None) -> Any:
-    return ConfigSubentryData(
-        data={
-            CONF_KIND: KIND_POWERWALL,
-            CONF_HOST: "127.0.0.1",
-            CONF_PORT: gateway.port,
-            CONF_PASSWORD: PASSWORD,
-            CONF_FINGERPRINT: fingerprint or gateway.fingerprint,
-            CONF_PHASES: 3,
-            "version": "24.36.2 46990655",
-        },
-        subentry_type=SUBENTRY_METER,
-        title="Tesla Powerwall",
-        unique_id=DIN,
-    )
-
-
 def _user_input(gateway: SiteGateway, **changes: Any) -> dict[str, Any]:
     return {CONF_HOST: "127.0.0.1", CONF_PORT: gateway.port, CONF_PASSWORD: PASSWORD, **changes}
-
-
-async def _start(hass: HomeAssistant, entry: Any) -> Any:
-    result = await hass.config_entries.subentries.async_init(
-        (entry.entry_id, SUBENTRY_METER), context={"source": SOURCE_USER}
-    )
-    assert result["type"] is FlowResultType.MENU
-    assert "powerwall" in result["menu_options"]
-    return await hass.config_entries.subentries.async_configure(
-        result["flow_id"], {"next_step_id": KIND_POWERWALL}
-    )
-
-
-async def _reconfigure(hass: HomeAssistant, entry: Any, sub_id: str) -> Any:
-    return await hass.config_entries.subentries.async_init(
-        (entry.entry_id, SUBENTRY_METER),
-        context={"source": SOURCE_RECONFIGURE, "subentry_id": sub_id},
-    )
 
 
 async def test_add_powerwall_pins_its_certificate(
     hass: HomeAssistant, gateway: SiteGateway
 ) -> None:
     """The gateway is logged into and read; its DIN is the unique id, its certificate pinned."""
-    entry = site_entry([])
-    entry.add_to_hass(hass)
-    result = await _start(hass, entry)
+    entry = added_site(hass)
+    result = await start_subentry_flow(hass, entry, SUBENTRY_METER, KIND_POWERWALL)
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "powerwall"
     result = await hass.config_entries.subentries.async_configure(
@@ -153,8 +113,7 @@ async def test_powerwall_flow_errors(
     hass: HomeAssistant, gateway: SiteGateway, setup: str, error: str
 ) -> None:
     """Each way a gateway can fail the check is its own form error, and nothing is saved."""
-    entry = site_entry([])
-    entry.add_to_hass(hass)
+    entry = added_site(hass)
     user_input = _user_input(gateway)
     if setup == "wrong_password":
         user_input[CONF_PASSWORD] = "wrong"
@@ -175,7 +134,7 @@ async def test_powerwall_flow_errors(
     elif setup == "missing_site":
         body = {"solar": gateway.aggregates["solar"]}
         gateway.overrides["/api/meters/aggregates"] = (200, json.dumps(body).encode())
-    result = await _start(hass, entry)
+    result = await start_subentry_flow(hass, entry, SUBENTRY_METER, KIND_POWERWALL)
     result = await hass.config_entries.subentries.async_configure(result["flow_id"], user_input)
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {"base": error}
@@ -186,10 +145,9 @@ async def test_reconfigure_and_accept_a_new_certificate(
     hass: HomeAssistant, gateway: SiteGateway
 ) -> None:
     """Reconfigure checks the pinned certificate; a new one is shown and must be accepted."""
-    entry = site_entry([powerwall_subentry(gateway)])
-    entry.add_to_hass(hass)
+    entry = added_site(hass, [powerwall_subentry(gateway)])
     (sub_id,) = entry.subentries
-    result = await _reconfigure(hass, entry, sub_id)
+    result = await start_reconfigure(hass, entry, SUBENTRY_METER, sub_id)
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "powerwall"
     result = await hass.config_entries.subentries.async_configure(
@@ -199,7 +157,7 @@ async def test_reconfigure_and_accept_a_new_certificate(
 
     old = gateway.fingerprint
     new = await gateway.replace_certificate()
-    result = await _reconfigure(hass, entry, sub_id)
+    result = await start_reconfigure(hass, entry, SUBENTRY_METER, sub_id)
     result = await hass.config_entries.subentries.async_configure(
         result["flow_id"], _user_input(gateway)
     )
@@ -226,34 +184,16 @@ async def test_reconfigure_to_another_gateway_is_refused(
     hass: HomeAssistant, gateway: SiteGateway
 ) -> None:
     """A gateway with another DIN at the address is a different device."""
-    entry = site_entry([powerwall_subentry(gateway)])
-    entry.add_to_hass(hass)
+    entry = added_site(hass, [powerwall_subentry(gateway)])
     (sub_id,) = entry.subentries
     other = {"din": "1232100-00-E--TG9999999999ZZ", "version": "24.36.2"}
     gateway.overrides["/api/status"] = (200, json.dumps(other).encode())
-    result = await _reconfigure(hass, entry, sub_id)
+    result = await start_reconfigure(hass, entry, SUBENTRY_METER, sub_id)
     result = await hass.config_entries.subentries.async_configure(
         result["flow_id"], _user_input(gateway)
     )
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "different_device"
-
-
-LOAD_STEPS = {
-    "description": "6 kW of sun; the load drops by 3 kW at 8 s and comes back at 16 s",
-    "duration_s": 600,
-    "repeat": False,
-    "inverters": [
-        {"rating_w": 5000, "time_constant_s": 1.0},
-        {"rating_w": 5000, "time_constant_s": 1.0},
-    ],
-    "pv_available_w": 6000,
-    "load_w": 3500,
-    "events": [
-        {"t": 8, "type": "load_step", "delta_w": -3000},
-        {"t": 16, "type": "load_step", "delta_w": 3000},
-    ],
-}
 
 
 @pytest.mark.parametrize("scenario_data", [LOAD_STEPS])
@@ -275,19 +215,7 @@ async def test_powerwall_meter_holds_the_export_limit(
     )
     await setup_site(hass, entry)
     samples = await record(sim, until_t=24.0)
-
-    settled = [s for s in samples if 4.0 <= s.t < 8.0]
-    assert settled
-    assert all(s.export_w <= EXPORT_LIMIT + TOLERANCE for s in settled)
-    assert max(s.export_w for s in settled) >= EXPORT_LIMIT - 150
-    after_drop = [s for s in samples if 8.0 <= s.t < 16.0]
-    over = [s.t for s in after_drop if s.export_w > EXPORT_LIMIT + TOLERANCE]
-    assert over
-    assert max(over) - 8.0 <= COMPLY_S, over
-    assert all(s.export_w <= EXPORT_LIMIT + TOLERANCE for s in after_drop if s.t >= 8.0 + COMPLY_S)
-    after_rise = [s for s in samples if 16.0 <= s.t < 24.0]
-    assert all(s.export_w <= EXPORT_LIMIT + TOLERANCE for s in after_rise)
-    assert max(s.generation_w for s in after_rise if s.t >= 21.0) >= 4500
+    check_load_steps(samples, EXPORT_LIMIT, tolerance=TOLERANCE, comply_s=COMPLY_S)
 
     # The meter's own and the gateway's extra sensors, on the gateway's device.
     grid = float(hass.states.get("sensor.tesla_powerwall_grid_power").state)
@@ -350,7 +278,7 @@ async def test_changed_certificate_raises_a_repair_until_accepted(
     assert "certificate changed" in connection.attributes["error"]
     assert hass.states.get("sensor.tesla_powerwall_solar_power").state == "unavailable"
 
-    result = await _reconfigure(hass, entry, meter_id)
+    result = await start_reconfigure(hass, entry, SUBENTRY_METER, meter_id)
     result = await hass.config_entries.subentries.async_configure(
         result["flow_id"], _user_input(gateway)
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -10,7 +9,6 @@ from typing import Any
 import pytest
 from homeassistant.config_entries import (
     SOURCE_RECONFIGURE,
-    SOURCE_USER,
     ConfigSubentry,
     ConfigSubentryData,
 )
@@ -33,7 +31,6 @@ from custom_components.dynamic_export.const import (
 from custom_components.dynamic_export.core.controller import ControlState
 from custom_components.dynamic_export.core.errors import DeviceError
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
-from custom_components.dynamic_export.subentries.devices.flow_base import DeviceSteps
 from custom_components.dynamic_export.subentries.devices.setup import (
     DeviceContext,
     async_build_meter,
@@ -41,59 +38,23 @@ from custom_components.dynamic_export.subentries.devices.setup import (
 from custom_components.dynamic_export.sunspec.errors import ModbusExceptionError, NotSunSpecError
 from custom_components.dynamic_export.sunspec.inverter import SunSpecInverter
 
-from ...conftest import limiter_subentry, setup_site, site_entry
-from ...helpers import record, wait_for
+from ...helpers import LOAD_STEPS, check_load_steps, record, start_subentry_flow, wait_for
 from ...peers import RtuBridge
+from ...sites import (
+    added_site,
+    limiter_subentry,
+    rtu_data,
+    rtu_inverter,
+    rtu_meter,
+    setup_site,
+    site_entry,
+)
 
 EXPORT_LIMIT = 1500.0
 TOLERANCE = 50.0
 # The inverters need ~3.3 s (1 s lag) and a cycle starts up to 1 s after the drop; the rest is
 # slack for a loaded test machine (this runs in real time).
 COMPLY_S = 6.0
-
-
-@pytest.fixture
-async def bus(sim: SimulatedSiteServer, tmp_path: Path) -> AsyncIterator[RtuBridge]:
-    """The simulated site's units on an RS-485 bus (a pty) instead of Modbus TCP."""
-    bridge = RtuBridge(sim, tmp_path)
-    yield bridge
-    bridge.close()
-
-
-@pytest.fixture(autouse=True)
-def _short_probe(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(DeviceSteps, "probe_timeout_s", 0.5)
-
-
-def rtu_data(bus: RtuBridge, unit_id: int, **changes: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        CONF_KIND: KIND_SUNSPEC_RTU,
-        CONF_SERIAL_PORT: bus.path,
-        CONF_BAUDRATE: 115200,
-        CONF_PARITY: "N",
-        CONF_STOPBITS: 1,
-        CONF_UNIT_ID: unit_id,
-    }
-    data.update(changes)
-    return data
-
-
-def rtu_inverter(bus: RtuBridge, unit_id: int) -> ConfigSubentryData:
-    return ConfigSubentryData(
-        data=rtu_data(bus, unit_id),
-        subentry_type=SUBENTRY_INVERTER,
-        title=f"RS-485 inverter {unit_id}",
-        unique_id=f"SIM-INV-{unit_id}",
-    )
-
-
-def rtu_meter(bus: RtuBridge) -> ConfigSubentryData:
-    return ConfigSubentryData(
-        data=rtu_data(bus, bus.sim.meter_unit_id, **{CONF_INVERT: False}),
-        subentry_type=SUBENTRY_METER,
-        title="RS-485 meter",
-        unique_id="SIM-METER",
-    )
 
 
 def _form(bus: RtuBridge, unit_id: int, **changes: Any) -> dict[str, Any]:
@@ -108,22 +69,10 @@ def _form(bus: RtuBridge, unit_id: int, **changes: Any) -> dict[str, Any]:
     }
 
 
-async def _start(hass: HomeAssistant, entry: Any, kind: str) -> Any:
-    result = await hass.config_entries.subentries.async_init(
-        (entry.entry_id, kind), context={"source": SOURCE_USER}
-    )
-    assert result["type"] is FlowResultType.MENU
-    assert KIND_SUNSPEC_RTU in result["menu_options"]
-    return await hass.config_entries.subentries.async_configure(
-        result["flow_id"], {"next_step_id": KIND_SUNSPEC_RTU}
-    )
-
-
 async def test_add_rtu_inverter_and_meter(hass: HomeAssistant, bus: RtuBridge) -> None:
     """Both are read over the bus before they are saved; the serial is the unique id."""
-    entry = site_entry([])
-    entry.add_to_hass(hass)
-    result = await _start(hass, entry, SUBENTRY_INVERTER)
+    entry = added_site(hass)
+    result = await start_subentry_flow(hass, entry, SUBENTRY_INVERTER, KIND_SUNSPEC_RTU)
     assert result["step_id"] == "sunspec_rtu"
     result = await hass.config_entries.subentries.async_configure(result["flow_id"], _form(bus, 2))
     assert result["type"] is FlowResultType.CREATE_ENTRY
@@ -131,7 +80,7 @@ async def test_add_rtu_inverter_and_meter(hass: HomeAssistant, bus: RtuBridge) -
     assert inverter.unique_id == "SIM-INV-2"
     assert inverter.data == {**rtu_data(bus, 2), CONF_RATED_POWER: 5000.0}  # as read
 
-    result = await _start(hass, entry, SUBENTRY_METER)
+    result = await start_subentry_flow(hass, entry, SUBENTRY_METER, KIND_SUNSPEC_RTU)
     result = await hass.config_entries.subentries.async_configure(
         result["flow_id"], _form(bus, bus.sim.meter_unit_id, **{CONF_INVERT: True})
     )
@@ -141,7 +90,7 @@ async def test_add_rtu_inverter_and_meter(hass: HomeAssistant, bus: RtuBridge) -
     assert meter.unique_id.startswith("SIM-METER")
 
     # The same unit on the same bus again.
-    result = await _start(hass, entry, SUBENTRY_INVERTER)
+    result = await start_subentry_flow(hass, entry, SUBENTRY_INVERTER, KIND_SUNSPEC_RTU)
     result = await hass.config_entries.subentries.async_configure(result["flow_id"], _form(bus, 2))
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "already_configured"
@@ -149,8 +98,7 @@ async def test_add_rtu_inverter_and_meter(hass: HomeAssistant, bus: RtuBridge) -
 
 async def test_rtu_flow_errors(hass: HomeAssistant, bus: RtuBridge, tmp_path: Path) -> None:
     """A missing port, a silent unit, settings the port refuses, a bus already in use."""
-    entry = site_entry([rtu_inverter(bus, 1)])
-    entry.add_to_hass(hass)
+    entry = added_site(hass, [rtu_inverter(bus, 1)])
     cases = [
         (
             _form(bus, 1, **{CONF_SERIAL_PORT: str(tmp_path / "ttyUSB7")}),
@@ -163,14 +111,13 @@ async def test_rtu_flow_errors(hass: HomeAssistant, bus: RtuBridge, tmp_path: Pa
         (_form(bus, 2, **{CONF_BAUDRATE: "0"}), {CONF_BAUDRATE: "invalid_baudrate"}),
     ]
     for user_input, errors in cases:
-        result = await _start(hass, entry, SUBENTRY_INVERTER)
+        result = await start_subentry_flow(hass, entry, SUBENTRY_INVERTER, KIND_SUNSPEC_RTU)
         result = await hass.config_entries.subentries.async_configure(result["flow_id"], user_input)
         assert result["type"] is FlowResultType.FORM, errors
         assert result["errors"] == errors
     # Alone on the bus, the pty cannot do parity: the port cannot be opened like that.
-    lonely = site_entry([])
-    lonely.add_to_hass(hass)
-    result = await _start(hass, lonely, SUBENTRY_INVERTER)
+    lonely = added_site(hass)
+    result = await start_subentry_flow(hass, lonely, SUBENTRY_INVERTER, KIND_SUNSPEC_RTU)
     result = await hass.config_entries.subentries.async_configure(
         result["flow_id"], _form(bus, 2, **{CONF_PARITY: "even"})
     )
@@ -200,17 +147,15 @@ async def test_rtu_device_errors(
         raise error
 
     monkeypatch.setattr(SunSpecInverter, "async_setup", fail)
-    entry = site_entry([])
-    entry.add_to_hass(hass)
-    result = await _start(hass, entry, SUBENTRY_INVERTER)
+    entry = added_site(hass)
+    result = await start_subentry_flow(hass, entry, SUBENTRY_INVERTER, KIND_SUNSPEC_RTU)
     result = await hass.config_entries.subentries.async_configure(result["flow_id"], _form(bus, 1))
     assert result["errors"] == {"base": reason}
 
 
 async def test_reconfigure_rtu_inverter(hass: HomeAssistant, bus: RtuBridge) -> None:
     """The form shows the saved settings; it must stay the same inverter."""
-    entry = site_entry([rtu_inverter(bus, 1)])
-    entry.add_to_hass(hass)
+    entry = added_site(hass, [rtu_inverter(bus, 1)])
     (sub_id,) = entry.subentries
     result = await hass.config_entries.subentries.async_init(
         (entry.entry_id, SUBENTRY_INVERTER),
@@ -244,7 +189,7 @@ async def test_probe_through_the_running_site_shares_the_bus(
     entry = site_entry([rtu_inverter(bus, 1)])
     await setup_site(hass, entry)
     pool = entry.runtime_data.pool
-    result = await _start(hass, entry, SUBENTRY_INVERTER)
+    result = await start_subentry_flow(hass, entry, SUBENTRY_INVERTER, KIND_SUNSPEC_RTU)
     result = await hass.config_entries.subentries.async_configure(result["flow_id"], _form(bus, 2))
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()
@@ -259,23 +204,6 @@ async def test_probe_through_the_running_site_shares_the_bus(
         5,
         "both inverters answer",
     )
-
-
-LOAD_STEPS = {
-    "description": "6 kW of sun; the load drops by 3 kW at 8 s and comes back at 16 s",
-    "duration_s": 600,
-    "repeat": False,
-    "inverters": [
-        {"rating_w": 5000, "time_constant_s": 1.0},
-        {"rating_w": 5000, "time_constant_s": 1.0},
-    ],
-    "pv_available_w": 6000,
-    "load_w": 3500,
-    "events": [
-        {"t": 8, "type": "load_step", "delta_w": -3000},
-        {"t": 16, "type": "load_step", "delta_w": 3000},
-    ],
-}
 
 
 @pytest.mark.parametrize("scenario_data", [LOAD_STEPS])
@@ -293,17 +221,9 @@ async def test_rtu_site_holds_the_export_limit(
     )
     await setup_site(hass, entry)
     samples = await record(sim, until_t=24.0)
-    settled = [s for s in samples if 4.0 <= s.t < 8.0]
-    assert settled
-    assert all(s.export_w <= EXPORT_LIMIT + TOLERANCE for s in settled)
-    assert max(s.export_w for s in settled) >= EXPORT_LIMIT - 150
-    after_drop = [s for s in samples if 8.0 <= s.t < 16.0]
-    over = [s.t for s in after_drop if s.export_w > EXPORT_LIMIT + TOLERANCE]
-    assert not over or max(over) - 8.0 <= COMPLY_S, over
-    assert all(s.export_w <= EXPORT_LIMIT + TOLERANCE for s in after_drop if s.t >= 8.0 + COMPLY_S)
-    after_rise = [s for s in samples if 16.0 <= s.t < 24.0]
-    assert all(s.export_w <= EXPORT_LIMIT + TOLERANCE for s in after_rise)
-    assert max(s.generation_w for s in after_rise if s.t >= 21.0) >= 4500
+    check_load_steps(
+        samples, EXPORT_LIMIT, tolerance=TOLERANCE, comply_s=COMPLY_S, must_overshoot=False
+    )
     assert bus.frames > 100
     assert float(hass.states.get("sensor.rs_485_inverter_1_rated_power").state) == 5000
     assert hass.states.get("sensor.rs_485_meter_grid_power_phase_c") is not None

@@ -31,8 +31,15 @@ from custom_components.dynamic_export.sim.server import SimulatedSiteServer
 from custom_components.dynamic_export.subentries.limiters import setup as limiter_setup
 
 from ....limiters.amber_server import TOKEN, FakeAmber
-from ...conftest import inverter_subentry, meter_subentry, setup_site, site_entry
 from ...helpers import wait_for
+from ...sites import (
+    added_site,
+    inverter_subentry,
+    meter_subentry,
+    setup_site,
+    site_entry,
+    sunspec_site,
+)
 
 SITE_ID = "01J1R7Q9MZ2K8D5X4W3VBN6TGA"
 
@@ -104,8 +111,7 @@ async def test_flow_checks_the_token_and_picks_the_active_site(
     hass: HomeAssistant, amber: FakeAmber
 ) -> None:
     """A wrong token is refused; a good one lists sites, the active one is the default."""
-    entry = site_entry([])
-    entry.add_to_hass(hass)
+    entry = added_site(hass)
     result = await hass.config_entries.subentries.async_init(
         (entry.entry_id, SUBENTRY_AMBER), context={"source": SOURCE_USER}
     )
@@ -146,8 +152,7 @@ async def test_flow_checks_the_token_and_picks_the_active_site(
 
 async def test_flow_cannot_connect(hass: HomeAssistant, amber: FakeAmber) -> None:
     """Amber down shows cannot_connect; an account without sites aborts."""
-    entry = site_entry([])
-    entry.add_to_hass(hass)
+    entry = added_site(hass)
     amber.reply(status=503)
     result = await hass.config_entries.subentries.async_init(
         (entry.entry_id, SUBENTRY_AMBER), context={"source": SOURCE_USER}
@@ -169,14 +174,7 @@ async def test_positive_feed_in_price_stops_export(
 ) -> None:
     """Paid to export: no limit. The price turns positive: export 0 within the normal time."""
     amber.prices = feed_in_intervals(-5.0)
-    entry = site_entry(
-        [
-            inverter_subentry(sim, 1),
-            inverter_subentry(sim, 2),
-            meter_subentry(sim),
-            amber_subentry(),
-        ]
-    )
+    entry = sunspec_site(sim, amber_subentry())
     await setup_site(hass, entry)
     assert hass.states.get("sensor.home_export_limit").state == "unknown"
     price = hass.states.get("sensor.amber_feed_in_price")

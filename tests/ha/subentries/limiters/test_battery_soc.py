@@ -23,7 +23,7 @@ from custom_components.dynamic_export.const import (
     SUBENTRY_SOC,
 )
 
-from ...conftest import limiter_subentry, setup_site, site_entry
+from ...sites import added_site, limiter_subentry, setup_site, site_entry
 
 BATTERY = "sensor.battery"
 BATTERY_ATTRIBUTES = {"unit_of_measurement": "%", "device_class": "battery"}
@@ -83,8 +83,7 @@ async def _site(hass: HomeAssistant, sub: ConfigSubentryData) -> MockConfigEntry
 async def test_flow_picks_the_sensor_and_checks_the_settings(hass: HomeAssistant) -> None:
     """Thresholds that cannot work are refused; a good rule is stored with the switch on."""
     hass.states.async_set(BATTERY, "50", BATTERY_ATTRIBUTES)
-    entry = site_entry([])
-    entry.add_to_hass(hass)
+    entry = added_site(hass)
     result = await hass.config_entries.subentries.async_init(
         (entry.entry_id, SUBENTRY_SOC), context={"source": SOURCE_USER}
     )

@@ -28,7 +28,7 @@ from custom_components.dynamic_export.const import (
     SUBENTRY_MQTT,
 )
 
-from ...conftest import limiter_subentry, setup_site, site_entry
+from ...sites import added_site, limiter_subentry, setup_site, site_entry
 
 TOPIC = "site/limits"
 START = "2025-06-02T01:00:00+00:00"
@@ -75,8 +75,7 @@ async def _publish(hass: HomeAssistant, payload: str | dict[str, Any]) -> None:
 
 async def test_flow_aborts_without_mqtt(hass: HomeAssistant) -> None:
     """Without Home Assistant's MQTT integration there is nothing to subscribe with."""
-    entry = site_entry([])
-    entry.add_to_hass(hass)
+    entry = added_site(hass)
     result = await hass.config_entries.subentries.async_init(
         (entry.entry_id, SUBENTRY_MQTT), context={"source": SOURCE_USER}
     )
@@ -86,8 +85,7 @@ async def test_flow_aborts_without_mqtt(hass: HomeAssistant) -> None:
 
 async def test_flow_checks_the_topic(hass: HomeAssistant, mqtt_mock: MqttMockHAClient) -> None:
     """Wildcards and empty topics are refused; reconfigure keeps the switch."""
-    entry = site_entry([])
-    entry.add_to_hass(hass)
+    entry = added_site(hass)
     result = await hass.config_entries.subentries.async_init(
         (entry.entry_id, SUBENTRY_MQTT), context={"source": SOURCE_USER}
     )

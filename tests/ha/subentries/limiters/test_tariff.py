@@ -22,7 +22,7 @@ from custom_components.dynamic_export.const import (
     SUBENTRY_TARIFF,
 )
 
-from ...conftest import limiter_subentry, setup_site, site_entry
+from ...sites import added_site, limiter_subentry, setup_site, site_entry
 
 SYDNEY = "Australia/Sydney"
 MIDDAY = {"name": "Midday", "start": "10:00", "end": "15:00", "export_limit": 0}
@@ -142,8 +142,7 @@ async def test_flow_preset_limits_export_in_the_networks_time(
 async def test_flow_custom_windows_and_timezone_are_checked(hass: HomeAssistant) -> None:
     """Bad windows show the error and where it is; an unknown zone is refused."""
     await hass.config.async_set_time_zone(SYDNEY)
-    entry = site_entry([])
-    entry.add_to_hass(hass)
+    entry = added_site(hass)
     result = await _start(hass, entry)
     flow_id = result["flow_id"]
     assert result["description_placeholders"] == {"detail": ""}
