@@ -6,12 +6,15 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from homeassistant.config_entries import SOURCE_RECONFIGURE, SOURCE_USER
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import device_registry as dr
+from homeassistant.util import dt as dt_util
+from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
 from custom_components.dynamic_export.const import DOMAIN
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
@@ -41,6 +44,26 @@ async def start_reconfigure(
         (entry.entry_id, subentry_type),
         context={"source": SOURCE_RECONFIGURE, "subentry_id": subentry_id},
     )
+
+
+def state_of(hass: HomeAssistant, entity_id: str) -> str:
+    """An entity's state (the entity must exist)."""
+    state = hass.states.get(entity_id)
+    assert state is not None, entity_id
+    return state.state
+
+
+def attributes_of(hass: HomeAssistant, entity_id: str) -> dict[str, Any]:
+    """An entity's attributes (the entity must exist)."""
+    state = hass.states.get(entity_id)
+    assert state is not None, entity_id
+    return dict(state.attributes)
+
+
+async def next_cycle(hass: HomeAssistant) -> None:
+    """Let the site's next control cycle run (for tests whose clock is frozen by the freezer)."""
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=1))
+    await hass.async_block_till_done(wait_background_tasks=True)
 
 
 def site_device(

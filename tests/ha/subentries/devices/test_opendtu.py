@@ -25,7 +25,7 @@ from custom_components.dynamic_export.const import (
 from custom_components.dynamic_export.core.controller import ControlState
 
 from ....opendtu.dtu import HM_SERIAL, HMS_SERIAL, PASSWORD
-from ...helpers import site_device, start_reconfigure, start_subentry_flow, wait_for
+from ...helpers import site_device, start_reconfigure, start_subentry_flow, state_of, wait_for
 from ...peers import DtuPeer, PeerSite, SiteGateway, dtu_peer, run_until, seconds_over
 from ...sites import (
     DTU_HOSTNAME,
@@ -247,12 +247,6 @@ async def test_reconfigure_dtu_selection(hass: HomeAssistant, dtu: DtuPeer) -> N
     assert len(entry.subentries[sub_id].data[CONF_INVERTERS]) == 2
 
 
-def _state(hass: HomeAssistant, entity_id: str) -> str:
-    state = hass.states.get(entity_id)
-    assert state is not None, entity_id
-    return state.state
-
-
 EXPORT_LIMIT = 800.0
 AVAILABLE = {HM_SERIAL: 750.0, HMS_SERIAL: 1800.0}
 
@@ -309,15 +303,15 @@ async def test_dtu_inverters_hold_the_export_limit(
 
         # One device per inverter, with the DTU-specific sensors.
         hm, hms = "sensor.garage_hm_800", "sensor.roof_hms_2000"
-        assert float(_state(hass, f"{hms}_temperature")) == 48.0
-        assert _state(hass, f"{hm}_limit_acknowledgement") in {"ok", "pending"}
+        assert float(state_of(hass, f"{hms}_temperature")) == 48.0
+        assert state_of(hass, f"{hm}_limit_acknowledgement") in {"ok", "pending"}
         ack = hass.states.get(f"{hm}_limit_acknowledgement")
         assert ack.attributes["last_outcome"] in {"Ok", None}
-        response = float(_state(hass, f"{hms}_limit_response_time"))
+        response = float(state_of(hass, f"{hms}_limit_response_time"))
         assert 2.5 <= response <= 5.0
-        assert float(_state(hass, f"{hms}_rated_power")) == 2000
-        assert _state(hass, "binary_sensor.garage_hm_800_connection") == "on"
-        assert _state(hass, "sensor.home_control_state") == ControlState.CONTROLLING
+        assert float(state_of(hass, f"{hms}_rated_power")) == 2000
+        assert state_of(hass, "binary_sensor.garage_hm_800_connection") == "on"
+        assert state_of(hass, "sensor.home_control_state") == ControlState.CONTROLLING
         (sub_id,) = [
             s.subentry_id for s in entry.subentries.values() if s.subentry_type == "inverter"
         ]

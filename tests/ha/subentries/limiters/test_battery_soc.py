@@ -9,8 +9,7 @@ from homeassistant.config_entries import SOURCE_RECONFIGURE, SOURCE_USER, Config
 from homeassistant.const import ATTR_ENTITY_ID, CONF_NAME, STATE_UNAVAILABLE, STATE_UNKNOWN
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
-from homeassistant.util import dt as dt_util
-from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.dynamic_export.const import (
     CONF_ENABLED,
@@ -23,6 +22,7 @@ from custom_components.dynamic_export.const import (
     SUBENTRY_SOC,
 )
 
+from ...helpers import next_cycle, state_of
 from ...sites import added_site, limiter_subentry, setup_site, site_entry
 
 BATTERY = "sensor.battery"
@@ -57,23 +57,11 @@ def soc_subentry(
     )
 
 
-def _state(hass: HomeAssistant, entity_id: str) -> str:
-    state = hass.states.get(entity_id)
-    assert state is not None, entity_id
-    return state.state
-
-
-async def _cycle(hass: HomeAssistant) -> None:
-    """Let the site's next control cycle run (the clock is frozen by the freezer)."""
-    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=1))
-    await hass.async_block_till_done(wait_background_tasks=True)
-
-
 async def _battery(hass: HomeAssistant, soc: str) -> None:
     """The battery sensor reports ``soc``, then a control cycle runs."""
     hass.states.async_set(BATTERY, soc, BATTERY_ATTRIBUTES)
     await hass.async_block_till_done()
-    await _cycle(hass)
+    await next_cycle(hass)
 
 
 async def _site(hass: HomeAssistant, sub: ConfigSubentryData) -> MockConfigEntry:
@@ -143,12 +131,12 @@ async def test_export_limit_follows_the_battery_with_hysteresis(
     freezer.move_to(START)
     hass.states.async_set(BATTERY, "50", BATTERY_ATTRIBUTES)
     await _site(hass, soc_subentry())
-    assert _state(hass, "sensor.home_export_limit") == "0.0"
+    assert state_of(hass, "sensor.home_export_limit") == "0.0"
     state = hass.states.get("sensor.home_export_limit")
     assert state is not None
     assert state.attributes["source"] == "Battery first"
-    assert _state(hass, "sensor.battery_first_export_limit_asked") == "0.0"
-    assert _state(hass, "switch.battery_first_enabled") == "on"
+    assert state_of(hass, "sensor.battery_first_export_limit_asked") == "0.0"
+    assert state_of(hass, "switch.battery_first_enabled") == "on"
 
     steps = [
         ("85", "0.0"),  # climbing inside the band: still low
@@ -169,15 +157,15 @@ async def test_export_limit_follows_the_battery_with_hysteresis(
     ]
     for soc, expected in steps:
         await _battery(hass, soc)
-        assert _state(hass, "sensor.home_export_limit") == expected, soc
-        assert _state(hass, "sensor.battery_first_export_limit_asked") == expected, soc
+        assert state_of(hass, "sensor.home_export_limit") == expected, soc
+        assert state_of(hass, "sensor.battery_first_export_limit_asked") == expected, soc
 
     # The sensor disappears: low.
     await _battery(hass, "95")
     hass.states.async_remove(BATTERY)
     await hass.async_block_till_done()
-    await _cycle(hass)
-    assert _state(hass, "sensor.home_export_limit") == "0.0"
+    await next_cycle(hass)
+    assert state_of(hass, "sensor.home_export_limit") == "0.0"
 
 
 async def test_no_high_limit_means_no_limit_and_others_still_merge(
@@ -193,7 +181,7 @@ async def test_no_high_limit_means_no_limit_and_others_still_merge(
     assert state is not None
     assert state.state == "5000.0"
     assert state.attributes["source"] == "Fixed"
-    assert _state(hass, "sensor.battery_first_export_limit_asked") == "unknown"
+    assert state_of(hass, "sensor.battery_first_export_limit_asked") == "unknown"
 
     await _battery(hass, "40")
     state = hass.states.get("sensor.home_export_limit")
@@ -205,9 +193,9 @@ async def test_no_high_limit_means_no_limit_and_others_still_merge(
     await hass.services.async_call(
         "switch", "turn_off", {ATTR_ENTITY_ID: "switch.battery_first_enabled"}, blocking=True
     )
-    await _cycle(hass)
-    assert _state(hass, "sensor.home_export_limit") == "5000.0"
-    assert _state(hass, "sensor.battery_first_export_limit_asked") == "unknown"
+    await next_cycle(hass)
+    assert state_of(hass, "sensor.home_export_limit") == "5000.0"
+    assert state_of(hass, "sensor.battery_first_export_limit_asked") == "unknown"
 
 
 async def test_missing_sensor_at_start_is_low_until_it_reports(
@@ -216,9 +204,9 @@ async def test_missing_sensor_at_start_is_low_until_it_reports(
     """A sensor that does not exist yet (still starting) keeps export low until it reports."""
     freezer.move_to(START)
     await _site(hass, soc_subentry())
-    assert _state(hass, "sensor.home_export_limit") == "0.0"
+    assert state_of(hass, "sensor.home_export_limit") == "0.0"
     await _battery(hass, "92")
-    assert _state(hass, "sensor.home_export_limit") == "3000.0"
+    assert state_of(hass, "sensor.home_export_limit") == "3000.0"
 
 
 async def test_a_steady_charge_reported_again_stays_fresh(
@@ -231,19 +219,19 @@ async def test_a_steady_charge_reported_again_stays_fresh(
     freezer.move_to(START)
     hass.states.async_set(BATTERY, "100", BATTERY_ATTRIBUTES)
     await _site(hass, soc_subentry(max_age_min=15))
-    assert _state(hass, "sensor.home_export_limit") == "3000.0"
+    assert state_of(hass, "sensor.home_export_limit") == "3000.0"
 
     for _ in range(4):  # an hour of unchanged reports every 10 minutes
         freezer.tick(timedelta(minutes=10))
         await _battery(hass, "100")
-        assert _state(hass, "sensor.home_export_limit") == "3000.0"
+        assert state_of(hass, "sensor.home_export_limit") == "3000.0"
 
     freezer.tick(timedelta(minutes=14))
-    await _cycle(hass)
-    assert _state(hass, "sensor.home_export_limit") == "3000.0"
+    await next_cycle(hass)
+    assert state_of(hass, "sensor.home_export_limit") == "3000.0"
     freezer.tick(timedelta(minutes=2))  # 16 minutes without a report
-    await _cycle(hass)
-    assert _state(hass, "sensor.home_export_limit") == "0.0"
+    await next_cycle(hass)
+    assert state_of(hass, "sensor.home_export_limit") == "0.0"
 
     await _battery(hass, "100")  # reporting again
-    assert _state(hass, "sensor.home_export_limit") == "3000.0"
+    assert state_of(hass, "sensor.home_export_limit") == "3000.0"

@@ -28,6 +28,7 @@ from custom_components.dynamic_export.const import (
     SUBENTRY_MQTT,
 )
 
+from ...helpers import attributes_of, next_cycle, state_of
 from ...sites import added_site, limiter_subentry, setup_site, site_entry
 
 TOPIC = "site/limits"
@@ -47,30 +48,12 @@ def mqtt_subentry(max_age_s: float = 30.0) -> ConfigSubentryData:
     )
 
 
-def _state(hass: HomeAssistant, entity_id: str) -> str:
-    state = hass.states.get(entity_id)
-    assert state is not None, entity_id
-    return state.state
-
-
-def _attributes(hass: HomeAssistant, entity_id: str) -> dict[str, Any]:
-    state = hass.states.get(entity_id)
-    assert state is not None, entity_id
-    return dict(state.attributes)
-
-
-async def _cycle(hass: HomeAssistant) -> None:
-    """Let the site's next control cycle run (the clock is frozen by the freezer)."""
-    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=1))
-    await hass.async_block_till_done(wait_background_tasks=True)
-
-
 async def _publish(hass: HomeAssistant, payload: str | dict[str, Any]) -> None:
     """A message arrives on the limiter's topic; then a control cycle runs."""
     text = payload if isinstance(payload, str) else json.dumps(payload)
     async_fire_mqtt_message(hass, TOPIC, text)
     await hass.async_block_till_done()
-    await _cycle(hass)
+    await next_cycle(hass)
 
 
 async def test_flow_aborts_without_mqtt(hass: HomeAssistant) -> None:
@@ -137,11 +120,11 @@ async def test_messages_set_limits_until_they_expire(
         hass,
         site_entry([mqtt_subentry(max_age_s=30), limiter_subentry("Fixed", export_limit=1000)]),
     )
-    assert _state(hass, "sensor.home_export_limit") == "1000.0"
-    assert _state(hass, f"sensor.{NAME}_last_message") == "unknown"
-    assert _state(hass, f"sensor.{NAME}_export_limit_asked") == "unknown"
-    assert _state(hass, f"switch.{NAME}_enabled") == "on"
-    status = _attributes(hass, f"sensor.{NAME}_last_message")
+    assert state_of(hass, "sensor.home_export_limit") == "1000.0"
+    assert state_of(hass, f"sensor.{NAME}_last_message") == "unknown"
+    assert state_of(hass, f"sensor.{NAME}_export_limit_asked") == "unknown"
+    assert state_of(hass, f"switch.{NAME}_enabled") == "on"
+    status = attributes_of(hass, f"sensor.{NAME}_last_message")
     assert status["controls"] is None
     assert status["stale"] is True
     assert status["rejected"] == 0
@@ -149,15 +132,15 @@ async def test_messages_set_limits_until_they_expire(
     # The fixed limit is stricter on export; MQTT alone sets a generation limit.
     first = dt_util.utcnow()
     await _publish(hass, {"opModExpLimW": 1500, "opModGenLimW": 4000, "opModImpLimW": None})
-    assert _state(hass, "sensor.home_export_limit") == "1000.0"
-    assert _attributes(hass, "sensor.home_export_limit")["source"] == "Fixed"
-    assert _state(hass, "sensor.home_generation_limit") == "4000.0"
-    assert _attributes(hass, "sensor.home_generation_limit")["source"] == "Grid operator"
-    assert _state(hass, f"sensor.{NAME}_export_limit_asked") == "1500.0"
-    assert _state(hass, f"sensor.{NAME}_generation_limit_asked") == "4000.0"
-    assert _state(hass, f"sensor.{NAME}_import_limit_asked") == "unknown"
-    assert _state(hass, f"sensor.{NAME}_last_message") == first.isoformat()
-    status = _attributes(hass, f"sensor.{NAME}_last_message")
+    assert state_of(hass, "sensor.home_export_limit") == "1000.0"
+    assert attributes_of(hass, "sensor.home_export_limit")["source"] == "Fixed"
+    assert state_of(hass, "sensor.home_generation_limit") == "4000.0"
+    assert attributes_of(hass, "sensor.home_generation_limit")["source"] == "Grid operator"
+    assert state_of(hass, f"sensor.{NAME}_export_limit_asked") == "1500.0"
+    assert state_of(hass, f"sensor.{NAME}_generation_limit_asked") == "4000.0"
+    assert state_of(hass, f"sensor.{NAME}_import_limit_asked") == "unknown"
+    assert state_of(hass, f"sensor.{NAME}_last_message") == first.isoformat()
+    status = attributes_of(hass, f"sensor.{NAME}_last_message")
     assert status["controls"] == {"export_limit": 1500.0, "generation_limit": 4000.0}
     assert status["stale"] is False
     assert status["expires_at"] == (first + timedelta(seconds=30)).isoformat()
@@ -166,10 +149,10 @@ async def test_messages_set_limits_until_they_expire(
     freezer.tick(timedelta(seconds=5))
     second = dt_util.utcnow()
     await _publish(hass, {"opModExpLimW": 200})
-    assert _state(hass, "sensor.home_export_limit") == "200.0"
-    assert _attributes(hass, "sensor.home_export_limit")["source"] == "Grid operator"
-    assert _state(hass, "sensor.home_generation_limit") == "unknown"
-    assert _state(hass, f"sensor.{NAME}_last_message") == second.isoformat()
+    assert state_of(hass, "sensor.home_export_limit") == "200.0"
+    assert attributes_of(hass, "sensor.home_export_limit")["source"] == "Grid operator"
+    assert state_of(hass, "sensor.home_generation_limit") == "unknown"
+    assert state_of(hass, f"sensor.{NAME}_last_message") == second.isoformat()
 
     # Invalid messages: a log line each, the last valid message stays in force.
     freezer.tick(timedelta(seconds=5))
@@ -180,9 +163,9 @@ async def test_messages_set_limits_until_they_expire(
     warnings = [r.getMessage() for r in caplog.records if "ignored MQTT message" in r.getMessage()]
     assert len(warnings) == 4
     assert warnings[0].startswith(f"Grid operator: ignored MQTT message on {TOPIC}: unknown keys")
-    assert _state(hass, "sensor.home_export_limit") == "200.0"
-    assert _state(hass, f"sensor.{NAME}_last_message") == second.isoformat()
-    status = _attributes(hass, f"sensor.{NAME}_last_message")
+    assert state_of(hass, "sensor.home_export_limit") == "200.0"
+    assert state_of(hass, f"sensor.{NAME}_last_message") == second.isoformat()
+    status = attributes_of(hass, f"sensor.{NAME}_last_message")
     assert status["rejected"] == 4
     assert status["last_error"] == "payload must be a JSON object"
     assert status["last_error_at"] == dt_util.utcnow().isoformat()
@@ -190,19 +173,19 @@ async def test_messages_set_limits_until_they_expire(
 
     # 30 s after the last valid message it still counts; after that it does not.
     freezer.move_to(second + timedelta(seconds=30))
-    await _cycle(hass)
-    assert _state(hass, "sensor.home_export_limit") == "200.0"
+    await next_cycle(hass)
+    assert state_of(hass, "sensor.home_export_limit") == "200.0"
     freezer.move_to(second + timedelta(seconds=31))
-    await _cycle(hass)
-    assert _state(hass, "sensor.home_export_limit") == "1000.0"
-    assert _attributes(hass, "sensor.home_export_limit")["source"] == "Fixed"
-    assert _state(hass, f"sensor.{NAME}_export_limit_asked") == "unknown"
-    assert _state(hass, f"sensor.{NAME}_last_message") == second.isoformat()
-    assert _attributes(hass, f"sensor.{NAME}_last_message")["stale"] is True
+    await next_cycle(hass)
+    assert state_of(hass, "sensor.home_export_limit") == "1000.0"
+    assert attributes_of(hass, "sensor.home_export_limit")["source"] == "Fixed"
+    assert state_of(hass, f"sensor.{NAME}_export_limit_asked") == "unknown"
+    assert state_of(hass, f"sensor.{NAME}_last_message") == second.isoformat()
+    assert attributes_of(hass, f"sensor.{NAME}_last_message")["stale"] is True
 
     # Connect / energize come through as well.
     await _publish(hass, {"opModConnect": False})
-    assert _attributes(hass, "sensor.home_control_state")["connect"] is False
+    assert attributes_of(hass, "sensor.home_control_state")["connect"] is False
     assert entry.runtime_data.limiters
 
 
@@ -213,14 +196,14 @@ async def test_switched_off_and_unloaded(
     freezer.move_to(START)
     entry: MockConfigEntry = await setup_site(hass, site_entry([mqtt_subentry()]))
     await _publish(hass, {"opModExpLimW": 700})
-    assert _state(hass, "sensor.home_export_limit") == "700.0"
+    assert state_of(hass, "sensor.home_export_limit") == "700.0"
 
     await hass.services.async_call(
         "switch", "turn_off", {ATTR_ENTITY_ID: f"switch.{NAME}_enabled"}, blocking=True
     )
-    await _cycle(hass)
-    assert _state(hass, "sensor.home_export_limit") == "unknown"
-    assert _state(hass, f"sensor.{NAME}_export_limit_asked") == "unknown"
+    await next_cycle(hass)
+    assert state_of(hass, "sensor.home_export_limit") == "unknown"
+    assert state_of(hass, f"sensor.{NAME}_export_limit_asked") == "unknown"
 
     (handle,) = entry.runtime_data.limiters.values()
     limiter: Any = handle.limiter

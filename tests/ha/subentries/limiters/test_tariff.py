@@ -22,6 +22,7 @@ from custom_components.dynamic_export.const import (
     SUBENTRY_TARIFF,
 )
 
+from ...helpers import attributes_of, state_of
 from ...sites import added_site, limiter_subentry, setup_site, site_entry
 
 SYDNEY = "Australia/Sydney"
@@ -61,18 +62,6 @@ def tariff_subentry(
     )
 
 
-def _state(hass: HomeAssistant, entity_id: str) -> str:
-    state = hass.states.get(entity_id)
-    assert state is not None, entity_id
-    return state.state
-
-
-def _attributes(hass: HomeAssistant, entity_id: str) -> dict[str, Any]:
-    state = hass.states.get(entity_id)
-    assert state is not None, entity_id
-    return dict(state.attributes)
-
-
 def _utc(text: str) -> str:
     """An ISO time as the UTC timestamp string a timestamp sensor shows."""
     return dt_util.as_utc(datetime.fromisoformat(text)).isoformat()
@@ -104,7 +93,7 @@ async def test_flow_preset_limits_export_in_the_networks_time(
     """A preset needs no windows; it runs in its network's zone, with the limit asked for."""
     freezer.move_to("2025-06-02T12:00:00+09:30")  # noon in Adelaide, inside 10:00–16:00
     entry = await setup_site(hass, site_entry([]))
-    assert _state(hass, "sensor.home_export_limit") == "unknown"
+    assert state_of(hass, "sensor.home_export_limit") == "unknown"
 
     result = await _start(hass, entry)
     assert result["type"] is FlowResultType.FORM
@@ -124,19 +113,19 @@ async def test_flow_preset_limits_export_in_the_networks_time(
     assert sub.data[CONF_ENABLED] is True
 
     # Adding the subentry reloaded the site with the new limiter.
-    assert _state(hass, "sensor.home_export_limit") == "150.0"
-    assert _attributes(hass, "sensor.home_export_limit")["source"] == "SAPN"
-    assert _state(hass, "sensor.sapn_export_limit_asked") == "150.0"
-    assert _state(hass, "sensor.sapn_active_window") == "Export charge"
-    status = _attributes(hass, "sensor.sapn_active_window")
+    assert state_of(hass, "sensor.home_export_limit") == "150.0"
+    assert attributes_of(hass, "sensor.home_export_limit")["source"] == "SAPN"
+    assert state_of(hass, "sensor.sapn_export_limit_asked") == "150.0"
+    assert state_of(hass, "sensor.sapn_active_window") == "Export charge"
+    status = attributes_of(hass, "sensor.sapn_active_window")
     assert status["timezone"] == "Australia/Adelaide"
     assert status["timezone_fallback"] is False
-    assert _state(hass, "sensor.sapn_next_change") == _utc("2025-06-02T16:00:00+09:30")
-    assert _state(hass, "switch.sapn_enabled") == "on"
+    assert state_of(hass, "sensor.sapn_next_change") == _utc("2025-06-02T16:00:00+09:30")
+    assert state_of(hass, "switch.sapn_enabled") == "on"
 
     await _at(hass, freezer, "2025-06-02T16:30:00+09:30")
-    assert _state(hass, "sensor.home_export_limit") == "unknown"
-    assert _state(hass, "sensor.sapn_active_window") == "unknown"
+    assert state_of(hass, "sensor.home_export_limit") == "unknown"
+    assert state_of(hass, "sensor.sapn_active_window") == "unknown"
 
 
 async def test_flow_custom_windows_and_timezone_are_checked(hass: HomeAssistant) -> None:
@@ -207,12 +196,12 @@ async def test_custom_window_without_a_limit_takes_the_forms(
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()
-    assert _state(hass, "sensor.home_export_limit") == "250.0"
-    assert _state(hass, "sensor.charge_active_window") == "Window 1"
+    assert state_of(hass, "sensor.home_export_limit") == "250.0"
+    assert state_of(hass, "sensor.charge_active_window") == "Window 1"
     await _at(hass, freezer, "2025-06-02T10:45:00+10:00")  # the other window sets its own
-    assert _state(hass, "sensor.home_export_limit") == "250.0"
+    assert state_of(hass, "sensor.home_export_limit") == "250.0"
     await _at(hass, freezer, "2025-06-02T23:00:00+10:00")
-    assert _state(hass, "sensor.home_export_limit") == "500.0"
+    assert state_of(hass, "sensor.home_export_limit") == "500.0"
 
 
 async def test_windows_set_the_sites_export_limit_across_midnight(
@@ -227,12 +216,12 @@ async def test_windows_set_the_sites_export_limit_across_midnight(
     entry = await setup_site(hass, site_entry([tariff_subentry([MIDDAY, MONDAY_NIGHT])]))
     assert entry.subentries
 
-    assert _state(hass, "sensor.home_export_limit") == "0.0"
-    assert _attributes(hass, "sensor.home_export_limit")["source"] == "Export charge"
-    assert _state(hass, "sensor.export_charge_export_limit_asked") == "0.0"
-    assert _state(hass, "sensor.export_charge_active_window") == "Midday"
-    assert _state(hass, "sensor.export_charge_next_change") == _utc("2025-06-02T15:00:00+10:00")
-    status = _attributes(hass, "sensor.export_charge_active_window")
+    assert state_of(hass, "sensor.home_export_limit") == "0.0"
+    assert attributes_of(hass, "sensor.home_export_limit")["source"] == "Export charge"
+    assert state_of(hass, "sensor.export_charge_export_limit_asked") == "0.0"
+    assert state_of(hass, "sensor.export_charge_active_window") == "Midday"
+    assert state_of(hass, "sensor.export_charge_next_change") == _utc("2025-06-02T15:00:00+10:00")
+    status = attributes_of(hass, "sensor.export_charge_active_window")
     assert {k: status[k] for k in status if k != "friendly_name"} == {
         "export_limit": 0.0,
         "active_window": "Midday",
@@ -244,37 +233,37 @@ async def test_windows_set_the_sites_export_limit_across_midnight(
         "timezone_fallback": False,
     }
     # Only the first status sensor carries the full status.
-    assert "window_start" not in _attributes(hass, "sensor.export_charge_next_change")
+    assert "window_start" not in attributes_of(hass, "sensor.export_charge_next_change")
 
     await _at(hass, freezer, "2025-06-02T15:00:00+10:00")  # windows end exclusive
-    assert _state(hass, "sensor.home_export_limit") == "unknown"
-    assert _attributes(hass, "sensor.home_export_limit")["source"] is None
-    assert _state(hass, "sensor.export_charge_export_limit_asked") == "unknown"
-    assert _state(hass, "sensor.export_charge_active_window") == "unknown"
-    assert _state(hass, "sensor.export_charge_next_change") == _utc("2025-06-02T22:00:00+10:00")
-    status = _attributes(hass, "sensor.export_charge_active_window")
+    assert state_of(hass, "sensor.home_export_limit") == "unknown"
+    assert attributes_of(hass, "sensor.home_export_limit")["source"] is None
+    assert state_of(hass, "sensor.export_charge_export_limit_asked") == "unknown"
+    assert state_of(hass, "sensor.export_charge_active_window") == "unknown"
+    assert state_of(hass, "sensor.export_charge_next_change") == _utc("2025-06-02T22:00:00+10:00")
+    status = attributes_of(hass, "sensor.export_charge_active_window")
     assert status["export_limit"] is None
     assert status["active_index"] is None
 
     await _at(hass, freezer, "2025-06-02T23:30:00+10:00")
-    assert _state(hass, "sensor.home_export_limit") == "500.0"
-    assert _state(hass, "sensor.export_charge_active_window") == "Night"
-    assert _state(hass, "sensor.export_charge_next_change") == _utc("2025-06-03T02:00:00+10:00")
+    assert state_of(hass, "sensor.home_export_limit") == "500.0"
+    assert state_of(hass, "sensor.export_charge_active_window") == "Night"
+    assert state_of(hass, "sensor.export_charge_next_change") == _utc("2025-06-03T02:00:00+10:00")
 
     # Tuesday 01:30: still Monday's night window, which runs past midnight.
     await _at(hass, freezer, "2025-06-03T01:30:00+10:00")
-    assert _state(hass, "sensor.home_export_limit") == "500.0"
-    status = _attributes(hass, "sensor.export_charge_active_window")
+    assert state_of(hass, "sensor.home_export_limit") == "500.0"
+    status = attributes_of(hass, "sensor.export_charge_active_window")
     assert status["window_start"] == _utc("2025-06-02T22:00:00+10:00")
     assert status["window_end"] == _utc("2025-06-03T02:00:00+10:00")
 
     await _at(hass, freezer, "2025-06-03T02:00:00+10:00")
-    assert _state(hass, "sensor.home_export_limit") == "unknown"
+    assert state_of(hass, "sensor.home_export_limit") == "unknown"
 
     # The night window is for Mondays only: Tuesday night is free.
     await _at(hass, freezer, "2025-06-03T23:00:00+10:00")
-    assert _state(hass, "sensor.home_export_limit") == "unknown"
-    assert _state(hass, "sensor.export_charge_next_change") == _utc("2025-06-04T10:00:00+10:00")
+    assert state_of(hass, "sensor.home_export_limit") == "unknown"
+    assert state_of(hass, "sensor.export_charge_next_change") == _utc("2025-06-04T10:00:00+10:00")
 
 
 async def test_switching_the_limiter_off_needs_no_reload(
@@ -286,19 +275,19 @@ async def test_switching_the_limiter_off_needs_no_reload(
         hass, site_entry([tariff_subentry(), limiter_subentry("Fixed", export_limit=2000)])
     )
     runtime = entry.runtime_data
-    assert _state(hass, "sensor.home_export_limit") == "0.0"
-    assert _state(hass, "switch.export_charge_enabled") == "on"
+    assert state_of(hass, "sensor.home_export_limit") == "0.0"
+    assert state_of(hass, "switch.export_charge_enabled") == "on"
 
     await hass.services.async_call(
         "switch", "turn_off", {ATTR_ENTITY_ID: "switch.export_charge_enabled"}, blocking=True
     )
     await _at(hass, freezer, "2025-06-02T11:00:01+10:00")
     assert entry.runtime_data is runtime  # not reloaded
-    assert _state(hass, "switch.export_charge_enabled") == "off"
-    assert _state(hass, "sensor.home_export_limit") == "2000.0"
-    assert _attributes(hass, "sensor.home_export_limit")["source"] == "Fixed"
-    assert _state(hass, "sensor.export_charge_export_limit_asked") == "unknown"
-    assert _state(hass, "sensor.export_charge_active_window") == "Midday"  # the tariff's view
+    assert state_of(hass, "switch.export_charge_enabled") == "off"
+    assert state_of(hass, "sensor.home_export_limit") == "2000.0"
+    assert attributes_of(hass, "sensor.home_export_limit")["source"] == "Fixed"
+    assert state_of(hass, "sensor.export_charge_export_limit_asked") == "unknown"
+    assert state_of(hass, "sensor.export_charge_active_window") == "Midday"  # the tariff's view
     (sub,) = [s for s in entry.subentries.values() if s.subentry_type == SUBENTRY_TARIFF]
     assert sub.data[CONF_ENABLED] is False
 
@@ -307,8 +296,8 @@ async def test_switching_the_limiter_off_needs_no_reload(
     )
     await _at(hass, freezer, "2025-06-02T11:00:02+10:00")
     assert entry.runtime_data is runtime
-    assert _state(hass, "sensor.home_export_limit") == "0.0"
-    assert _attributes(hass, "sensor.home_export_limit")["source"] == "Export charge"
+    assert state_of(hass, "sensor.home_export_limit") == "0.0"
+    assert attributes_of(hass, "sensor.home_export_limit")["source"] == "Export charge"
 
 
 async def test_reconfigure_changes_windows_and_keeps_the_switch(
@@ -317,8 +306,8 @@ async def test_reconfigure_changes_windows_and_keeps_the_switch(
     """Reconfiguring shows the current windows, applies new ones, and leaves the switch off."""
     freezer.move_to(MONDAY_11)
     entry = await setup_site(hass, site_entry([tariff_subentry(enabled=False)]))
-    assert _state(hass, "switch.export_charge_enabled") == "off"
-    assert _state(hass, "sensor.home_export_limit") == "unknown"
+    assert state_of(hass, "switch.export_charge_enabled") == "off"
+    assert state_of(hass, "sensor.home_export_limit") == "unknown"
     (sub,) = entry.subentries.values()
     runtime = entry.runtime_data
 
@@ -361,11 +350,11 @@ async def test_reconfigure_changes_windows_and_keeps_the_switch(
     assert updated.data[CONF_ENABLED] is False
     assert updated.data[CONF_WINDOWS] == [{**MIDDAY, "export_limit": 300}]
     assert entry.runtime_data is not runtime  # new windows: the site was reloaded
-    assert _state(hass, "switch.export_charge_enabled") == "off"
-    assert _state(hass, "sensor.home_export_limit") == "unknown"
+    assert state_of(hass, "switch.export_charge_enabled") == "off"
+    assert state_of(hass, "sensor.home_export_limit") == "unknown"
 
     await hass.services.async_call(
         "switch", "turn_on", {ATTR_ENTITY_ID: "switch.export_charge_enabled"}, blocking=True
     )
     await _at(hass, freezer, "2025-06-02T11:00:01+10:00")
-    assert _state(hass, "sensor.home_export_limit") == "300.0"
+    assert state_of(hass, "sensor.home_export_limit") == "300.0"
