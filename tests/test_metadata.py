@@ -7,7 +7,9 @@ from pathlib import Path
 
 from awesomeversion import AwesomeVersion
 
-from custom_components.dynamic_export import binary_sensor, number, sensor, switch
+from custom_components.dynamic_export import binary_sensor, number, site_entities, switch
+from custom_components.dynamic_export.subentries.csip import entities as csip_entities
+from custom_components.dynamic_export.subentries.devices import entities as device_entities
 
 ROOT = Path(__file__).parent.parent
 COMPONENT = ROOT / "custom_components" / "dynamic_export"
@@ -59,9 +61,8 @@ def test_hacs_json_uses_known_keys() -> None:
     assert (COMPONENT / "brand" / "icon.png").is_file()
 
 
-def _translation_keys(module: object) -> set[tuple[str, str]]:
+def _translation_keys(module: object, platform: str) -> set[tuple[str, str]]:
     keys: set[tuple[str, str]] = set()
-    platform = module.__name__.rsplit(".", 1)[-1]  # type: ignore[attr-defined]
     for value in vars(module).values():
         for description in value if isinstance(value, tuple) else ():
             key = getattr(description, "translation_key", None) or getattr(description, "key", None)
@@ -73,8 +74,12 @@ def _translation_keys(module: object) -> set[tuple[str, str]]:
 def test_every_entity_name_and_state_is_translated() -> None:
     """Entity descriptions and hand-written entities all have an English name."""
     entity = _load(COMPONENT / "translations" / "en.json")["entity"]
-    described = _translation_keys(sensor)
-    assert len(described) >= 20  # every sensor description was found
+    described = {
+        key
+        for module in (site_entities, device_entities, csip_entities)
+        for key in _translation_keys(module, "sensor")
+    }
+    assert len(described) >= 27  # every sensor description was found
     hand_written = {
         ("binary_sensor", "fail_safe"),
         ("binary_sensor", "connectivity"),
@@ -87,7 +92,7 @@ def test_every_entity_name_and_state_is_translated() -> None:
     }
     for platform, key in described | hand_written:
         assert "name" in entity[platform][key], (platform, key)
-    for description in sensor.SITE_SENSORS + sensor.INVERTER_SENSORS:
+    for description in site_entities.SITE_SENSORS + device_entities.INVERTER_SENSORS:
         for option in description.options or ():
             assert option in entity["sensor"][description.key]["state"], option
     assert binary_sensor.PARALLEL_UPDATES == 0

@@ -11,11 +11,16 @@ from homeassistant.helpers.update_coordinator import CoordinatorEntity
 from .const import DOMAIN, SUBENTRY_FIXED_LIMITER
 from .coordinator import SiteCoordinator
 from .core.cycle import CycleSnapshot
-from .device_setup import InverterHandle, MeterHandle
+from .subentries.devices.handles import InverterHandle, MeterHandle
 
 # Home Assistant 2026.8 links child devices by registry id (``via_device_id``) and
 # deprecates ``via_device``; older releases only know ``via_device``.
 LINK_BY_DEVICE_ID = "via_device_id" in DeviceInfo.__annotations__
+
+
+def rounded_number(value: bool | float | None) -> float | None:
+    """A power for a sensor state: rounded to 0.1; None when there is none (or a bool)."""
+    return None if value is None or isinstance(value, bool) else round(value, 1)
 
 
 def site_device_info(entry: ConfigEntry) -> DeviceInfo:
@@ -43,7 +48,7 @@ def subentry_device_info(
     )
     # Written through a plain dict: each end's DeviceInfo types only one of the two keys.
     if LINK_BY_DEVICE_ID:
-        cast("dict[str, Any]", info)["via_device_id"] = entry.runtime_data.site_device_id
+        cast("dict[str, Any]", info)["via_device_id"] = coordinator.site_device_id
     else:
         cast("dict[str, Any]", info)["via_device"] = (DOMAIN, entry.entry_id)
     if subentry.subentry_type == SUBENTRY_FIXED_LIMITER:

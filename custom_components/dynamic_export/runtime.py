@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from homeassistant.config_entries import ConfigEntry, ConfigSubentry
+from homeassistant.config_entries import ConfigEntry, ConfigEntryState, ConfigSubentry
 from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
 
@@ -30,23 +30,18 @@ from .const import (
     SUBENTRY_INVERTER,
     SUBENTRY_METER,
 )
-from .coordinator import SiteCoordinator
+from .coordinator import CycleHook, SiteCoordinator
 from .core.controller import Controller, ControllerSettings
 from .core.cycle import ControlLoop
 from .core.write_policy import WritePolicy, min_revert_timeout
 from .csip.limiter import CsipLimiter
 from .csip.sep2.identity import IdentityError
-from .csip_setup import CycleHook, async_build_csip
-from .device_setup import (
-    DeviceContext,
-    InverterHandle,
-    MeterHandle,
-    async_build_inverters,
-    async_build_meter,
-)
-from .limiter_setup import LimiterHandle, apply_live_data, async_build_limiter
 from .limiters.override import OverrideLimiter
 from .storage import SiteStore
+from .subentries.csip.setup import async_build_csip
+from .subentries.devices.handles import InverterHandle, MeterHandle
+from .subentries.devices.setup import DeviceContext, async_build_inverters, async_build_meter
+from .subentries.limiters.setup import LimiterHandle, apply_live_data, async_build_limiter
 from .sunspec.connection import ConnectionPool
 
 _LOGGER = logging.getLogger(__name__)
@@ -69,8 +64,6 @@ class SiteRuntime:
     override: OverrideLimiter
     store: SiteStore
     structure: Any = field(default=None)
-    site_device_id: str | None = None
-    """Device registry id of the site, the parent of every subentry's device."""
 
 
 type DynamicExportConfigEntry = ConfigEntry[SiteRuntime]
@@ -229,6 +222,15 @@ def _restore_override(store: SiteStore) -> OverrideLimiter:
     except (ValueError, TypeError, KeyError) as err:
         _LOGGER.warning("Ignoring a stored override that cannot be read: %s", err)
         return OverrideLimiter(OVERRIDE_SOURCE)
+
+
+def loaded_pool(entry: DynamicExportConfigEntry) -> ConnectionPool | None:
+    """The connections of a loaded site (None otherwise).
+
+    A flow that probes a device on a serial bus the site already uses must go through the
+    site's own connection, or it would talk over the control loop.
+    """
+    return entry.runtime_data.pool if entry.state is ConfigEntryState.LOADED else None
 
 
 def apply_live_settings(entry: DynamicExportConfigEntry) -> None:

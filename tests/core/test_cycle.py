@@ -727,3 +727,32 @@ async def test_failing_limiter_keeps_its_last_limits(caplog: pytest.LogCaptureFi
     assert snapshot.limiter_errors == {}
     assert caplog.text.count("Limiter flaky failed") == 1  # once per streak, not per cycle
     assert "Limiter flaky works again" in caplog.text
+
+
+async def test_site_devices_is_a_read_only_copy_of_what_the_loop_knows() -> None:
+    """The ratings learnt so far (also of an inverter that stopped answering) and capability."""
+    site = two_inverter_site()
+    loop = ControlLoop(
+        meter=site.meter,
+        inverters=site.inverters,
+        ratings={"b": 3000.0},  # a's rating comes from its first read
+        limiters=[],
+        controller=Controller(),
+        write_policy=WritePolicy(),
+        clock=site.clock,
+        wall_clock=lambda: WALL,
+        device_timeout_s=TIMEOUT,
+    )
+    before = loop.site_devices()
+    assert dict(before.ratings) == {"b": 3000.0}
+    assert before.capability.rated_w == 3000.0
+    site.inverters["b"].read_fault.error = DeviceUnavailableError("down")
+    await run(loop, site, 1)
+    after = loop.site_devices()
+    assert dict(after.ratings) == {"a": 6000.0, "b": 3000.0}
+    assert after.capability.rated_w == 9000.0
+    assert after.capability.inverters == 2
+    assert after.capability.has_meter
+    assert dict(before.ratings) == {"b": 3000.0}  # a copy: later cycles leave it alone
+    with pytest.raises(TypeError):
+        after.ratings["a"] = 0.0  # type: ignore[index]

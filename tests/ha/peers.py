@@ -9,6 +9,8 @@
   a pseudo-terminal, behind a symlinked port that can be unplugged and plugged in again.
 - :class:`PeerSite`: a household load plus generators, ticking in real time; it reports grid
   power (+import/−export) and records export for the assertions.
+- :class:`EntitySite`: two inverters seen through Home Assistant entities (power sensors and
+  number entities that limit them) and a grid power sensor, on a :class:`PeerSite`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from homeassistant.const import ATTR_UNIT_OF_MEASUREMENT
+from homeassistant.core import HomeAssistant
 
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
 
@@ -322,3 +326,49 @@ class RtuBridge:
         self.late_frames += 1
         with contextlib.suppress(OSError):
             os.write(self._pty[0], body + _crc16(body))
+
+
+W_LIMIT = "input_number.pv1_limit"
+"""The first entity inverter's limit, in W."""
+PCT_LIMIT = "number.pv2_limit"
+"""The second entity inverter's limit, in % (a template number over ``PCT_BACKING``)."""
+PCT_BACKING = "input_number.pv2_limit_backing"
+PV1_POWER = "sensor.pv1_power"
+PV2_POWER = "sensor.pv2_power"
+GRID = "sensor.grid_power"
+POWER = {"device_class": "power"}
+
+
+def set_power(hass: HomeAssistant, entity_id: str, value: Any, unit: str | None = "W") -> None:
+    """Report a power sensor's state (``unit`` None: a sensor without a unit)."""
+    attributes: dict[str, Any] = {**POWER}
+    if unit is not None:
+        attributes[ATTR_UNIT_OF_MEASUREMENT] = unit
+    hass.states.async_set(entity_id, str(value), attributes)
+
+
+class EntitySite:
+    """Two entity inverters and a grid sensor driven by a small physics model."""
+
+    def __init__(self, hass: HomeAssistant, load_w: float) -> None:
+        self.hass = hass
+        self.report_grid = True
+        self.gen1 = Generator(2600.0, lambda: self._number(W_LIMIT), 0.8)
+        self.gen2 = Generator(2400.0, lambda: self._number(PCT_BACKING) * 3000.0 / 100.0, 0.8)
+        self.site = PeerSite(load_w=load_w, generators=[self.gen1, self.gen2], tick_s=0.1)
+        self.site.sinks.append(self._publish)
+
+    def _number(self, entity_id: str) -> float:
+        """The limit in force; an unavailable number leaves the inverter where it was."""
+        state = self.hass.states.get(entity_id)
+        try:
+            return float(state.state) if state is not None else 0.0
+        except ValueError:
+            return self.gen1.output_w if entity_id == W_LIMIT else self.gen2.output_w
+
+    def _publish(self, grid_w: float) -> None:
+        set_power(self.hass, PV1_POWER, round(self.gen1.output_w, 1))
+        set_power(self.hass, PV2_POWER, round(self.gen2.output_w / 1000.0, 4), "kW")
+        if self.report_grid:
+            # Export shown as positive, in kW: the meter subentry says so.
+            set_power(self.hass, GRID, round(-grid_w / 1000.0, 4), "kW")

@@ -20,25 +20,16 @@ from custom_components.dynamic_export.const import CONF_CONTROL_ENABLED
 from custom_components.dynamic_export.core.controller import ControlState
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
 
-from .conftest import inverter_subentry, limiter_subentry, meter_subentry, setup_site, site_entry
-from .helpers import site_device, wait_for
+from .helpers import site_device, state_of, wait_for
+from .sites import (
+    limiter_subentry,
+    setup_site,
+    sunspec_site,
+)
 
 
 def _site(sim: SimulatedSiteServer, **limits: float | bool | None):
-    return site_entry(
-        [
-            inverter_subentry(sim, 1),
-            inverter_subentry(sim, 2),
-            meter_subentry(sim),
-            limiter_subentry("Fixed", **limits),
-        ]
-    )
-
-
-def _state(hass: HomeAssistant, entity_id: str) -> str:
-    state = hass.states.get(entity_id)
-    assert state is not None, entity_id
-    return state.state
+    return sunspec_site(sim, limiter_subentry("Fixed", **limits))
 
 
 async def test_entity_states_follow_the_site(hass: HomeAssistant, sim: SimulatedSiteServer) -> None:
@@ -46,31 +37,31 @@ async def test_entity_states_follow_the_site(hass: HomeAssistant, sim: Simulated
     entry = await setup_site(hass, _site(sim, export_limit=1000))
     await wait_for(lambda: abs(sim.site.export_w - 1000) < 60, 8, "export at 1000 W")
     await wait_for(
-        lambda: abs(float(_state(hass, "sensor.meter_grid_power")) + 1000) < 80,
+        lambda: abs(float(state_of(hass, "sensor.meter_grid_power")) + 1000) < 80,
         3,
         "meter entity",
     )
 
-    assert _state(hass, "sensor.home_control_state") == ControlState.CONTROLLING
-    assert _state(hass, "binary_sensor.home_fail_safe") == "off"
-    assert _state(hass, "switch.home_control") == "on"
-    assert float(_state(hass, "sensor.home_export_limit")) == 1000
-    assert _state(hass, "sensor.home_generation_limit") == "unknown"
-    target = float(_state(hass, "sensor.home_generation_target"))
+    assert state_of(hass, "sensor.home_control_state") == ControlState.CONTROLLING
+    assert state_of(hass, "binary_sensor.home_fail_safe") == "off"
+    assert state_of(hass, "switch.home_control") == "on"
+    assert float(state_of(hass, "sensor.home_export_limit")) == 1000
+    assert state_of(hass, "sensor.home_generation_limit") == "unknown"
+    target = float(state_of(hass, "sensor.home_generation_target"))
     assert 1800 < target < 2200  # 1 kW load + 1 kW export
-    assert abs(float(_state(hass, "sensor.home_site_load")) - 1000) < 150
+    assert abs(float(state_of(hass, "sensor.home_site_load")) - 1000) < 150
 
     # Each inverter: 5 kW rating, half of the target, a limit below 100 %.
     for unit in (1, 2):
-        power = float(_state(hass, f"sensor.inverter_{unit}_ac_power"))
+        power = float(state_of(hass, f"sensor.inverter_{unit}_ac_power"))
         assert abs(power - target / 2) < 150
-        assert float(_state(hass, f"sensor.inverter_{unit}_rated_power")) == 5000
-        assert float(_state(hass, f"sensor.inverter_{unit}_power_limit")) < 30
-        assert _state(hass, f"sensor.inverter_{unit}_status") == "throttled"
-        assert float(_state(hass, f"sensor.inverter_{unit}_lifetime_energy")) >= 0
-        assert _state(hass, f"binary_sensor.inverter_{unit}_connection") == "on"
-    assert float(_state(hass, "sensor.meter_energy_exported")) >= 0
-    assert _state(hass, "sensor.meter_grid_power_phase_c") != STATE_UNAVAILABLE
+        assert float(state_of(hass, f"sensor.inverter_{unit}_rated_power")) == 5000
+        assert float(state_of(hass, f"sensor.inverter_{unit}_power_limit")) < 30
+        assert state_of(hass, f"sensor.inverter_{unit}_status") == "throttled"
+        assert float(state_of(hass, f"sensor.inverter_{unit}_lifetime_energy")) >= 0
+        assert state_of(hass, f"binary_sensor.inverter_{unit}_connection") == "on"
+    assert float(state_of(hass, "sensor.meter_energy_exported")) >= 0
+    assert state_of(hass, "sensor.meter_grid_power_phase_c") != STATE_UNAVAILABLE
 
     # Devices: the site, two inverters, the meter, the limiter; children via the site.
     device_registry = dr.async_get(hass)
@@ -96,9 +87,9 @@ async def test_limit_number_applies_without_reload(
         blocking=True,
     )
     assert entry.runtime_data is runtime  # not reloaded
-    await wait_for(lambda: _state(hass, "sensor.home_export_limit") == "0.0", 3, "limit 0")
+    await wait_for(lambda: state_of(hass, "sensor.home_export_limit") == "0.0", 3, "limit 0")
     await wait_for(lambda: sim.site.export_w < 60, 8, "zero export")
-    assert float(_state(hass, "number.fixed_export_limit")) == 0
+    assert float(state_of(hass, "number.fixed_export_limit")) == 0
 
     with pytest.raises(ServiceValidationError):
         await hass.services.async_call(
@@ -108,17 +99,17 @@ async def test_limit_number_applies_without_reload(
             blocking=True,
         )
     # The generation limit is not set: shown unknown, and settable.
-    assert _state(hass, "number.fixed_generation_limit") == "unknown"
+    assert state_of(hass, "number.fixed_generation_limit") == "unknown"
 
 
 async def test_limiter_switch_disables_it(hass: HomeAssistant, sim: SimulatedSiteServer) -> None:
     """Switching a limiter off removes its limits from the merge."""
     await setup_site(hass, _site(sim, export_limit=500))
-    await wait_for(lambda: _state(hass, "sensor.home_export_limit") == "500.0", 3, "limit")
+    await wait_for(lambda: state_of(hass, "sensor.home_export_limit") == "500.0", 3, "limit")
     await hass.services.async_call(
         "switch", "turn_off", {ATTR_ENTITY_ID: "switch.fixed_enabled"}, blocking=True
     )
-    await wait_for(lambda: _state(hass, "sensor.home_export_limit") == "unknown", 3, "no limit")
+    await wait_for(lambda: state_of(hass, "sensor.home_export_limit") == "unknown", 3, "no limit")
     await wait_for(lambda: sim.site.generation_w > 5500, 8, "full generation")
 
 
@@ -135,13 +126,13 @@ async def test_control_switch_monitor_only_releases_inverters(
     assert entry.options[CONF_CONTROL_ENABLED] is False
     await wait_for(lambda: not any(i.limit_enabled for i in sim.site.inverters), 5, "release")
     await wait_for(
-        lambda: _state(hass, "sensor.home_control_state") == ControlState.MONITOR_ONLY, 3, "state"
+        lambda: state_of(hass, "sensor.home_control_state") == ControlState.MONITOR_ONLY, 3, "state"
     )
     writes = len(sim.writes)
     await wait_for(lambda: sim.site.generation_w > 5500, 8, "full generation")
     assert len(sim.writes) == writes, "monitor-only must not write"
     # The target is still computed and shown.
-    assert float(_state(hass, "sensor.home_generation_target")) < 2000
+    assert float(state_of(hass, "sensor.home_generation_target")) < 2000
 
     await hass.services.async_call(
         "switch", "turn_on", {ATTR_ENTITY_ID: "switch.home_control"}, blocking=True
@@ -156,7 +147,7 @@ async def test_unreachable_inverter_is_unavailable_others_controlled(
     await setup_site(hass, _site(sim, export_limit=500))
     sim.set_unit_offline(2, True, mode="exception")
     await wait_for(
-        lambda: _state(hass, "sensor.inverter_2_ac_power") == STATE_UNAVAILABLE, 5, "unavailable"
+        lambda: state_of(hass, "sensor.inverter_2_ac_power") == STATE_UNAVAILABLE, 5, "unavailable"
     )
     connection = hass.states.get("binary_sensor.inverter_2_connection")
     assert connection is not None
@@ -164,12 +155,12 @@ async def test_unreachable_inverter_is_unavailable_others_controlled(
     assert connection.attributes["error"]
     # Inverter 2 keeps its last limit; inverter 1 absorbs the rest of the load change.
     await wait_for(lambda: abs(sim.site.export_w - 500) < 60, 8, "export held")
-    assert _state(hass, "sensor.inverter_1_ac_power") != STATE_UNAVAILABLE
-    assert _state(hass, "sensor.home_control_state") == ControlState.CONTROLLING
+    assert state_of(hass, "sensor.inverter_1_ac_power") != STATE_UNAVAILABLE
+    assert state_of(hass, "sensor.home_control_state") == ControlState.CONTROLLING
 
     sim.set_unit_offline(2, False)
     await wait_for(
-        lambda: _state(hass, "sensor.inverter_2_ac_power") != STATE_UNAVAILABLE, 5, "back"
+        lambda: state_of(hass, "sensor.inverter_2_ac_power") != STATE_UNAVAILABLE, 5, "back"
     )
 
 
@@ -219,10 +210,10 @@ async def test_inverter_reporting_nonsense_is_shown_and_skipped(
     assert connection is not None
     assert connection.state == "off"
     assert "WMaxLimPct_SF=7" in connection.attributes["error"]
-    assert _state(hass, "sensor.inverter_2_ac_power") == STATE_UNAVAILABLE
+    assert state_of(hass, "sensor.inverter_2_ac_power") == STATE_UNAVAILABLE
     assert not any(unit == 2 for _, unit, _, _ in sim.writes), "nothing written to it"
     # Inverter 1 alone holds the export limit: inverter 2 runs free at 3 kW, the load
     # is 1 kW, so inverter 1 may add only 500 W.
     await wait_for(lambda: abs(sim.site.export_w - 2500) < 60, 8, "export held")
     assert abs(sim.site.inverters[0].output_w - 500) < 60
-    assert _state(hass, "sensor.home_control_state") == ControlState.CONTROLLING
+    assert state_of(hass, "sensor.home_control_state") == ControlState.CONTROLLING

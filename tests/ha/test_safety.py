@@ -53,8 +53,15 @@ from custom_components.dynamic_export.const import (
 )
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
 
-from .conftest import inverter_subentry, limiter_subentry, meter_subentry, setup_site, site_entry
 from .helpers import record, wait_for
+from .sites import (
+    inverter_subentry,
+    limiter_subentry,
+    meter_subentry,
+    setup_site,
+    site_entry,
+    sunspec_site,
+)
 
 EXPORT_LIMIT = 1500.0
 
@@ -75,7 +82,7 @@ async def test_limiter_added_while_the_site_builds_is_applied(
     hass: HomeAssistant, sim: SimulatedSiteServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A subentry added during set-up (between its awaits) is built by a reload, not lost."""
-    entry = site_entry([inverter_subentry(sim, 1), inverter_subentry(sim, 2), meter_subentry(sim)])
+    entry = sunspec_site(sim)
     build_meter = runtime_module.async_build_meter
     added: list[str] = []
 
@@ -107,14 +114,7 @@ async def test_limit_moved_while_the_site_builds_is_applied(
     hass: HomeAssistant, sim: SimulatedSiteServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A fixed limit changed during set-up (a live setting, no reload) takes effect."""
-    entry = site_entry(
-        [
-            inverter_subentry(sim, 1),
-            inverter_subentry(sim, 2),
-            meter_subentry(sim),
-            limiter_subentry("Fixed", export_limit=4000.0),
-        ]
-    )
+    entry = sunspec_site(sim, limiter_subentry("Fixed", export_limit=4000.0))
     build_limiter = runtime_module.async_build_limiter
 
     async def limiter_then_a_tighter_limit(*args: Any) -> Any:

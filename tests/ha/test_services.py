@@ -15,25 +15,16 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from custom_components.dynamic_export.const import DOMAIN
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
 
-from .conftest import inverter_subentry, limiter_subentry, meter_subentry, setup_site, site_entry
-from .helpers import wait_for
-
-
-def _state(hass: HomeAssistant, entity_id: str) -> str:
-    state = hass.states.get(entity_id)
-    assert state is not None, entity_id
-    return state.state
+from .helpers import state_of, wait_for
+from .sites import (
+    limiter_subentry,
+    setup_site,
+    sunspec_site,
+)
 
 
 async def _site(hass: HomeAssistant, sim: SimulatedSiteServer, **limits: float) -> MockConfigEntry:
-    entry = site_entry(
-        [
-            inverter_subentry(sim, 1),
-            inverter_subentry(sim, 2),
-            meter_subentry(sim),
-            limiter_subentry("Fixed", **limits),
-        ]
-    )
+    entry = sunspec_site(sim, limiter_subentry("Fixed", **limits))
     return await setup_site(hass, entry)
 
 
@@ -60,15 +51,15 @@ async def test_override_sets_merges_and_clears(
     assert override is not None
     assert override.state == "on"
     assert override.attributes["export_limit"] == 0
-    until = dt_util.parse_datetime(_state(hass, "sensor.home_override_until"))
+    until = dt_util.parse_datetime(state_of(hass, "sensor.home_override_until"))
     assert until is not None
     assert timedelta(minutes=59) < until - dt_util.utcnow() <= timedelta(hours=1)
     await wait_for(lambda: sim.site.export_w < 60, 8, "zero export")
 
     await hass.services.async_call(DOMAIN, "clear_limits", {}, blocking=True)
-    assert _state(hass, "binary_sensor.home_override") == "off"
-    assert _state(hass, "sensor.home_export_limit") == "unknown"
-    assert _state(hass, "sensor.home_override_until") == "unknown"
+    assert state_of(hass, "binary_sensor.home_override") == "off"
+    assert state_of(hass, "sensor.home_export_limit") == "unknown"
+    assert state_of(hass, "sensor.home_override_until") == "unknown"
 
 
 async def test_override_expires(hass: HomeAssistant, sim: SimulatedSiteServer) -> None:
@@ -78,9 +69,9 @@ async def test_override_expires(hass: HomeAssistant, sim: SimulatedSiteServer) -
     await hass.services.async_call(
         DOMAIN, "set_limits", {"export_limit": 100, "until": until.isoformat()}, blocking=True
     )
-    assert _state(hass, "sensor.home_export_limit") == "100.0"
-    await wait_for(lambda: _state(hass, "sensor.home_export_limit") == "unknown", 5, "expiry")
-    assert _state(hass, "binary_sensor.home_override") == "off"
+    assert state_of(hass, "sensor.home_export_limit") == "100.0"
+    await wait_for(lambda: state_of(hass, "sensor.home_export_limit") == "unknown", 5, "expiry")
+    assert state_of(hass, "binary_sensor.home_override") == "off"
 
 
 async def test_override_survives_restart(hass: HomeAssistant, sim: SimulatedSiteServer) -> None:
@@ -91,7 +82,7 @@ async def test_override_survives_restart(hass: HomeAssistant, sim: SimulatedSite
     )
     assert await hass.config_entries.async_reload(entry.entry_id)
     await hass.async_block_till_done()
-    assert _state(hass, "binary_sensor.home_override") == "on"
+    assert state_of(hass, "binary_sensor.home_override") == "on"
     state = hass.states.get("sensor.home_control_state")
     assert state is not None
     assert state.attributes["energize"] is False
@@ -120,7 +111,7 @@ async def test_bad_input(hass: HomeAssistant, sim: SimulatedSiteServer) -> None:
         await hass.services.async_call(
             DOMAIN, "set_limits", {"export_limit": -1, "duration": {"minutes": 5}}, blocking=True
         )
-    assert _state(hass, "binary_sensor.home_override") == "off"
+    assert state_of(hass, "binary_sensor.home_override") == "off"
 
 
 async def test_site_required_without_a_loaded_site(hass: HomeAssistant) -> None:

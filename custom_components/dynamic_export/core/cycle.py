@@ -14,7 +14,9 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import MappingProxyType
 
+from .capability import SiteCapability, site_capability
 from .controller import Controller, ControlPlan, ControlState
 from .controls import Controls, LimitRequest
 from .devices import Inverter, SiteMeter
@@ -73,6 +75,19 @@ class CycleSnapshot:
         return ControlState.CONTROLLING if self.control_enabled else ControlState.MONITOR_ONLY
 
 
+@dataclass(frozen=True, slots=True)
+class SiteDevices:
+    """The site's devices as known after a cycle, for reporting the site to a utility.
+
+    Read-only, so whoever reports sees what the loop knows without reaching into it.
+    """
+
+    ratings: Mapping[str, float]
+    """Every inverter's rating known now, also of those that did not answer this cycle."""
+    capability: SiteCapability
+    """What the devices can enforce (see ``core.capability``)."""
+
+
 class ControlLoop:
     """Run control cycles over one site's meter, inverters and limiters."""
 
@@ -126,6 +141,12 @@ class ControlLoop:
     def control_enabled(self) -> bool:
         """False in monitor-only mode: the loop computes but does not write."""
         return self._control_enabled
+
+    def site_devices(self) -> SiteDevices:
+        """The ratings and capability as known now (a copy: later cycles do not change it)."""
+        ratings = MappingProxyType(dict(self.ratings))
+        capability = site_capability(meter=self.meter, inverters=self.inverters, ratings=ratings)
+        return SiteDevices(ratings=ratings, capability=capability)
 
     def set_control_enabled(self, enabled: bool) -> None:
         """Switch control on or off; switching off hands the inverters back next cycle."""

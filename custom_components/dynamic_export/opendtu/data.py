@@ -7,11 +7,11 @@ A missing value is None, never 0: the controller must not mistake "unknown" for 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from ..core.errors import InvalidDeviceDataError
+from ..core.numbers import finite_number
 from .errors import NotOpenDtuError, UnknownInverterError
 
 LIMIT_STATUSES = frozenset({"Ok", "Failure", "Pending", "Unknown"})
@@ -65,12 +65,6 @@ class SystemStatus:
     pioenv: str | None
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
 def _object(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidDeviceDataError(f"OpenDTU {where}: expected an object")
@@ -89,7 +83,7 @@ def _channel(entry: dict[str, Any], kind: str, field: str) -> float | None:
     channels = entry.get(kind)
     channel = channels.get("0") if isinstance(channels, dict) else None
     value = channel.get(field) if isinstance(channel, dict) else None
-    return _number(value.get("v")) if isinstance(value, dict) else None
+    return finite_number(value.get("v")) if isinstance(value, dict) else None
 
 
 def _summary(entry: Any) -> InverterSummary:
@@ -99,17 +93,17 @@ def _summary(entry: Any) -> InverterSummary:
         raise InvalidDeviceDataError(f"OpenDTU inverter entry: serial={serial!r}")
     where = f"inverter {serial}"
     name = obj.get("name")
-    absolute = _number(obj.get("limit_absolute"))
-    age_ms = _number(obj.get("data_age_ms"))
+    absolute = finite_number(obj.get("limit_absolute"))
+    age_ms = finite_number(obj.get("data_age_ms"))
     return InverterSummary(
         serial=serial,
         name=name if isinstance(name, str) and name else serial,
         reachable=_bool(obj, "reachable", where),
         producing=_bool(obj, "producing", where),
         poll_enabled=obj.get("poll_enabled") is not False,
-        limit_relative_pct=_number(obj.get("limit_relative")),
+        limit_relative_pct=finite_number(obj.get("limit_relative")),
         limit_absolute_w=absolute if absolute is not None and absolute >= 0 else None,
-        data_age_s=age_ms / 1000.0 if age_ms is not None else _number(obj.get("data_age")),
+        data_age_s=age_ms / 1000.0 if age_ms is not None else finite_number(obj.get("data_age")),
     )
 
 
@@ -155,9 +149,9 @@ def parse_limit_status(payload: Any) -> dict[str, LimitStatus]:
             raise InvalidDeviceDataError(
                 f"OpenDTU limit status of {serial}: limit_set_status={state!r}"
             )
-        max_power = _number(obj.get("max_power"))
+        max_power = finite_number(obj.get("max_power"))
         statuses[serial] = LimitStatus(
-            limit_relative_pct=_number(obj.get("limit_relative")),
+            limit_relative_pct=finite_number(obj.get("limit_relative")),
             max_power_w=max_power if max_power is not None and max_power > 0 else None,
             set_status=state,
         )

@@ -12,12 +12,12 @@ Go's zero time, which the gateway sends for a meter it has not heard from.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from ..core.errors import InvalidDeviceDataError
+from ..core.numbers import finite_number
 from .errors import NotPowerwallError
 
 MAX_POWER_W = 1_000_000.0  # anything larger is a parse or unit error, not a house
@@ -76,14 +76,8 @@ class GatewayStatus:
     device_type: str | None
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
 def _power(obj: dict[str, Any], key: str, where: str) -> float:
-    value = _number(obj.get(key))
+    value = finite_number(obj.get(key))
     if value is None:
         raise InvalidDeviceDataError(f"Powerwall {where}: {key}={obj.get(key)!r} is not a number")
     if abs(value) > MAX_POWER_W:
@@ -93,12 +87,12 @@ def _power(obj: dict[str, Any], key: str, where: str) -> float:
 
 def _positive(value: Any) -> float | None:
     """A measurement the gateway reports as 0 when it has none (frequency, voltage)."""
-    number = _number(value)
+    number = finite_number(value)
     return number if number is not None and number > 0 else None
 
 
 def _energy(value: Any) -> float | None:
-    number = _number(value)
+    number = finite_number(value)
     return number if number is not None and number >= 0 else None
 
 
@@ -167,7 +161,7 @@ def parse_site_meter(payload: Any) -> SitePhases | None:
         powers.append(_power(readings, key, "meters/site") if key in readings else None)
     voltages = []
     for index in range(1, 4):
-        volts = _number(readings.get(f"v_l{index}n"))
+        volts = finite_number(readings.get(f"v_l{index}n"))
         voltages.append(volts if volts is not None and volts >= MIN_PHASE_VOLTAGE_V else None)
     serial = readings.get("serial_number")
     kind = meter.get("type")
@@ -184,7 +178,7 @@ def parse_soe(payload: Any) -> float:
 
     The Tesla app shows (raw − 5) / 0.95 because it hides a 5 % reserve; this is the raw one.
     """
-    value = _number(_object(payload, "soe").get("percentage"))
+    value = finite_number(_object(payload, "soe").get("percentage"))
     if value is None or not 0.0 <= value <= 100.5:
         raise InvalidDeviceDataError(f"Powerwall soe: percentage={value!r} is not 0-100")
     return min(value, 100.0)

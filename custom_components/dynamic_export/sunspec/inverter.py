@@ -23,6 +23,7 @@ from decimal import Decimal
 from ..core.errors import InvalidDeviceDataError
 from ..core.frozen import FrozenCounterCheck, float32_step
 from ..core.measurements import InverterCommand, InverterReading
+from ..core.numbers import finite_number
 from .codec import PointValue
 from .device import SunSpecDevice
 from .errors import UnsupportedDeviceError
@@ -66,13 +67,6 @@ class InverterInfo:
     rated_power_w: float
     inverter_model_id: int
     phases: int
-
-
-def _number(value: PointValue) -> float | None:
-    """A finite number, or None."""
-    if isinstance(value, (int, float)) and math.isfinite(value):
-        return float(value)
-    return None
 
 
 def _int(value: PointValue) -> int | None:
@@ -160,9 +154,9 @@ class SunSpecInverter:
         """WMax (121) is what WMaxLimPct is a percentage of; WRtg (120) is the fallback."""
         rating: float | None = None
         if SETTINGS_MODEL in models:
-            rating = _number((await self._device.async_read_model(SETTINGS_MODEL))["WMax"])
+            rating = finite_number((await self._device.async_read_model(SETTINGS_MODEL))["WMax"])
         if rating is None and NAMEPLATE_MODEL in models:
-            rating = _number((await self._device.async_read_model(NAMEPLATE_MODEL))["WRtg"])
+            rating = finite_number((await self._device.async_read_model(NAMEPLATE_MODEL))["WRtg"])
         if rating is None or not 0 < rating <= MAX_RATED_POWER_W:
             raise InvalidDeviceDataError(
                 f"unit {self._device.unit_id}: implausible rated power {rating!r} W"
@@ -193,12 +187,12 @@ class SunSpecInverter:
         values = await self._device.async_read_model(info.inverter_model_id)
         controls = await self._device.async_read_model(CONTROLS_MODEL)
         self._update_controls(controls)
-        power = _number(values["W"])
+        power = finite_number(values["W"])
         if power is None:
             raise InvalidDeviceDataError(
                 f"unit {self._device.unit_id}: inverter reports no AC power (W={values['W']!r})"
             )
-        energy = _number(values["WH"])
+        energy = finite_number(values["WH"])
         self._check_frozen(timestamp, power, energy, _energy_step(info, values, energy))
         enabled = _int(controls["WMaxLim_Ena"])
         status = _int(values["St"])
@@ -206,7 +200,7 @@ class SunSpecInverter:
             timestamp=timestamp,
             ac_power_w=power,
             rated_power_w=info.rated_power_w,
-            limit_pct=_number(controls["WMaxLimPct"]),
+            limit_pct=finite_number(controls["WMaxLimPct"]),
             limit_enabled=None if enabled is None else enabled == ENABLED,
             connected=None if self._conn is None else self._conn == CONNECT,
             status=None if status is None else STATUS_NAMES.get(status),

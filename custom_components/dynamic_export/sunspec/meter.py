@@ -13,7 +13,6 @@ fail-safe.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from ..core.errors import InvalidDeviceDataError
 from ..core.frozen import FrozenCounterCheck, float32_step
 from ..core.measurements import MeterReading
+from ..core.numbers import finite_number
 from .codec import PointValue
 from .device import SunSpecDevice
 from .errors import UnsupportedDeviceError
@@ -42,12 +42,6 @@ class MeterInfo:
     version: str | None
     meter_model_id: int
     phases: int
-
-
-def _number(value: PointValue) -> float | None:
-    if isinstance(value, (int, float)) and math.isfinite(value):
-        return float(value)
-    return None
 
 
 class SunSpecMeter:
@@ -102,19 +96,19 @@ class SunSpecMeter:
         info = self._info if self._info is not None else await self.async_setup()
         timestamp = self._clock()
         values = await self._device.async_read_model(info.meter_model_id)
-        power = _number(values["W"])
+        power = finite_number(values["W"])
         if power is None:
             raise InvalidDeviceDataError(
                 f"unit {self._device.unit_id}: meter reports no power (W={values['W']!r})"
             )
         sign = -1.0 if self._invert else 1.0
-        phases = [_number(values[name]) for name in ("WphA", "WphB", "WphC")]
+        phases = [finite_number(values[name]) for name in ("WphA", "WphB", "WphC")]
         phase_power = tuple(None if p is None else sign * p for p in phases)
-        imported = _number(values["TotWhImp"])
-        exported = _number(values["TotWhExp"])
+        imported = finite_number(values["TotWhImp"])
+        exported = finite_number(values["TotWhExp"])
         if self._invert:
             imported, exported = exported, imported
-        voltage = _number(values["PhV"])
+        voltage = finite_number(values["PhV"])
         valid_from = self._check_frozen(
             timestamp, sign * power, imported, exported, _resolution(info, values)
         )
@@ -126,8 +120,8 @@ class SunSpecMeter:
             else (phase_power[0], phase_power[1], phase_power[2]),
             import_energy_wh=imported,
             export_energy_wh=exported,
-            voltage_v=voltage if voltage is not None else _number(values["PhVphA"]),
-            frequency_hz=_number(values["Hz"]),
+            voltage_v=voltage if voltage is not None else finite_number(values["PhVphA"]),
+            frequency_hz=finite_number(values["Hz"]),
         )
 
     def _check_frozen(
@@ -163,7 +157,7 @@ class SunSpecMeter:
 def _resolution(info: MeterInfo, values: dict[str, PointValue]) -> float:
     """The coarsest step of the energy counters as read: their scale factor, or float32 spacing."""
     if info.meter_model_id in FLOAT_MODELS:
-        counters = [_number(values["TotWhImp"]), _number(values["TotWhExp"])]
+        counters = [finite_number(values["TotWhImp"]), finite_number(values["TotWhExp"])]
         return max((float32_step(c) for c in counters if c is not None), default=0.0)
     sf = values.get("TotWh_SF")
     return float(10.0**sf) if isinstance(sf, int) else 0.0

@@ -57,8 +57,8 @@ from ...csip.server.app import CsipTestServer
 from ...csip.server.certs import Credentials, CsipPKI
 from ...csip.server.fixtures import ServerFactory
 from ...csip.server.state import MirrorUsagePoint
-from ..conftest import inverter_subentry, meter_subentry, setup_site, site_entry
 from ..helpers import wait_for
+from ..sites import setup_site, sunspec_site
 from .matrix import Outcome, covers
 
 OUTCOMES: dict[str, Outcome] = {
@@ -613,13 +613,8 @@ def _csip_data(
 
 
 def _site(sim: SimulatedSiteServer, title: str, data: dict[str, Any]) -> Any:
-    return site_entry(
-        [
-            inverter_subentry(sim, 1),
-            inverter_subentry(sim, 2),
-            meter_subentry(sim),
-            ConfigSubentryData(data=data, subentry_type=SUBENTRY_CSIP, title=title, unique_id=None),
-        ]
+    return sunspec_site(
+        sim, ConfigSubentryData(data=data, subentry_type=SUBENTRY_CSIP, title=title, unique_id=None)
     )
 
 

@@ -34,12 +34,14 @@ from custom_components.dynamic_export.core.controller import (
 from custom_components.dynamic_export.core.controls import Controls
 from custom_components.dynamic_export.core.cycle import ControlLoop, CycleSnapshot
 from custom_components.dynamic_export.core.write_policy import WritePolicy
-from custom_components.dynamic_export.ha_devices import HaEntityInverter, HaEntityMeter
+from custom_components.dynamic_export.subentries.devices.ha_entities import (
+    HaEntityInverter,
+    HaEntityMeter,
+)
 
 from ...core.fakes import FakeClock, RecordingLimiter
-from ..conftest import limiter_subentry, setup_site, site_entry
 from ..helpers import wait_for
-from ..test_devices_ha_entities import (
+from ..peers import (
     GRID,
     PCT_BACKING,
     PCT_LIMIT,
@@ -47,9 +49,14 @@ from ..test_devices_ha_entities import (
     PV2_POWER,
     W_LIMIT,
     EntitySite,
-    _set_power,
-    inverter_subentry,
-    meter_subentry,
+    set_power,
+)
+from ..sites import (
+    entity_inverter_subentry,
+    entity_meter_subentry,
+    limiter_subentry,
+    setup_site,
+    site_entry,
 )
 from .matrix import Outcome, covers
 
@@ -218,9 +225,9 @@ async def entity_site(hass: HomeAssistant) -> AsyncIterator[EntitySite]:
 def _entry() -> Any:
     return site_entry(
         [
-            inverter_subentry("PV1", PV1_POWER, W_LIMIT, LIMIT_UNIT_WATT, 4000),
-            inverter_subentry("PV2", PV2_POWER, PCT_LIMIT, LIMIT_UNIT_PERCENT, 3000),
-            meter_subentry(invert=True, max_age=SENSOR_MAX_AGE),
+            entity_inverter_subentry("PV1", PV1_POWER, W_LIMIT, LIMIT_UNIT_WATT, 4000),
+            entity_inverter_subentry("PV2", PV2_POWER, PCT_LIMIT, LIMIT_UNIT_PERCENT, 3000),
+            entity_meter_subentry(invert=True, max_age=SENSOR_MAX_AGE),
             limiter_subentry("Export limit", export_limit=EXPORT_LIMIT),
         ],
         meter_max_age=SENSOR_MAX_AGE,
@@ -326,7 +333,7 @@ async def test_set_value_that_raises_and_states_that_are_not_numbers(
 
     # The grid sensor reports something that is not a number: fail-safe.
     entity_site.report_grid = False
-    _set_power(hass, GRID, "garbage", "kW")
+    set_power(hass, GRID, "garbage", "kW")
     started = time.monotonic()
     await wait_for(lambda: _state(hass) == ControlState.FAIL_SAFE, 6, "fail-safe")
     assert time.monotonic() - started <= SENSOR_MAX_AGE + 2.0
@@ -338,7 +345,7 @@ async def test_set_value_that_raises_and_states_that_are_not_numbers(
 
     # PV1's power sensor is not a number: PV1 is unavailable, the site runs on.
     entity_site.site.sinks.clear()
-    _set_power(hass, PV1_POWER, "n/a")
+    set_power(hass, PV1_POWER, "n/a")
     await wait_for(lambda: "not a number" in _error(hass, PV1_CONNECTION), 3, "PV1 down")
     assert _state(hass, "sensor.pv1_ac_power") == "unavailable"
     assert entry.runtime_data.coordinator.last_update_success

@@ -35,10 +35,16 @@ from custom_components.dynamic_export.sim.server import SimulatedSiteServer
 
 from ...core.fakes import FakeClock, RecordingLimiter
 from ...opendtu.dtu import HM_SERIAL, HMS_SERIAL, PASSWORD, FakeDtu
-from ..conftest import inverter_subentry, limiter_subentry, meter_subentry, setup_site, site_entry
 from ..helpers import wait_for
 from ..peers import DtuPeer, dtu_peer
-from ..test_devices_opendtu import dtu_subentry
+from ..sites import (
+    dtu_subentry,
+    inverter_subentry,
+    limiter_subentry,
+    meter_subentry,
+    setup_site,
+    site_entry,
+)
 from .matrix import Outcome, covers
 
 OUTCOMES: dict[str, Outcome] = {

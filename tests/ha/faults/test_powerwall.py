@@ -38,10 +38,9 @@ from custom_components.dynamic_export.sim.server import SimulatedSiteServer
 
 from ...core.fakes import FakeClock, FakeSite, RecordingLimiter
 from ...powerwall.gateway import PASSWORD
-from ..conftest import inverter_subentry, limiter_subentry, setup_site, site_entry
 from ..helpers import wait_for
 from ..peers import SiteGateway
-from ..test_devices_powerwall import powerwall_subentry
+from ..sites import inverter_subentry, limiter_subentry, powerwall_subentry, setup_site, site_entry
 from .matrix import Outcome, covers
 
 OUTCOMES: dict[str, Outcome] = {
@@ -117,14 +116,6 @@ MAX_AGE = 2.0
 STATE = "sensor.home_control_state"
 CONNECTION = "binary_sensor.tesla_powerwall_connection"
 AGGREGATES = "/api/meters/aggregates"
-
-
-@pytest.fixture
-async def gateway(socket_enabled: None, tmp_path: Path) -> AsyncIterator[SiteGateway]:
-    gateway = SiteGateway(tmp_path)
-    await gateway.start()
-    yield gateway
-    await gateway.stop()
 
 
 def _site(gateway: SiteGateway, sim: SimulatedSiteServer) -> Any:

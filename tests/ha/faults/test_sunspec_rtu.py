@@ -34,10 +34,9 @@ from custom_components.dynamic_export.sunspec.connection import (
 from custom_components.dynamic_export.sunspec.device import SunSpecDevice
 from custom_components.dynamic_export.sunspec.meter import SunSpecMeter
 
-from ..conftest import STEADY_SITE, limiter_subentry, setup_site, site_entry
-from ..helpers import wait_for
+from ..helpers import STEADY_SITE, wait_for
 from ..peers import RtuBridge
-from ..test_devices_rtu import bus, rtu_inverter, rtu_meter
+from ..sites import limiter_subentry, rtu_inverter, rtu_meter, setup_site, site_entry
 from .matrix import Outcome, covers
 from .test_sunspec_tcp import (
     CYCLE_S,
@@ -58,7 +57,7 @@ from .test_sunspec_tcp import (
     still_sim,
 )
 
-__all__ = ["bus", "still_sim"]  # fixtures shared with the other RS-485 and SunSpec tests
+__all__ = ["still_sim"]  # a fixture of the SunSpec TCP tests, used here too
 
 BUS_TIMEOUT_S = 0.3
 SETTINGS = SerialSettings(baudrate=115200)

@@ -45,15 +45,15 @@ from custom_components.dynamic_export.sunspec.inverter import SunSpecInverter
 from custom_components.dynamic_export.sunspec.meter import SunSpecMeter
 
 from ...core.fakes import FakeClock
-from ..conftest import (
-    STEADY_SITE,
+from ..helpers import STEADY_SITE, wait_for
+from ..sites import (
     inverter_subentry,
     limiter_subentry,
     meter_subentry,
     setup_site,
     site_entry,
+    sunspec_site,
 )
-from ..helpers import wait_for
 from .matrix import Outcome, covers
 
 EXPORT_LIMIT = 1500.0
@@ -206,15 +206,7 @@ def _site(sim: SimulatedSiteServer, *, generation_limit: float | None = None, **
     limits: dict[str, float] = {"export_limit": EXPORT_LIMIT}
     if generation_limit is not None:
         limits["generation_limit"] = generation_limit
-    return site_entry(
-        [
-            inverter_subentry(sim, 1),
-            inverter_subentry(sim, 2),
-            meter_subentry(sim),
-            limiter_subentry("Export limit", **limits),
-        ],
-        **options,
-    )
+    return sunspec_site(sim, limiter_subentry("Export limit", **limits), **options)
 
 
 def _limit_writes(sim: SimulatedSiteServer, unit: int, after_t: float) -> list[float]:

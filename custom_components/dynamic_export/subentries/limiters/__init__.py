@@ -1,0 +1,1 @@
+"""Limiter subentries: fixed limits, Amber prices, tariff windows, battery charge, MQTT."""

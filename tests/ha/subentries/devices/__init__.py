@@ -1,0 +1,1 @@
+"""Inverters and site meters of every kind, against their real protocol peers."""

@@ -1,0 +1,1 @@
+"""Limiters: fixed limits, Amber prices, tariff windows, battery charge, MQTT."""
