@@ -44,7 +44,7 @@ from .const import (
     SUBENTRY_TARIFF,
 )
 from .core.write_policy import MIN_REVERT_CYCLES, min_revert_timeout
-from .selectors import number_selector
+from .selectors import INTERVAL_SECONDS, number_selector
 from .subentries.csip.flow import CsipSubentryFlow
 from .subentries.devices.flow import InverterSubentryFlow, MeterSubentryFlow
 from .subentries.limiters.flow import (
@@ -54,22 +54,19 @@ from .subentries.limiters.flow import (
     SocSubentryFlow,
     TariffSubentryFlow,
 )
-
-# Whole seconds: Home Assistant's update coordinator schedules refreshes on a whole-second
-# grid, so a fraction of a second would make cycles run back to back.
-INTERVAL_SELECTOR = number_selector(1, 60, 1, "s")
+from .validation import FormCheck
 
 SITE_SCHEMA = vol.Schema(
     {
         vol.Required(CONF_SITE_NAME): selector.TextSelector(),
-        vol.Required(CONF_CONTROL_INTERVAL, default=DEFAULT_CONTROL_INTERVAL): INTERVAL_SELECTOR,
+        vol.Required(CONF_CONTROL_INTERVAL, default=DEFAULT_CONTROL_INTERVAL): INTERVAL_SECONDS,
         vol.Required(CONF_CONTROL_ENABLED, default=True): selector.BooleanSelector(),
     }
 )
 
 OPTIONS_SCHEMA = vol.Schema(
     {
-        vol.Required(CONF_CONTROL_INTERVAL): INTERVAL_SELECTOR,
+        vol.Required(CONF_CONTROL_INTERVAL): INTERVAL_SECONDS,
         vol.Required(CONF_METER_MAX_AGE): number_selector(1, 60, 0.5, "s"),
         vol.Required(CONF_RAMP_UP_RATE): number_selector(1, 100, 1, "%/s"),
         vol.Required(CONF_DEADBAND): number_selector(0, 10, 0.1, "%"),
@@ -116,20 +113,28 @@ class DynamicExportConfigFlow(ConfigFlow, domain=DOMAIN):
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Name the site and choose control or monitor-only."""
+        check = FormCheck()
         if user_input is not None:
-            name = user_input[CONF_SITE_NAME].strip()
-            await self.async_set_unique_id(slugify(name))
-            self._abort_if_unique_id_configured()
-            return self.async_create_entry(
-                title=name,
-                data={CONF_SITE_NAME: name},
-                options={
-                    **OPTION_DEFAULTS,
-                    CONF_CONTROL_INTERVAL: user_input[CONF_CONTROL_INTERVAL],
-                    CONF_CONTROL_ENABLED: user_input[CONF_CONTROL_ENABLED],
-                },
-            )
-        return self.async_show_form(step_id="user", data_schema=SITE_SCHEMA)
+            name = check.name(user_input, CONF_SITE_NAME)
+            check.interval(user_input)
+            if not check.errors:
+                await self.async_set_unique_id(slugify(name))
+                self._abort_if_unique_id_configured()
+                return self.async_create_entry(
+                    title=name,
+                    data={CONF_SITE_NAME: name},
+                    options={
+                        **OPTION_DEFAULTS,
+                        CONF_CONTROL_INTERVAL: user_input[CONF_CONTROL_INTERVAL],
+                        CONF_CONTROL_ENABLED: user_input[CONF_CONTROL_ENABLED],
+                    },
+                )
+        return self.async_show_form(
+            step_id="user",
+            data_schema=self.add_suggested_values_to_schema(SITE_SCHEMA, user_input or {}),
+            errors=check.errors,
+            description_placeholders=check.placeholders,
+        )
 
 
 class SiteOptionsFlow(OptionsFlow):
@@ -137,22 +142,22 @@ class SiteOptionsFlow(OptionsFlow):
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Show the tuning form; a revert timer the interval cannot refresh is refused."""
-        errors: dict[str, str] = {}
-        placeholders: dict[str, str] = {}
+        check = FormCheck()
         if user_input is not None:
-            shortest = min_revert_timeout(float(user_input[CONF_CONTROL_INTERVAL]))
-            if float(user_input[CONF_REVERT_TIMEOUT]) < shortest:
-                errors[CONF_REVERT_TIMEOUT] = "revert_too_short"
-                placeholders = {
-                    "shortest": f"{shortest:.0f}",
-                    "cycles": str(MIN_REVERT_CYCLES),
-                }
-            else:
+            check.interval(user_input)
+            if not check.errors:
+                shortest = min_revert_timeout(float(user_input[CONF_CONTROL_INTERVAL]))
+                if float(user_input[CONF_REVERT_TIMEOUT]) < shortest:
+                    check.errors[CONF_REVERT_TIMEOUT] = "revert_too_short"
+                    check.placeholders.update(
+                        shortest=f"{shortest:.0f}", cycles=str(MIN_REVERT_CYCLES)
+                    )
+            if not check.errors:
                 return self.async_create_entry(data={**self.config_entry.options, **user_input})
         values = {**OPTION_DEFAULTS, **self.config_entry.options, **(user_input or {})}
         return self.async_show_form(
             step_id="init",
             data_schema=self.add_suggested_values_to_schema(OPTIONS_SCHEMA, values),
-            errors=errors,
-            description_placeholders=placeholders,
+            errors=check.errors,
+            description_placeholders=check.placeholders,
         )

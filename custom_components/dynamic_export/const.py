@@ -16,6 +16,8 @@ CONF_DEADBAND: Final = "deadband"
 CONF_REVERT_TIMEOUT: Final = "revert_timeout"
 
 DEFAULT_CONTROL_INTERVAL: Final = 1.0
+MIN_CONTROL_INTERVAL: Final = 1
+MAX_CONTROL_INTERVAL: Final = 60
 DEFAULT_METER_MAX_AGE: Final = 5.0
 DEFAULT_RAMP_UP_RATE: Final = 25.0
 DEFAULT_DEADBAND: Final = 1.0
@@ -50,7 +52,12 @@ WATT_LIMIT_KEYS: Final = (
     CONF_IMPORT_LIMIT,
     CONF_LOAD_LIMIT,
 )
-MAX_LIMIT_W: Final = 10_000_000
+# The largest watt limit a form or number entity takes. In Australia's NEM a generating system
+# under 5 MW is exempt from registering with AEMO; a larger one is a registered generator that
+# AEMO dispatches, not a site this controller or a CSIP-AUS dynamic connection (residential and
+# small commercial, up to a few hundred kW) would run. Imports are held to the same bound: a
+# load above 5 MW is a high-voltage customer.
+MAX_LIMIT_W: Final = 5_000_000
 
 # Price, tariff, battery and MQTT limiters
 SUBENTRY_AMBER: Final = "amber"

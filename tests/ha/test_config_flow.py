@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from homeassistant.config_entries import SOURCE_USER
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
@@ -56,7 +57,7 @@ async def test_options_flow_saves_tuning(hass: HomeAssistant) -> None:
     result = await hass.config_entries.options.async_init(entry.entry_id)
     assert result["type"] is FlowResultType.FORM
     tuning = {
-        CONF_CONTROL_INTERVAL: 1.5,
+        CONF_CONTROL_INTERVAL: 2,
         CONF_METER_MAX_AGE: 4,
         CONF_RAMP_UP_RATE: 30,
         CONF_DEADBAND: 0.5,
@@ -67,3 +68,48 @@ async def test_options_flow_saves_tuning(hass: HomeAssistant) -> None:
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert entry.options == {**tuning, CONF_CONTROL_ENABLED: True}
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+@pytest.mark.parametrize(
+    ("form", "errors"),
+    [
+        ({CONF_SITE_NAME: "   "}, {CONF_SITE_NAME: "name_blank"}),
+        ({CONF_CONTROL_INTERVAL: 1.5}, {CONF_CONTROL_INTERVAL: "invalid_interval"}),
+        ({CONF_CONTROL_INTERVAL: 0}, {CONF_CONTROL_INTERVAL: "invalid_interval"}),
+        ({CONF_CONTROL_INTERVAL: 61}, {CONF_CONTROL_INTERVAL: "invalid_interval"}),
+    ],
+)
+async def test_site_form_errors(
+    hass: HomeAssistant, form: dict[str, object], errors: dict[str, str]
+) -> None:
+    """A blank name or an interval that is not whole seconds in 1-60 is an error on its field."""
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    valid = {CONF_SITE_NAME: "Home", CONF_CONTROL_INTERVAL: 1, CONF_CONTROL_ENABLED: True}
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {**valid, **form})
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == errors
+    if CONF_CONTROL_INTERVAL in errors:
+        assert result["description_placeholders"] == {"min_interval": "1", "max_interval": "60"}
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], valid)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == "Home"
+
+
+async def test_options_interval_whole_seconds(hass: HomeAssistant) -> None:
+    """The options refuse a fractional interval on its field and keep the stored one."""
+    entry = added_site(hass)
+    before = dict(entry.options)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {
+            CONF_CONTROL_INTERVAL: 1.5,
+            CONF_METER_MAX_AGE: 4,
+            CONF_RAMP_UP_RATE: 30,
+            CONF_DEADBAND: 0.5,
+            CONF_REVERT_TIMEOUT: 120,
+        },
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {CONF_CONTROL_INTERVAL: "invalid_interval"}
+    assert entry.options == before

@@ -52,6 +52,7 @@ from ...csip.sep2.transport import (
 )
 from ...csip.sep2.xml import XmlError
 from ...selectors import LIMIT_WATTS, number_selector
+from ...validation import FormCheck
 from .setup import build_tls
 
 _TEXT = selector.TextSelector(selector.TextSelectorConfig(multiline=True))
@@ -81,6 +82,14 @@ CERTIFICATE_SCHEMA = vol.Schema(
     }
 )
 GENERATE_SCHEMA = vol.Schema(_server_fields())
+
+
+def _check(user_input: dict[str, Any]) -> FormCheck:
+    """The name and default limits, checked before anything is fetched."""
+    check = FormCheck()
+    check.name(user_input)
+    check.limits(user_input, CONF_DEFAULT_EXPORT_LIMIT, CONF_DEFAULT_IMPORT_LIMIT)
+    return check
 
 
 def _clean(user_input: dict[str, Any]) -> dict[str, Any]:
@@ -115,18 +124,21 @@ class CsipSubentryFlow(ConfigSubentryFlow):
         self, user_input: dict[str, Any] | None = None
     ) -> SubentryFlowResult:
         """The server and the device's certificate and key; tested before going on."""
-        errors: dict[str, str] = {}
+        check = FormCheck()
         if user_input is not None:
             data = _clean(user_input)
-            errors = await self._async_check(data)
-            if not errors:
+            check = _check(user_input)
+            if not check.errors:
+                check.errors.update(await self._async_check(data))
+            if not check.errors:
                 self._data, self._title = data, user_input[CONF_NAME].strip()
                 return await self.async_step_confirm()
         suggested = user_input or self._current()
         return self.async_show_form(
             step_id="reconfigure" if self.source == "reconfigure" else "certificate",
             data_schema=self.add_suggested_values_to_schema(CERTIFICATE_SCHEMA, suggested),
-            errors=errors,
+            errors=check.errors,
+            description_placeholders=check.placeholders,
         )
 
     async def async_step_confirm(
@@ -153,14 +165,15 @@ class CsipSubentryFlow(ConfigSubentryFlow):
         self, user_input: dict[str, Any] | None = None
     ) -> SubentryFlowResult:
         """Make a P-256 key (kept in Home Assistant) and a CSR to send for signing."""
-        errors: dict[str, str] = {}
+        check = FormCheck()
         if user_input is not None:
             data = _clean(user_input)
+            check = _check(user_input)
             try:
                 split_dcap_url(data[CONF_DCAP_URL])
             except ValueError:
-                errors[CONF_DCAP_URL] = "invalid_url"
-            else:
+                check.errors[CONF_DCAP_URL] = "invalid_url"
+            if not check.errors:
                 key_pem, csr_pem = await self.hass.async_add_executor_job(_new_key_and_csr)
                 data.update({CONF_KEY_PEM: key_pem, CONF_CSR_PEM: csr_pem, CONF_CERT_PEM: None})
                 return self.async_create_entry(
@@ -168,7 +181,12 @@ class CsipSubentryFlow(ConfigSubentryFlow):
                     data={**data, CONF_ENABLED: True},
                     description_placeholders={"csr": csr_pem},
                 )
-        return self.async_show_form(step_id="generate", data_schema=GENERATE_SCHEMA, errors=errors)
+        return self.async_show_form(
+            step_id="generate",
+            data_schema=self.add_suggested_values_to_schema(GENERATE_SCHEMA, user_input or {}),
+            errors=check.errors,
+            description_placeholders=check.placeholders,
+        )
 
     async def async_step_reconfigure(
         self, user_input: dict[str, Any] | None = None

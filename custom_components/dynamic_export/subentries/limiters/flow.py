@@ -34,6 +34,7 @@ from ...limiters.amber_api import AmberAuthError, AmberError, AmberSite
 from ...limiters.soc import SocSettings
 from ...limiters.tariff import PRESETS, TariffWindowError, load_timezone
 from ...selectors import LIMIT_WATTS, number_selector
+from ...validation import FormCheck
 from .setup import amber_client, custom_windows
 
 
@@ -67,11 +68,19 @@ class FixedLimiterSubentryFlow(_LimiterFlow):
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
         """Name the limiter and set the limits it asks for; an emptied field removes a limit."""
+        check = FormCheck()
         if user_input is not None:
-            return self._finish(user_input[CONF_NAME].strip(), _fixed_data(user_input))
+            name = check.name(user_input)
+            check.limits(user_input, *WATT_LIMIT_KEYS)
+            if not check.errors:
+                return self._finish(name, _fixed_data(user_input))
         return self.async_show_form(
             step_id="reconfigure" if self.source == "reconfigure" else "user",
-            data_schema=self.add_suggested_values_to_schema(FIXED_SCHEMA, self._current()),
+            data_schema=self.add_suggested_values_to_schema(
+                FIXED_SCHEMA, user_input or self._current()
+            ),
+            errors=check.errors,
+            description_placeholders=check.placeholders,
         )
 
     async def async_step_reconfigure(
@@ -156,7 +165,10 @@ class AmberSubentryFlow(_LimiterFlow):
         self, user_input: dict[str, Any] | None = None
     ) -> SubentryFlowResult:
         """Threshold, the export limit to apply, and what to do without prices."""
+        check = FormCheck()
         if user_input is not None:
+            check.limits(user_input, CONF_EXPORT_LIMIT)
+        if user_input is not None and not check.errors:
             current = self._current()
             site_id = self._site.id if self._site else current[CONF_SITE_ID]
             token = self._token or current[CONF_API_TOKEN]
@@ -189,7 +201,9 @@ class AmberSubentryFlow(_LimiterFlow):
         )
         return self.async_show_form(
             step_id="settings",
-            data_schema=self.add_suggested_values_to_schema(schema, self._current()),
+            data_schema=self.add_suggested_values_to_schema(schema, user_input or self._current()),
+            errors=check.errors,
+            description_placeholders=check.placeholders,
         )
 
     async def async_step_reconfigure(
@@ -204,16 +218,19 @@ class TariffSubentryFlow(_LimiterFlow):
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
         """Choose a preset or enter windows; times are in the tariff's timezone."""
-        errors: dict[str, str] = {}
-        placeholders = {"detail": ""}
+        check = FormCheck(placeholders={"detail": ""})
+        errors, placeholders = check.errors, check.placeholders
         if user_input is not None:
+            name = check.name(user_input)
+            check.limits(user_input, CONF_EXPORT_LIMIT)
             preset = user_input[CONF_PRESET]
             windows = user_input.get(CONF_WINDOWS) or []
             if isinstance(windows, dict):  # one window, typed without the list's "- "
                 windows = [windows]
             timezone = (user_input.get(CONF_TIMEZONE) or self.hass.config.time_zone).strip()
             try:
-                if preset == PRESET_CUSTOM:
+                # Windows without a limit of their own take the form's: checked once it is valid.
+                if preset == PRESET_CUSTOM and CONF_EXPORT_LIMIT not in errors:
                     if not isinstance(windows, list) or not windows:
                         raise TariffWindowError("give at least one window")
                     custom_windows(windows, float(user_input[CONF_EXPORT_LIMIT]))
@@ -224,9 +241,9 @@ class TariffSubentryFlow(_LimiterFlow):
                 # Loading a zone reads a file: not on the event loop.
                 if (await self.hass.async_add_executor_job(load_timezone, timezone))[1]:
                     errors[CONF_TIMEZONE] = "invalid_timezone"
-                else:
+                elif not errors:
                     return self._finish(
-                        user_input[CONF_NAME].strip(),
+                        name,
                         {
                             CONF_PRESET: preset,
                             CONF_WINDOWS: windows if preset == PRESET_CUSTOM else [],
@@ -267,8 +284,12 @@ class SocSubentryFlow(_LimiterFlow):
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
         """Pick the battery's state-of-charge sensor and the thresholds."""
-        errors: dict[str, str] = {}
+        check = FormCheck()
+        errors = check.errors
         if user_input is not None:
+            name = check.name(user_input)
+            check.limits(user_input, CONF_LOW_EXPORT_LIMIT, CONF_HIGH_EXPORT_LIMIT)
+        if user_input is not None and not errors:
             high = user_input.get(CONF_HIGH_EXPORT_LIMIT)
             data = {
                 CONF_SOC_ENTITY: user_input[CONF_SOC_ENTITY],
@@ -288,7 +309,7 @@ class SocSubentryFlow(_LimiterFlow):
             except ValueError:
                 errors["base"] = "invalid_soc_settings"
             else:
-                return self._finish(user_input[CONF_NAME].strip(), data)
+                return self._finish(name, data)
         schema = vol.Schema(
             {
                 vol.Required(CONF_NAME): selector.TextSelector(),
@@ -306,6 +327,7 @@ class SocSubentryFlow(_LimiterFlow):
             step_id="reconfigure" if self.source == "reconfigure" else "user",
             data_schema=self.add_suggested_values_to_schema(schema, user_input or self._current()),
             errors=errors,
+            description_placeholders=check.placeholders,
         )
 
     async def async_step_reconfigure(
@@ -322,14 +344,16 @@ class MqttSubentryFlow(_LimiterFlow):
         """Choose the topic and how long a message counts."""
         if "mqtt" not in self.hass.config.components:
             return self.async_abort(reason="mqtt_not_configured")
-        errors: dict[str, str] = {}
+        check = FormCheck()
+        errors = check.errors
         if user_input is not None:
+            name = check.name(user_input)
             topic = user_input[CONF_TOPIC].strip()
             if not topic or "#" in topic or "+" in topic:
                 errors[CONF_TOPIC] = "invalid_topic"
-            else:
+            if not errors:
                 return self._finish(
-                    user_input[CONF_NAME].strip(),
+                    name,
                     {CONF_TOPIC: topic, CONF_MAX_AGE: float(user_input[CONF_MAX_AGE])},
                 )
         schema = vol.Schema(

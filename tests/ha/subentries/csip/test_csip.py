@@ -24,6 +24,8 @@ from custom_components.dynamic_export.const import (
     CONF_CERT_PEM,
     CONF_CSR_PEM,
     CONF_DCAP_URL,
+    CONF_DEFAULT_EXPORT_LIMIT,
+    CONF_DEFAULT_IMPORT_LIMIT,
     CONF_ENABLED,
     CONF_INVERT,
     CONF_KEY_PEM,
@@ -38,6 +40,7 @@ from custom_components.dynamic_export.const import (
     DOMAIN,
     KIND_HA_ENTITY,
     LIMIT_UNIT_WATT,
+    MAX_LIMIT_W,
     SUBENTRY_CSIP,
     SUBENTRY_INVERTER,
     SUBENTRY_METER,
@@ -151,6 +154,48 @@ async def test_generate_key_and_csr(hass: HomeAssistant, csip_server: CsipTestSe
     assert "PRIVATE KEY" in sub.data[CONF_KEY_PEM]
     assert sub.data[CONF_CERT_PEM] is None
     assert result["description_placeholders"]["csr"] == sub.data[CONF_CSR_PEM]
+
+
+async def test_name_and_default_limits_checked(
+    hass: HomeAssistant, csip_server: CsipTestServer
+) -> None:
+    """A blank name and default limits out of range are errors on their fields, before any
+    request; the certificate form checks them as the key-and-CSR form does."""
+    entry = added_site(hass)
+    bad = {
+        CONF_NAME: "   ",
+        CONF_DCAP_URL: csip_server.url,
+        CONF_VERIFY_SERVER: True,
+        CONF_PEN: 0,
+        CONF_DEFAULT_EXPORT_LIMIT: -5,
+        CONF_DEFAULT_IMPORT_LIMIT: 10_000_000,
+    }
+    expected = {
+        CONF_NAME: "name_blank",
+        CONF_DEFAULT_EXPORT_LIMIT: "limit_out_of_range",
+        CONF_DEFAULT_IMPORT_LIMIT: "limit_out_of_range",
+    }
+    for step in ("certificate", "generate"):
+        result = await start_subentry_flow(hass, entry, SUBENTRY_CSIP, step)
+        extra = {CONF_CERT_PEM: "not a certificate", CONF_KEY_PEM: "not a key"}
+        form = {**bad, **extra} if step == "certificate" else bad
+        result = await hass.config_entries.subentries.async_configure(result["flow_id"], form)
+        assert result["type"] is FlowResultType.FORM, step
+        assert result["errors"] == expected, step
+        assert result["description_placeholders"] == {"max_limit": f"{MAX_LIMIT_W:,}"}
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"],
+        {
+            **bad,
+            CONF_NAME: " Energex ",
+            CONF_DEFAULT_EXPORT_LIMIT: 1500,
+            CONF_DEFAULT_IMPORT_LIMIT: 0,
+        },
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    (sub,) = entry.subentries.values()
+    assert sub.title == "Energex"
+    assert sub.data[CONF_DEFAULT_EXPORT_LIMIT] == 1500.0
 
 
 async def test_utility_limits_drive_the_site(

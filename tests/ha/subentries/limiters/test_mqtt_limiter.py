@@ -67,7 +67,7 @@ async def test_flow_aborts_without_mqtt(hass: HomeAssistant) -> None:
 
 
 async def test_flow_checks_the_topic(hass: HomeAssistant, mqtt_mock: MqttMockHAClient) -> None:
-    """Wildcards and empty topics are refused; reconfigure keeps the switch."""
+    """Wildcards, empty topics and blank names are refused; reconfigure keeps the switch."""
     entry = added_site(hass)
     result = await hass.config_entries.subentries.async_init(
         (entry.entry_id, SUBENTRY_MQTT), context={"source": SOURCE_USER}
@@ -80,6 +80,10 @@ async def test_flow_checks_the_topic(hass: HomeAssistant, mqtt_mock: MqttMockHAC
             flow_id, {CONF_NAME: "Grid operator", CONF_TOPIC: topic, CONF_MAX_AGE: 60}
         )
         assert result["errors"] == {CONF_TOPIC: "invalid_topic"}, topic
+    result = await hass.config_entries.subentries.async_configure(
+        flow_id, {CONF_NAME: "  ", CONF_TOPIC: TOPIC, CONF_MAX_AGE: 60}
+    )
+    assert result["errors"] == {CONF_NAME: "name_blank"}
     result = await hass.config_entries.subentries.async_configure(
         flow_id, {CONF_NAME: "Grid operator", CONF_TOPIC: f" {TOPIC} ", CONF_MAX_AGE: 45}
     )

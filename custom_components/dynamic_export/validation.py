@@ -1,0 +1,72 @@
+"""Checks every form makes on the server, beside its selectors.
+
+Selectors only guide the UI: input over the API (or typed past a hint) reaches the flow
+as given. A name, a control interval or a watt limit is checked here, once for every flow,
+and a bad value becomes a translated error on its own field.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from homeassistant.const import CONF_NAME
+
+from .const import CONF_CONTROL_INTERVAL, MAX_CONTROL_INTERVAL, MAX_LIMIT_W, MIN_CONTROL_INTERVAL
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a finite float, or None when it is not one."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+@dataclass
+class FormCheck:
+    """The field errors of one submitted form, and the placeholders their texts need."""
+
+    errors: dict[str, str] = field(default_factory=dict)
+    placeholders: dict[str, str] = field(default_factory=dict)
+
+    def name(self, user_input: Mapping[str, Any], key: str = CONF_NAME) -> str:
+        """The name as stored (stripped); a blank one is refused.
+
+        A blank title would make a nameless site or limiter whose entities lose their prefix.
+        """
+        name = str(user_input.get(key) or "").strip()
+        if not name:
+            self.errors[key] = "name_blank"
+        return name
+
+    def interval(self, user_input: Mapping[str, Any], key: str = CONF_CONTROL_INTERVAL) -> None:
+        """The control interval must be whole seconds within its range.
+
+        Home Assistant's coordinator schedules refreshes on a whole-second grid, so a fraction
+        of a second would make cycles run back to back.
+        """
+        value = _number(user_input.get(key))
+        if (
+            value is None
+            or not value.is_integer()
+            or not MIN_CONTROL_INTERVAL <= value <= MAX_CONTROL_INTERVAL
+        ):
+            self.errors[key] = "invalid_interval"
+            self.placeholders.update(
+                min_interval=str(MIN_CONTROL_INTERVAL), max_interval=str(MAX_CONTROL_INTERVAL)
+            )
+
+    def limits(self, user_input: Mapping[str, Any], *keys: str) -> None:
+        """Each watt limit given must lie from 0 to ``MAX_LIMIT_W``; an empty one is no limit."""
+        for key in keys:
+            raw = user_input.get(key)
+            if raw is None:
+                continue
+            value = _number(raw)
+            if value is None or not 0 <= value <= MAX_LIMIT_W:
+                self.errors[key] = "limit_out_of_range"
+                self.placeholders["max_limit"] = f"{MAX_LIMIT_W:,}"
