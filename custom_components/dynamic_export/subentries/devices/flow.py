@@ -61,8 +61,8 @@ class MeterSubentryFlow(_KindMenu, SunSpecRtuSteps, PowerwallSteps, HaEntityMete
     is_meter = True
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
-        """Choose the kind of meter, unless the site has one."""
+        """Choose the kind of meter, unless the site has one (a device taken is another abort)."""
         entry = self._get_entry()
         if any(sub.subentry_type == SUBENTRY_METER for sub in entry.subentries.values()):
-            return self.async_abort(reason="already_configured")
+            return self.async_abort(reason="site_has_meter")
         return self.async_show_menu(step_id="user", menu_options=list(DEVICE_KINDS_METER))

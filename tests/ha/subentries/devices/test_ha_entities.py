@@ -219,7 +219,7 @@ async def test_add_and_reconfigure_entity_meter(hass: HomeAssistant) -> None:
     result = await hass.config_entries.subentries.async_init(
         (entry.entry_id, SUBENTRY_METER), context={"source": SOURCE_USER}
     )
-    assert result["reason"] == "already_configured"  # one meter per site
+    assert result["reason"] == "site_has_meter"
 
     result = await start_reconfigure(hass, entry, SUBENTRY_METER, sub.subentry_id)
     assert result["step_id"] == "ha_entity"

@@ -189,7 +189,7 @@ async def test_add_meter_once(hass: HomeAssistant, sim: SimulatedSiteServer) -> 
 
     result = await start_subentry_flow(hass, entry, SUBENTRY_METER)  # no menu: refused
     assert result["type"] is FlowResultType.ABORT
-    assert result["reason"] == "already_configured"
+    assert result["reason"] == "site_has_meter"
 
     result = await start_reconfigure(hass, entry, SUBENTRY_METER, sub.subentry_id)
     assert result["type"] is FlowResultType.FORM
