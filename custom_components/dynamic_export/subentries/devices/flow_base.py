@@ -8,6 +8,7 @@ same steps with the current values filled in, and must find the same device agai
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +22,8 @@ from homeassistant.const import CONF_NAME
 from homeassistant.helpers import selector
 
 from ...selectors import number_selector
+
+_LOGGER = logging.getLogger(__name__)
 
 MAX_RATING_W = 100_000
 
@@ -48,6 +51,11 @@ class DeviceSteps(ConfigSubentryFlow):
     is_meter: bool
     probe_timeout_s = 3.0
     """Seconds each request of a set-up check may take (tests shorten it)."""
+
+    def _log_refusal(self, address: str, err: Exception) -> None:
+        """Log why the device at ``address`` cannot be used: its form error says to see the log."""
+        device = "meter" if self.is_meter else "inverter"
+        _LOGGER.warning("The %s at %s cannot be used: %s", device, address, err)
 
     def _current(self) -> ConfigSubentry | None:
         """The subentry being reconfigured (None while adding)."""

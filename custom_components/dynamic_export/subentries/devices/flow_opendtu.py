@@ -64,8 +64,9 @@ class OpenDtuSteps(DeviceSteps):
                 errors["base"] = "not_opendtu"
             except DeviceUnavailableError:
                 errors["base"] = "cannot_connect"
-            except DeviceError:
+            except DeviceError as err:
                 errors["base"] = "invalid_response"
+                self._log_refusal(f"{data[CONF_HOST]}:{data[CONF_PORT]}", err)
             else:
                 self._dtu_data, self._dtu = data, info
                 if self._current() is None:

@@ -63,7 +63,7 @@ class PowerwallSteps(DeviceSteps):
                 self._pending_powerwall = (data, err.seen)
                 return await self.async_step_powerwall_certificate()
             except DeviceError as err:
-                errors["base"] = _powerwall_error(err)
+                errors["base"] = self._powerwall_refusal(data, err)
             else:
                 return self._save_powerwall(data, info)
         schema = vol.Schema(
@@ -96,7 +96,7 @@ class PowerwallSteps(DeviceSteps):
                 seen = err.seen
                 errors["base"] = "certificate_changed_again"
             except DeviceError as err:
-                errors["base"] = _powerwall_error(err)
+                errors["base"] = self._powerwall_refusal(data, err)
             else:
                 return self._save_powerwall(data, info)
         return self.async_show_form(
@@ -117,6 +117,13 @@ class PowerwallSteps(DeviceSteps):
             fingerprint=fingerprint,
             timeout_s=self.probe_timeout_s,
         )
+
+    def _powerwall_refusal(self, data: dict[str, Any], err: DeviceError) -> str:
+        """The form error for a failed check; an unreadable answer is logged, as its text says."""
+        reason = _powerwall_error(err)
+        if reason == "invalid_response":
+            self._log_refusal(f"{data[CONF_HOST]}:{data[CONF_PORT]}", err)
+        return reason
 
     def _save_powerwall(self, data: dict[str, Any], info: PowerwallInfo) -> SubentryFlowResult:
         data = {

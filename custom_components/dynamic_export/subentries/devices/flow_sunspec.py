@@ -61,6 +61,14 @@ def _tcp_schema(unit_id: int, *, meter: bool) -> vol.Schema:
     return vol.Schema(fields)
 
 
+def _tcp_address(host: str, port: int, unit_id: int) -> str:
+    return f"{host}:{port} unit {unit_id}"
+
+
+def _rtu_address(data: dict[str, Any]) -> str:
+    return f"{data[CONF_SERIAL_PORT]} unit {data[CONF_UNIT_ID]}"
+
+
 class SunSpecSteps(DeviceSteps):
     """What both SunSpec transports share: the client that reads the device, and its title."""
 
@@ -127,13 +135,16 @@ class SunSpecTcpSteps(SunSpecSteps):
             except NotSunSpecError:
                 errors["base"] = "not_sunspec"
             except ModbusExceptionError as err:
-                errors["base"] = (
-                    "unit_not_found" if err.code in GATEWAY_ERRORS else "unsupported_device"
-                )
+                if err.code in GATEWAY_ERRORS:
+                    errors["base"] = "unit_not_found"
+                else:
+                    errors["base"] = "unsupported_device"
+                    self._log_refusal(_tcp_address(*address), err)
             except DeviceUnavailableError:
                 errors["base"] = "cannot_connect"
-            except DeviceError:
+            except DeviceError as err:
                 errors["base"] = "unsupported_device"
+                self._log_refusal(_tcp_address(*address), err)
             else:
                 if current is not None:
                     if current.unique_id != unique_id:
@@ -231,17 +242,20 @@ class SunSpecRtuSteps(SunSpecSteps):
                 except NotSunSpecError:
                     errors["base"] = "not_sunspec"
                 except ModbusExceptionError as err:
-                    errors["base"] = (
-                        "unit_not_found" if err.code in GATEWAY_ERRORS else "unsupported_device"
-                    )
+                    if err.code in GATEWAY_ERRORS:
+                        errors["base"] = "unit_not_found"
+                    else:
+                        errors["base"] = "unsupported_device"
+                        self._log_refusal(_rtu_address(data), err)
                 except DeviceUnavailableError as err:
                     errors["base"] = (
                         "cannot_open_port"
                         if str(err).startswith("cannot connect")
                         else "no_response"
                     )
-                except DeviceError:
+                except DeviceError as err:
                     errors["base"] = "unsupported_device"
+                    self._log_refusal(_rtu_address(data), err)
                 else:
                     return self._finish(title, data, unique_id)
         ports = await self.hass.async_add_executor_job(_list_serial_ports)

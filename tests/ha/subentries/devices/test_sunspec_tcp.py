@@ -100,9 +100,12 @@ async def test_add_inverter_errors(hass: HomeAssistant, sim: SimulatedSiteServer
 
 
 async def test_modbus_exception_other_than_gateway_is_unsupported(
-    hass: HomeAssistant, socket_enabled: None
+    hass: HomeAssistant, socket_enabled: None, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A device refusing to serve its own model (illegal data address) is unsupported."""
+    """A device refusing to serve its own model (illegal data address) is unsupported.
+
+    The error's text points to the log: the detail is logged there.
+    """
     entry = added_site(hass)
     image = build_image([(1, common_values()), (103, inverter_values(103))], end_marker=False)
     # The inverter model's header is there but its registers end early.
@@ -118,6 +121,7 @@ async def test_modbus_exception_other_than_gateway_is_unsupported(
     finally:
         await server.stop()
     assert result["errors"] == {"base": "unsupported_device"}
+    assert f"The inverter at 127.0.0.1:{port} unit 1 cannot be used:" in caplog.text
 
 
 async def test_add_inverter_twice_is_refused(hass: HomeAssistant, sim: SimulatedSiteServer) -> None:
