@@ -7,7 +7,6 @@ and a bad value becomes a translated error on its own field.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,15 +14,7 @@ from typing import Any
 from homeassistant.const import CONF_NAME
 
 from .const import CONF_CONTROL_INTERVAL, MAX_CONTROL_INTERVAL, MAX_LIMIT_W, MIN_CONTROL_INTERVAL
-
-
-def _number(value: Any) -> float | None:
-    """``value`` as a finite float, or None when it is not one."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
+from .core.numbers import finite_number
 
 
 @dataclass
@@ -49,7 +40,7 @@ class FormCheck:
         Home Assistant's coordinator schedules refreshes on a whole-second grid, so a fraction
         of a second would make cycles run back to back.
         """
-        value = _number(user_input.get(key))
+        value = finite_number(user_input.get(key))
         if (
             value is None
             or not value.is_integer()
@@ -66,7 +57,7 @@ class FormCheck:
             raw = user_input.get(key)
             if raw is None:
                 continue
-            value = _number(raw)
+            value = finite_number(raw)
             if value is None or not 0 <= value <= MAX_LIMIT_W:
                 self.errors[key] = "limit_out_of_range"
                 self.placeholders["max_limit"] = f"{MAX_LIMIT_W:,}"
