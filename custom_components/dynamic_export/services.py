@@ -24,6 +24,7 @@ from .const import (
     CONF_CONNECT,
     CONF_ENERGIZE,
     DOMAIN,
+    MAX_LIMIT_W,
     SERVICE_CLEAR_LIMITS,
     SERVICE_SET_LIMITS,
     WATT_LIMIT_KEYS,
@@ -33,7 +34,7 @@ from .runtime import DynamicExportConfigEntry
 
 MAX_OVERRIDE = timedelta(days=366)
 
-_WATTS = vol.All(vol.Coerce(float), vol.Range(min=0, max=10_000_000))
+_WATTS = vol.All(vol.Coerce(float), vol.Range(min=0, max=MAX_LIMIT_W))
 
 SET_LIMITS_SCHEMA = vol.Schema(
     {

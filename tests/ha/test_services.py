@@ -12,7 +12,7 @@ from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.dynamic_export.const import DOMAIN
+from custom_components.dynamic_export.const import DOMAIN, MAX_LIMIT_W
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
 
 from .helpers import state_of, wait_for
@@ -107,10 +107,14 @@ async def test_bad_input(hass: HomeAssistant, sim: SimulatedSiteServer) -> None:
         with pytest.raises(ServiceValidationError) as info:
             await hass.services.async_call(DOMAIN, "set_limits", data, blocking=True)
         assert info.value.translation_key == key, data
-    with pytest.raises(vol.Invalid):
-        await hass.services.async_call(
-            DOMAIN, "set_limits", {"export_limit": -1, "duration": {"minutes": 5}}, blocking=True
-        )
+    for watts in (-1, MAX_LIMIT_W + 1):  # the forms' and the number entities' range
+        with pytest.raises(vol.Invalid):
+            await hass.services.async_call(
+                DOMAIN,
+                "set_limits",
+                {"export_limit": watts, "duration": {"minutes": 5}},
+                blocking=True,
+            )
     assert state_of(hass, "binary_sensor.home_override") == "off"
 
 

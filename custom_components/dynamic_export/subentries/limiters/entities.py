@@ -269,7 +269,7 @@ class FixedLimitNumber(SubentryEntity, NumberEntity):
             raise ServiceValidationError(
                 translation_domain=DOMAIN,
                 translation_key="invalid_limit",
-                translation_placeholders={"value": str(value)},
+                translation_placeholders={"value": str(value), "max_limit": f"{MAX_LIMIT_W:,}"},
             )
         entry = self.coordinator.config_entry
         subentry = self.subentry
