@@ -7,7 +7,9 @@ function, or under ``if TYPE_CHECKING:``. The contracts:
     (every module outside the plain packages);
 (b) ``csip/sep2/``, the IEEE 2030.5 wire level, imports nothing of ``csip`` outside itself;
 (c) ``core`` imports no device or limiter package;
-(d) no import circle among the integration's modules.
+(d) no import circle among the integration's modules;
+(e) every sub-package is declared here as plain or as Home Assistant layer, so a new folder
+    cannot escape (a) by not being listed.
 
 Only the imports a module writes are counted: the ``__init__`` files Python runs on the way
 to a module are not, so a circle needs modules that name each other.
@@ -22,6 +24,8 @@ from pathlib import Path
 PACKAGE = "custom_components.dynamic_export"
 PLAIN = ("core", "csip", "sunspec", "opendtu", "powerwall", "limiters", "sim")
 """Packages that run without Home Assistant (the simulator, the benchmark, the tests)."""
+HA_LAYER = ("subentries",)
+"""Sub-packages of the Home Assistant layer: the HA side of each subentry kind."""
 DEVICES_AND_LIMITERS = ("sunspec", "opendtu", "powerwall", "csip", "limiters", "sim")
 WIRE_LEVEL = "csip.sep2"
 
@@ -100,6 +104,12 @@ def violations(root: Path, package: str = PACKAGE) -> list[str]:
         if ours and imp.target in graph and imp.target != imp.importer:
             graph[imp.importer].add(imp.target)
     found += [f"(d) modules that import each other: {', '.join(group)}" for group in circles(graph)]
+    declared = (*PLAIN, *HA_LAYER)
+    found += [
+        f"(e) sub-package declared neither plain nor Home Assistant layer: {package}.{folder.name}"
+        for folder in sorted(root.iterdir())
+        if (folder / "__init__.py").is_file() and folder.name not in declared
+    ]
     return found
 
 

@@ -92,6 +92,11 @@ PLANTED = {
         """,
         f"(d) modules that import each other: {PACKAGE}.core.cycle, {PACKAGE}.core.errors",
     ),
+    "e: an undeclared sub-package": (
+        "gadgets/__init__.py",
+        '"""A folder nobody placed on either side."""\n',
+        f"(e) sub-package declared neither plain nor Home Assistant layer: {PACKAGE}.gadgets",
+    ),
 }
 
 
