@@ -261,13 +261,24 @@ async def test_apply_sequence_and_revert_timer_written_once(make_peer, make_conn
     server.requests.clear()
     await inverter.async_read()
     await inverter.async_apply(InverterCommand(connect=True, limit_pct=60.0))
-    assert [(w.address, w.values) for w in server.writes()] == [(pct, (6000,)), (ena, (1,))]
+    # Already enabled: the setpoint alone moves the limit (one request, not two).
+    assert [(w.address, w.values) for w in server.writes()] == [(pct, (6000,))]
     # Someone else reset the timer: the next read notices and the next apply rewrites it.
     await server.set_registers(1, image.encode(123, "WMaxLimPct_RvrtTms", 0))
     server.requests.clear()
     await inverter.async_read()
     await inverter.async_apply(InverterCommand(connect=True, limit_pct=60.0))
-    assert [w.address for w in server.writes()] == [rvrt, pct, ena]
+    assert [w.address for w in server.writes()] == [rvrt, pct]
+    # The limit was dropped (its timer ran out, or someone disabled it): enabled again.
+    await server.set_registers(1, image.encode(123, "WMaxLim_Ena", 0))
+    server.requests.clear()
+    await inverter.async_read()
+    await inverter.async_apply(InverterCommand(connect=True, limit_pct=60.0))
+    assert [(w.address, w.values) for w in server.writes()] == [(pct, (6000,)), (ena, (1,))]
+    server.requests.clear()
+    await inverter.async_release()
+    await inverter.async_apply(InverterCommand(connect=True, limit_pct=60.0))
+    assert [w.address for w in server.writes()] == [ena, pct, ena]
 
 
 async def test_revert_timer_not_written_when_unimplemented(make_peer, make_connection) -> None:

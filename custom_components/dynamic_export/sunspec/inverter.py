@@ -94,6 +94,7 @@ class SunSpecInverter:
         self._conn: int | None = None
         self._limit_revert: int | None = None  # WMaxLimPct_RvrtTms as last read or written
         self._conn_revert: int | None = None  # Conn_RvrtTms as last read or written
+        self._limit_enable: int | None = None  # WMaxLim_Ena as last read or written
         self._limit_revert_supported = True
         self._conn_revert_supported = True
         self._frozen_check = FrozenCounterCheck()
@@ -172,6 +173,7 @@ class SunSpecInverter:
             )
         self._limit_sf = sf
         self._conn = _int(controls["Conn"])
+        self._limit_enable = _int(controls["WMaxLim_Ena"])
         self._limit_revert = _int(controls["WMaxLimPct_RvrtTms"])
         self._limit_revert_supported = self._limit_revert is not None
         self._conn_revert = _int(controls["Conn_RvrtTms"])
@@ -235,7 +237,10 @@ class SunSpecInverter:
         return min(raw, MAX_UINT16_VALUE)
 
     async def async_apply(self, command: InverterCommand) -> None:
-        """Write a command; every apply rewrites the limit, which restarts the revert timer."""
+        """Write a command; every apply rewrites the limit, which restarts the revert timer.
+
+        WMaxLim_Ena is written only when the last read or write left it anything but enabled.
+        """
         if not isinstance(command.connect, bool):
             raise TypeError(f"connect must be a bool, got {command.connect!r}")
         raw = self.limit_raw(command.limit_pct)  # validate before touching the device
@@ -252,7 +257,11 @@ class SunSpecInverter:
             await self._write(CONTROLS_MODEL, "WMaxLimPct_RvrtTms", self._revert_raw)
             self._limit_revert = self._revert_raw
         await self._write(CONTROLS_MODEL, "WMaxLimPct", raw)
-        await self._write(CONTROLS_MODEL, "WMaxLim_Ena", ENABLED)
+        if self._limit_enable != ENABLED:
+            # Enabled already (as last read or written): the setpoint write alone moves the
+            # limit and restarts the revert timer, so asking again would double the traffic.
+            await self._write(CONTROLS_MODEL, "WMaxLim_Ena", ENABLED)
+            self._limit_enable = ENABLED
 
     async def _write_conn_revert(self) -> None:
         """Let a disconnect revert too if we die (as the limit does)."""
@@ -264,6 +273,7 @@ class SunSpecInverter:
         """Disable our limit and reconnect if we had disconnected the inverter."""
         await self._ensure_setup()
         await self._write(CONTROLS_MODEL, "WMaxLim_Ena", DISABLED)
+        self._limit_enable = DISABLED
         if self._conn == DISCONNECT:
             await self._write(CONTROLS_MODEL, "Conn", CONNECT)
             self._conn = CONNECT
