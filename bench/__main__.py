@@ -18,6 +18,7 @@ from .cpu import DEFAULT_CYCLES, CpuResult, run_cpu
 from .report import METHOD, ODE_LINE, ScenarioResult, cpu_checks, evaluate, notes, table
 from .runner import RunResult, run_scenario
 from .scenarios import SCENARIO_KEYS, all_scenarios
+from .tracker import run_tracker, versus_table
 
 ALL_KEYS = (*SCENARIO_KEYS, "f")
 
@@ -62,21 +63,23 @@ def _progress(message: str) -> None:
 
 async def _run(
     keys: list[str], cpu_cycles: int | None
-) -> tuple[list[tuple[ScenarioResult, RunResult]], list[CpuResult]]:
+) -> tuple[list[tuple[ScenarioResult, RunResult]], list[ScenarioResult], list[CpuResult]]:
     benches = all_scenarios()
     runs: list[tuple[ScenarioResult, RunResult]] = []
+    trackers: list[ScenarioResult] = []
     for key in keys:
         if key not in benches:
             continue
         _progress(f"scenario {key}: {benches[key].title}")
         run = await run_scenario(benches[key], progress=_progress)
         runs.append((evaluate(benches[key], run), run))
+        trackers.append(evaluate(benches[key], run_tracker(benches[key])))
     cpu: list[CpuResult] = []
     if "f" in keys:
         _progress("f: CPU per cycle")
         cycles = None if cpu_cycles is None else dict.fromkeys(DEFAULT_CYCLES, cpu_cycles)
         cpu = await run_cpu(cycles)
-    return runs, cpu
+    return runs, trackers, cpu
 
 
 def _raw(run: RunResult) -> dict[str, Any]:
@@ -97,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     keys = _keys(parser, args.scenario)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     started = time.perf_counter()
-    runs, cpu = asyncio.run(_run(keys, args.cpu_cycles))
+    runs, trackers, cpu = asyncio.run(_run(keys, args.cpu_cycles))
     elapsed = time.perf_counter() - started
 
     results = [r for r, _ in runs]
@@ -113,6 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(results, cpu))
     print()
+    if trackers:
+        print(
+            "Beside the perfect reactive tracker (the ideal limit set every 0.1 s with no "
+            "delay; the inverters still lag), on the same site:"
+        )
+        print()
+        print(versus_table(list(zip(results, trackers, strict=True))))
+        print()
     print(ODE_LINE)
     print()
     for line in notes(results, benches, cpu):

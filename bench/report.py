@@ -457,9 +457,10 @@ METHOD = (
     "- Curtailed beyond need: ∫ max(0, possible − generation), possible = max(0, min(PV "
     "the inverters could convert, each capped at its rating, generation limit, load + "
     "export limit)); % of ∫ possible. The inverter lag after a rise counts as curtailment.",
-    "- Limit writes: WMaxLimPct writes seen by the simulator (each apply also writes "
-    "WMaxLim_Ena, and the first one WMaxLimPct_RvrtTms: all count as Modbus write "
-    "requests). Steady window: WMaxLimPct writes, split into refreshes (≥ 30 s after the "
+    "- Limit writes: WMaxLimPct writes seen by the simulator (the first apply also "
+    "writes WMaxLimPct_RvrtTms and WMaxLim_Ena, later ones only when the inverter no "
+    "longer holds them: all count as Modbus write requests). "
+    "Steady window: WMaxLimPct writes, split into refreshes (≥ 30 s after the "
     "unit's previous write, i.e. the revert-timer refresh at half of the 60 s timeout, and "
     "moving the value by < 1 % of rating; they may carry a rounding-sized update) and "
     "other writes; the target (none) is on the other writes.",

@@ -16,7 +16,7 @@ from custom_components.dynamic_export.sim.scenario import Scenario
 
 Quantity = Literal["export", "generation"]
 
-SCENARIO_KEYS = ("a", "b", "b2", "c", "d", "e")
+SCENARIO_KEYS = ("a", "b", "b2", "c", "d", "e", "g")
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,6 +381,91 @@ def scenario_e() -> BenchScenario:
     )
 
 
+# (g): a household load that moves every second, as measured in real homes.
+G_NOISE_SIGMA_W = 200.0
+G_NOISE_PERSISTENCE = 0.9
+"""The load's deviation keeps this share of itself from one second to the next."""
+G_DURATION_S = 600
+G_DROPS = ((120.5, -3000.0), (200.5, 3000.0))
+G_DRIFT = (300.5, 360.5, -35.0)
+"""A slow load drift: from, to (s), W/s; it comes back as slowly from 420.5 s."""
+
+
+def household_noise(
+    seed: int, start_s: float, end_s: float, sigma_w: float = G_NOISE_SIGMA_W
+) -> list[dict[str, Any]]:
+    """Load steps every second (at x.35 s) of a mean-reverting noise of deviation ``sigma_w``.
+
+    Each second keeps ``G_NOISE_PERSISTENCE`` of the deviation and adds a fresh random part
+    sized so the deviation stays at ``sigma_w``: the 1 s changes then have a median near
+    60 W for 200 W, as a household's.
+    """
+    rng = random.Random(seed)
+    fresh = sigma_w * (1.0 - G_NOISE_PERSISTENCE**2) ** 0.5
+    events: list[dict[str, Any]] = []
+    deviation, shown = 0.0, 0
+    t = start_s + 0.35
+    while t < end_s:
+        deviation = G_NOISE_PERSISTENCE * deviation + rng.gauss(0.0, fresh)
+        step = round(deviation) - shown
+        if step:
+            events.append({"t": round(t, 2), "type": "load_step", "delta_w": step})
+            shown += step
+        t += 1.0
+    return events
+
+
+def _drift_steps(start: float, end: float, rate_w_per_s: float) -> list[dict[str, Any]]:
+    """A drift made of small load steps every 0.5 s (a load profile is a sum of steps)."""
+    count = round((end - start) / 0.5)
+    return [
+        {"t": round(start + 0.5 * i, 2), "type": "load_step", "delta_w": rate_w_per_s * 0.5}
+        for i in range(count)
+    ]
+
+
+def scenario_g() -> BenchScenario:
+    """(g) 1 s household load noise, clouds, 3 kW drop and rise, a slow drift; one 6 kW inverter."""
+    start, end = 10.0, float(G_DURATION_S)
+    drift_from, drift_to, rate = G_DRIFT
+    events: list[dict[str, Any]] = [
+        *household_noise(11, start, end),
+        *({"t": t, "type": "load_step", "delta_w": d} for t, d in G_DROPS),
+        *_drift_steps(drift_from, drift_to, rate),
+        *_drift_steps(drift_from + 120.0, drift_to + 120.0, -rate),
+        *(
+            {"t": t, "type": "cloud", "duration_s": 4.0, "depth": 0.5, "ramp_s": 1.0}
+            for t in (250.7, 500.2, 540.9)
+        ),
+    ]
+    data = {
+        "description": "g",
+        "duration_s": G_DURATION_S,
+        "export_limit_w": 1500,
+        "inverters": [{"rating_w": 6000, "time_constant_s": 1.0}],
+        "pv_available_w": 6000,
+        "load_w": 4000,
+        "events": events,
+    }
+    return BenchScenario(
+        key="g",
+        title="1 s load noise, drops, drift, clouds",
+        description=(
+            "One 6 kW inverter (1 s time constant), 6 kW of PV, export limit 1500 W, a load "
+            f"of 4 kW that moves every second (mean-reverting, σ {G_NOISE_SIGMA_W:g} W, "
+            "seeded), drops by 3 kW at 120.5 s and comes back at 200.5 s, drifts down at "
+            "35 W/s for 60 s from 300.5 s and back up from 420.5 s, and three 4 s clouds "
+            "halving the PV. As the issue's real-time runs, in lock-step."
+        ),
+        sim=Scenario.from_dict(data, name="bench-g"),
+        limiters=(("export limit", Controls(export_limit=1500.0)),),
+        steps=tuple(Step(t, f"load {d / 1000:+g} kW", drop_target=d < 0) for t, d in G_DROPS),
+        measure_from_s=start,
+        steady_window=(end, end),
+        targets=Targets(writes_per_min_per_inverter=12.0),
+    )
+
+
 def all_scenarios() -> dict[str, BenchScenario]:
     """Scenarios (a)–(e) by key."""
     return {
@@ -392,5 +477,6 @@ def all_scenarios() -> dict[str, BenchScenario]:
             scenario_c(),
             scenario_d(),
             scenario_e(),
+            scenario_g(),
         )
     }

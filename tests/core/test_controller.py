@@ -14,6 +14,7 @@ from custom_components.dynamic_export.core.controller import (
     FailSafeReason,
 )
 from custom_components.dynamic_export.core.controls import ControlType
+from custom_components.dynamic_export.core.load_noise import LoadNoise
 from custom_components.dynamic_export.core.measurements import (
     InverterCommand,
     InverterReading,
@@ -900,3 +901,60 @@ def test_configured_meter_that_never_answered_is_unavailable_not_missing() -> No
         MergedControls(export_limit=0.0), None, {"a": reading(0.0)}, {}, NOW, meter_fresh=False
     )
     assert plan.fail_safe_reason is FailSafeReason.METER_UNAVAILABLE
+
+
+# --- the margin and band that keep a flickering load from rewriting the inverters ---------
+
+
+def noisy(sigma_w: float) -> Controller:
+    """A controller that has learnt a load moving by ``sigma_w`` a second."""
+    controller = no_ramp()
+    controller.load_noise = LoadNoise(initial_sigma_w=sigma_w)
+    return controller
+
+
+def export_plan(controller: Controller, load_w: float, output_w: float, t: float) -> float:
+    plan = controller.compute(
+        MergedControls(export_limit=1500.0),
+        meter(load_w - output_w, at=t),
+        {"a": reading(output_w, at=t)},
+        {"a": 10_000.0},
+        t,
+    )
+    assert plan.constraint is Constraint.EXPORT_LIMIT
+    return plan.generation_target_w
+
+
+def test_target_keeps_a_margin_sized_from_the_load_noise() -> None:
+    # A still load: exactly at the limit. A load moving by ~100 W a second: 50 W below.
+    assert export_plan(noisy(0.0), 4000.0, 6000.0, NOW) == pytest.approx(5500.0)
+    assert export_plan(noisy(100.0), 4000.0, 6000.0, NOW) == pytest.approx(5450.0, abs=5.0)
+    # However noisy, the margin stays bounded.
+    assert export_plan(noisy(5000.0), 4000.0, 6000.0, NOW) == pytest.approx(5250.0, abs=1.0)
+
+
+def test_target_holds_while_the_load_wanders_within_the_band() -> None:
+    controller = noisy(100.0)
+    first = export_plan(controller, 4000.0, 6000.0, NOW)
+    # The load moves down by 40 W (the export would still be within the tolerance above
+    # the limit) and up by 150 W (less than two typical moves below the margin): kept.
+    for t, load in ((1, 3960.0), (2, 4150.0), (3, 4100.0)):
+        assert export_plan(controller, load, first, NOW + t) == first
+    # Down 100 W: the target in force would export above the limit; it follows at once.
+    lower = export_plan(controller, 3900.0, first, NOW + 4)
+    assert lower < first
+    assert lower <= 3900.0 + 1500.0 - 40.0
+    # Up 400 W: more than the band is being thrown away; it follows.
+    higher = export_plan(controller, 4300.0, lower, NOW + 5)
+    assert higher > 4300.0 + 1500.0 - 100.0
+
+
+def test_a_quiet_load_is_followed_closely() -> None:
+    # Moves of 40–70 W teach a noise of a few watts: each one is followed, a few watts
+    # below the limit.
+    controller = noisy(0.0)
+    for t, load in enumerate((4000.0, 4040.0, 3990.0, 4060.0)):
+        target = export_plan(controller, load, 5500.0, NOW + t)
+        margin = 0.5 * controller.load_noise.sigma_w
+        assert margin < 10.0
+        assert target == pytest.approx(load + 1500.0 - margin)

@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from .allocation import AllocationInput, allocate
 from .controls import ControlType
+from .load_noise import LoadNoise
 from .measurements import InverterCommand, InverterReading, MeterReading
 from .merge import MergedControls
 
@@ -24,6 +25,16 @@ OVER_LIMIT_TOLERANCE_W = 20.0
 # Inverter limits read back this far above the generation limit are float or register
 # rounding, not limits to take down.
 CEILING_TOLERANCE_W = 1.0
+# Under an export limit the target sits this many typical 1 s load changes below
+# ``load + limit`` (at most MAX_MARGIN_W), so the load's own flicker rarely carries the
+# export over the limit before the next cycle sees it.
+MARGIN_SIGMAS = 0.5
+MAX_MARGIN_W = 250.0
+# While the target that is in force stays between ``load + limit`` (plus the tolerance
+# above) and this many typical changes below the margin, it is kept: the inverters are not
+# rewritten for every flicker. Wider bands write less and curtail more (see README
+# *Performance* for the trade-off measured).
+BAND_SIGMAS = 2.0
 
 
 class ControlState(StrEnum):
@@ -91,11 +102,15 @@ class Controller:
         self.settings = settings or ControllerSettings()
         self._previous_target_w: float | None = None
         self._previous_time: float | None = None
+        self._previous_constraint: Constraint | None = None
+        self.load_noise = LoadNoise()
 
     def reset(self) -> None:
         """Forget the previous target (after control was off)."""
         self._previous_target_w = None
         self._previous_time = None
+        self._previous_constraint = None
+        self.load_noise.reset()
 
     def compute(
         self,
@@ -164,8 +179,10 @@ class Controller:
         else:
             assert meter is not None
             load_w = output_w + meter.grid_power_w
+            if meter_fresh:
+                self.load_noise.update(load_w, meter.timestamp)
             if merged.export_limit is not None:
-                export_cap = load_w + merged.export_limit
+                export_cap = self._export_cap(load_w + merged.export_limit)
                 over = meter.export_w > merged.export_limit + OVER_LIMIT_TOLERANCE_W
                 if export_cap < target:
                     target, constraint = export_cap, Constraint.EXPORT_LIMIT
@@ -199,6 +216,7 @@ class Controller:
             target, constraint = 0.0, Constraint.CONNECT
         self._previous_target_w = target
         self._previous_time = now
+        self._previous_constraint = constraint
 
         shares = _shares(target, available, not_following)
         commands = {
@@ -219,6 +237,25 @@ class Controller:
             over_export_limit=over,
             over_generation_limit=over_generation,
         )
+
+    def _export_cap(self, ceiling_w: float) -> float:
+        """The most generation the export limit allows this cycle.
+
+        ``ceiling_w`` (load + limit) puts the export exactly at the limit. The cap sits a
+        noise-sized margin below it; the cap of the last cycle is kept while it stays
+        within a band below the ceiling, so a flickering load does not rewrite the inverters
+        every second (and a kept target is never above the ceiling).
+        """
+        sigma = self.load_noise.sigma_w
+        cap = ceiling_w - min(MARGIN_SIGMAS * sigma, MAX_MARGIN_W)
+        previous = self._previous_target_w
+        if (
+            previous is not None
+            and self._previous_constraint is Constraint.EXPORT_LIMIT
+            and cap - BAND_SIGMAS * sigma <= previous <= ceiling_w + OVER_LIMIT_TOLERANCE_W
+        ):
+            return previous
+        return cap
 
     def _bound_increase(
         self,
