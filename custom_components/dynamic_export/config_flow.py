@@ -64,13 +64,21 @@ SITE_SCHEMA = vol.Schema(
     }
 )
 
+# Each tuning option: its range, its step in the form and its unit.
+OPTION_RANGES: dict[str, tuple[float, float, float, str]] = {
+    CONF_METER_MAX_AGE: (1, 60, 0.5, "s"),
+    CONF_RAMP_UP_RATE: (1, 100, 1, "%/s"),
+    CONF_DEADBAND: (0, 10, 0.1, "%"),
+    CONF_REVERT_TIMEOUT: (10, 3600, 1, "s"),
+}
+
 OPTIONS_SCHEMA = vol.Schema(
     {
         vol.Required(CONF_CONTROL_INTERVAL): INTERVAL_SECONDS,
-        vol.Required(CONF_METER_MAX_AGE): number_selector(1, 60, 0.5, "s"),
-        vol.Required(CONF_RAMP_UP_RATE): number_selector(1, 100, 1, "%/s"),
-        vol.Required(CONF_DEADBAND): number_selector(0, 10, 0.1, "%"),
-        vol.Required(CONF_REVERT_TIMEOUT): number_selector(10, 3600, 1, "s"),
+        **{
+            vol.Required(key): number_selector(low, high, step, unit, checked_by_step=True)
+            for key, (low, high, step, unit) in OPTION_RANGES.items()
+        },
     }
 )
 
@@ -145,6 +153,8 @@ class SiteOptionsFlow(OptionsFlow):
         check = FormCheck()
         if user_input is not None:
             check.interval(user_input)
+            for key, (low, high, _, _) in OPTION_RANGES.items():
+                check.number(user_input, key, low, high)
             if not check.errors:
                 shortest = min_revert_timeout(float(user_input[CONF_CONTROL_INTERVAL]))
                 if float(user_input[CONF_REVERT_TIMEOUT]) < shortest:

@@ -57,5 +57,10 @@ INTERVAL_SECONDS = number_selector(
 )
 """The control interval in whole seconds; see ``validation``."""
 
-PORT = number_selector(1, 65535, 1, "")
-"""A TCP port."""
+PORT_RANGE = (1, 65535)
+PORT = number_selector(*PORT_RANGE, 1, "", checked_by_step=True)
+"""A TCP port; see ``validation``."""
+
+UNIT_ID_RANGE = (0, 255)
+UNIT_ID = number_selector(*UNIT_ID_RANGE, 1, "", checked_by_step=True)
+"""A Modbus unit id; see ``validation``."""

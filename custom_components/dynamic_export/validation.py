@@ -51,6 +51,26 @@ class FormCheck:
                 min_interval=str(MIN_CONTROL_INTERVAL), max_interval=str(MAX_CONTROL_INTERVAL)
             )
 
+    def number(
+        self,
+        user_input: Mapping[str, Any],
+        key: str,
+        minimum: float,
+        maximum: float,
+        *,
+        whole: bool = False,
+    ) -> None:
+        """A number field must lie within its range (and be whole, for ports and ids).
+
+        The error is ``<key>_out_of_range``; its text names the range through the
+        placeholders ``<key>_min`` and ``<key>_max``, so two fields can fail at once.
+        """
+        value = finite_number(user_input.get(key))
+        if value is None or not minimum <= value <= maximum or (whole and not value.is_integer()):
+            self.errors[key] = f"{key}_out_of_range"
+            self.placeholders[f"{key}_min"] = f"{minimum:g}"
+            self.placeholders[f"{key}_max"] = f"{maximum:g}"
+
     def limits(self, user_input: Mapping[str, Any], *keys: str) -> None:
         """Each watt limit given must lie from 0 to ``MAX_LIMIT_W``; an empty one is no limit."""
         for key in keys:

@@ -95,6 +95,43 @@ async def test_site_form_errors(
     assert result["title"] == "Home"
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "shown"),
+    [
+        (CONF_METER_MAX_AGE, 0.5, ("1", "60")),
+        (CONF_METER_MAX_AGE, 61, ("1", "60")),
+        (CONF_RAMP_UP_RATE, 0, ("1", "100")),
+        (CONF_RAMP_UP_RATE, 250, ("1", "100")),
+        (CONF_DEADBAND, -1, ("0", "10")),
+        (CONF_DEADBAND, 11, ("0", "10")),
+        (CONF_REVERT_TIMEOUT, 5, ("10", "3600")),
+        (CONF_REVERT_TIMEOUT, 4000, ("10", "3600")),
+    ],
+)
+async def test_options_out_of_range_is_an_error_on_its_field(
+    hass: HomeAssistant, key: str, value: float, shown: tuple[str, str]
+) -> None:
+    """Every tuning option outside its range is refused beside its field, naming the range."""
+    entry = added_site(hass)
+    before = dict(entry.options)
+    tuning = {
+        CONF_CONTROL_INTERVAL: 2,
+        CONF_METER_MAX_AGE: 4,
+        CONF_RAMP_UP_RATE: 30,
+        CONF_DEADBAND: 0.5,
+        CONF_REVERT_TIMEOUT: 120,
+    }
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {**tuning, key: value}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {key: f"{key}_out_of_range"}
+    placeholders = result["description_placeholders"]
+    assert (placeholders[f"{key}_min"], placeholders[f"{key}_max"]) == shown
+    assert entry.options == before
+
+
 async def test_options_interval_whole_seconds(hass: HomeAssistant) -> None:
     """The options refuse a fractional interval on its field and keep the stored one."""
     entry = added_site(hass)

@@ -27,7 +27,8 @@ from ...opendtu import probe as opendtu_probe
 from ...opendtu.errors import InvalidPasswordError as DtuPasswordError
 from ...opendtu.errors import NotOpenDtuError
 from ...opendtu.probe import DtuInfo, DtuInverter
-from ...selectors import PORT
+from ...selectors import PORT, PORT_RANGE
+from ...validation import FormCheck
 from .flow_base import PASSWORD, RATING_WATTS, DeviceSteps
 
 
@@ -42,8 +43,11 @@ class OpenDtuSteps(DeviceSteps):
         self, user_input: dict[str, Any] | None = None
     ) -> SubentryFlowResult:
         """Ask for the DTU's address and admin password, and list its inverters."""
-        errors: dict[str, str] = {}
+        check = FormCheck()
+        errors = check.errors
         if user_input is not None:
+            check.number(user_input, CONF_PORT, *PORT_RANGE, whole=True)
+        if user_input is not None and not errors:
             data = {
                 CONF_KIND: KIND_OPENDTU,
                 CONF_HOST: str(user_input[CONF_HOST]).strip(),
@@ -86,6 +90,7 @@ class OpenDtuSteps(DeviceSteps):
             step_id="opendtu",
             data_schema=self.add_suggested_values_to_schema(schema, self._suggested(user_input)),
             errors=errors,
+            description_placeholders=check.placeholders,
         )
 
     async def async_step_opendtu_inverters(

@@ -32,7 +32,8 @@ from ...powerwall.errors import (
     NotPowerwallError,
 )
 from ...powerwall.probe import PowerwallInfo
-from ...selectors import PORT
+from ...selectors import PORT, PORT_RANGE
+from ...validation import FormCheck
 from .flow_base import PASSWORD, DeviceSteps
 from .setup import powerwall_issue_id
 
@@ -46,9 +47,12 @@ class PowerwallSteps(DeviceSteps):
         self, user_input: dict[str, Any] | None = None
     ) -> SubentryFlowResult:
         """Ask for the gateway's address and password; pin its certificate."""
-        errors: dict[str, str] = {}
+        check = FormCheck()
+        errors = check.errors
         current = self._current()
         if user_input is not None:
+            check.number(user_input, CONF_PORT, *PORT_RANGE, whole=True)
+        if user_input is not None and not errors:
             data = {
                 CONF_KIND: KIND_POWERWALL,
                 CONF_HOST: str(user_input[CONF_HOST]).strip(),
@@ -77,6 +81,7 @@ class PowerwallSteps(DeviceSteps):
             step_id="powerwall",
             data_schema=self.add_suggested_values_to_schema(schema, self._suggested(user_input)),
             errors=errors,
+            description_placeholders=check.placeholders,
         )
 
     async def async_step_powerwall_certificate(

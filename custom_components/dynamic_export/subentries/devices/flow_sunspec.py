@@ -9,9 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from homeassistant.config_entries import (
-    SubentryFlowResult,
-)
+from homeassistant.config_entries import ConfigEntry, SubentryFlowResult
 from homeassistant.const import CONF_HOST, CONF_PORT
 from homeassistant.helpers import selector
 
@@ -28,15 +26,17 @@ from ...const import (
     DEFAULT_BAUDRATE,
     DEFAULT_MODBUS_PORT,
     KIND_SUNSPEC_RTU,
+    KIND_SUNSPEC_TCP,
 )
 from ...core.errors import DeviceError, DeviceUnavailableError
 from ...runtime import loaded_pool
-from ...selectors import PORT, number_selector
+from ...selectors import PORT, PORT_RANGE, UNIT_ID, UNIT_ID_RANGE, number_selector
 from ...sunspec.connection import ConnectionPool
 from ...sunspec.device import SunSpecDevice
 from ...sunspec.errors import ModbusExceptionError, NotSunSpecError
 from ...sunspec.inverter import InverterInfo, SunSpecInverter
 from ...sunspec.meter import MeterInfo, SunSpecMeter
+from ...validation import FormCheck
 from .flow_base import DeviceSteps, dropdown
 from .setup import serial_settings
 
@@ -47,14 +47,15 @@ PARITY_OPTIONS = {"none": "N", "even": "E", "odd": "O"}
 BAUD_RATES = ["1200", "2400", "4800", "9600", "19200", "38400", "57600", "115200"]
 SERIAL_BY_ID = "/dev/serial/by-id"
 
-_UNIT = number_selector(0, 255, 1, "")
+# RS-485 addresses a slave from 1 to 247 (0 is broadcast, 248-255 reserved).
+RTU_UNIT_ID_RANGE = (1, 247)
 
 
 def _tcp_schema(unit_id: int, *, meter: bool) -> vol.Schema:
     fields: dict[Any, Any] = {
         vol.Required(CONF_HOST): selector.TextSelector(),
         vol.Required(CONF_PORT, default=DEFAULT_MODBUS_PORT): PORT,
-        vol.Required(CONF_UNIT_ID, default=unit_id): _UNIT,
+        vol.Required(CONF_UNIT_ID, default=unit_id): UNIT_ID,
     }
     if meter:
         fields[vol.Required(CONF_INVERT, default=False)] = selector.BooleanSelector()
@@ -113,8 +114,12 @@ class SunSpecTcpSteps(SunSpecSteps):
         entry = self._get_entry()
         reconfiguring = step_id == "reconfigure"
         current = self._get_reconfigure_subentry() if reconfiguring else None
-        errors: dict[str, str] = {}
+        check = FormCheck()
+        errors = check.errors
         if user_input is not None:
+            check.number(user_input, CONF_PORT, *PORT_RANGE, whole=True)
+            check.number(user_input, CONF_UNIT_ID, *UNIT_ID_RANGE, whole=True)
+        if user_input is not None and not errors:
             data = {
                 **user_input,
                 CONF_HOST: user_input[CONF_HOST].strip(),
@@ -154,12 +159,25 @@ class SunSpecTcpSteps(SunSpecSteps):
                     return self.async_abort(reason="already_configured")
                 return self.async_create_entry(title=title, data=data, unique_id=unique_id)
         schema = _tcp_schema(self.default_unit_id, meter=self.is_meter)
-        suggested = user_input or (dict(current.data) if current else {})
+        suggested = user_input or (dict(current.data) if current else self._known_gateway(entry))
         return self.async_show_form(
             step_id=step_id,
             data_schema=self.add_suggested_values_to_schema(schema, suggested),
             errors=errors,
+            description_placeholders=check.placeholders,
         )
+
+    @staticmethod
+    def _known_gateway(entry: ConfigEntry) -> dict[str, Any]:
+        """The host and port of a device already added over TCP, to offer for the next one.
+
+        Inverters behind one Datamanager or gateway, and often the meter too, share them.
+        """
+        for sub in entry.subentries.values():
+            kind = sub.data.get(CONF_KIND, KIND_SUNSPEC_TCP)
+            if kind == KIND_SUNSPEC_TCP and sub.data.get(CONF_HOST) and CONF_UNIT_ID in sub.data:
+                return {CONF_HOST: sub.data[CONF_HOST], CONF_PORT: sub.data.get(CONF_PORT)}
+        return {}
 
     async def _async_probe_tcp(
         self, host: str, port: int, unit_id: int, data: dict[str, Any]
@@ -206,11 +224,14 @@ class SunSpecRtuSteps(SunSpecSteps):
         self, user_input: dict[str, Any] | None = None
     ) -> SubentryFlowResult:
         """Ask for the port, the line settings and the unit id, and read the device."""
-        errors: dict[str, str] = {}
+        check = FormCheck()
+        errors = check.errors
         baudrate = _baudrate(user_input[CONF_BAUDRATE]) if user_input is not None else None
-        if user_input is not None and baudrate is None:
-            errors[CONF_BAUDRATE] = "invalid_baudrate"
-        elif user_input is not None:
+        if user_input is not None:
+            check.number(user_input, CONF_UNIT_ID, *RTU_UNIT_ID_RANGE, whole=True)
+            if baudrate is None:
+                errors[CONF_BAUDRATE] = "invalid_baudrate"
+        if user_input is not None and not errors:
             data: dict[str, Any] = {
                 CONF_KIND: KIND_SUNSPEC_RTU,
                 CONF_SERIAL_PORT: str(user_input[CONF_SERIAL_PORT]).strip(),
@@ -267,7 +288,7 @@ class SunSpecRtuSteps(SunSpecSteps):
             vol.Required(CONF_PARITY, default="none"): dropdown(list(PARITY_OPTIONS), "parity"),
             vol.Required(CONF_STOPBITS, default="1"): dropdown(["1", "2"]),
             vol.Required(CONF_UNIT_ID, default=self.default_unit_id): number_selector(
-                1, 247, 1, ""
+                *RTU_UNIT_ID_RANGE, 1, "", checked_by_step=True
             ),
         }
         if self.is_meter:
@@ -283,6 +304,7 @@ class SunSpecRtuSteps(SunSpecSteps):
             step_id="sunspec_rtu",
             data_schema=self.add_suggested_values_to_schema(vol.Schema(fields), suggested),
             errors=errors,
+            description_placeholders=check.placeholders,
         )
 
     async def _async_probe_rtu(self, data: dict[str, Any]) -> tuple[str, str]:

@@ -37,6 +37,16 @@ from ...selectors import LIMIT_WATTS, number_selector
 from ...validation import FormCheck
 from .setup import amber_client, custom_windows
 
+# Ranges of the number fields checked in the steps (``validation.FormCheck.number``).
+AMBER_THRESHOLD_RANGE = (-100, 100)
+"""Feed-in price threshold, c/kWh."""
+SOC_THRESHOLD_RANGE = (0, 100)
+SOC_HYSTERESIS_RANGE = (0, 50)
+SOC_MAX_AGE_RANGE = (1, 1440)
+"""Minutes a state of charge is believed."""
+MQTT_MAX_AGE_RANGE = (1, 86400)
+"""Seconds a published limit counts."""
+
 
 class _LimiterFlow(ConfigSubentryFlow):
     """Shared reconfigure: show the form with current values, keep the on/off switch."""
@@ -168,6 +178,7 @@ class AmberSubentryFlow(_LimiterFlow):
         check = FormCheck()
         if user_input is not None:
             check.limits(user_input, CONF_EXPORT_LIMIT)
+            check.number(user_input, CONF_THRESHOLD, *AMBER_THRESHOLD_RANGE)
         if user_input is not None and not check.errors:
             current = self._current()
             site_id = self._site.id if self._site else current[CONF_SITE_ID]
@@ -186,7 +197,7 @@ class AmberSubentryFlow(_LimiterFlow):
         schema = vol.Schema(
             {
                 vol.Required(CONF_THRESHOLD, default=0.0): number_selector(
-                    -100, 100, 0.01, "c/kWh"
+                    *AMBER_THRESHOLD_RANGE, 0.01, "c/kWh", checked_by_step=True
                 ),
                 vol.Required(CONF_EXPORT_LIMIT, default=0.0): LIMIT_WATTS,
                 vol.Required(CONF_FALLBACK, default=AmberFallback.LIMIT.value): (
@@ -289,6 +300,9 @@ class SocSubentryFlow(_LimiterFlow):
         if user_input is not None:
             name = check.name(user_input)
             check.limits(user_input, CONF_LOW_EXPORT_LIMIT, CONF_HIGH_EXPORT_LIMIT)
+            check.number(user_input, CONF_THRESHOLD, *SOC_THRESHOLD_RANGE)
+            check.number(user_input, CONF_HYSTERESIS, *SOC_HYSTERESIS_RANGE)
+            check.number(user_input, CONF_MAX_AGE, *SOC_MAX_AGE_RANGE)
         if user_input is not None and not errors:
             high = user_input.get(CONF_HIGH_EXPORT_LIMIT)
             data = {
@@ -316,11 +330,17 @@ class SocSubentryFlow(_LimiterFlow):
                 vol.Required(CONF_SOC_ENTITY): selector.EntitySelector(
                     selector.EntitySelectorConfig(domain="sensor", device_class="battery")
                 ),
-                vol.Required(CONF_THRESHOLD, default=90): number_selector(0, 100, 1, "%"),
-                vol.Required(CONF_HYSTERESIS, default=5): number_selector(0, 50, 1, "%"),
+                vol.Required(CONF_THRESHOLD, default=90): number_selector(
+                    *SOC_THRESHOLD_RANGE, 1, "%", checked_by_step=True
+                ),
+                vol.Required(CONF_HYSTERESIS, default=5): number_selector(
+                    *SOC_HYSTERESIS_RANGE, 1, "%", checked_by_step=True
+                ),
                 vol.Required(CONF_LOW_EXPORT_LIMIT, default=0): LIMIT_WATTS,
                 vol.Optional(CONF_HIGH_EXPORT_LIMIT): LIMIT_WATTS,
-                vol.Required(CONF_MAX_AGE, default=15): number_selector(1, 1440, 1, "min"),
+                vol.Required(CONF_MAX_AGE, default=15): number_selector(
+                    *SOC_MAX_AGE_RANGE, 1, "min", checked_by_step=True
+                ),
             }
         )
         return self.async_show_form(
@@ -351,6 +371,7 @@ class MqttSubentryFlow(_LimiterFlow):
             topic = user_input[CONF_TOPIC].strip()
             if not topic or "#" in topic or "+" in topic:
                 errors[CONF_TOPIC] = "invalid_topic"
+            check.number(user_input, CONF_MAX_AGE, *MQTT_MAX_AGE_RANGE)
             if not errors:
                 return self._finish(
                     name,
@@ -360,13 +381,16 @@ class MqttSubentryFlow(_LimiterFlow):
             {
                 vol.Required(CONF_NAME): selector.TextSelector(),
                 vol.Required(CONF_TOPIC): selector.TextSelector(),
-                vol.Required(CONF_MAX_AGE, default=60): number_selector(1, 86400, 1, "s"),
+                vol.Required(CONF_MAX_AGE, default=60): number_selector(
+                    *MQTT_MAX_AGE_RANGE, 1, "s", checked_by_step=True
+                ),
             }
         )
         return self.async_show_form(
             step_id="reconfigure" if self.source == "reconfigure" else "user",
             data_schema=self.add_suggested_values_to_schema(schema, user_input or self._current()),
             errors=errors,
+            description_placeholders=check.placeholders,
         )
 
     async def async_step_reconfigure(

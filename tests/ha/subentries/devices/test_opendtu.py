@@ -433,3 +433,15 @@ async def test_release_after_a_restart_restores_the_original_limit(
     assert (last["serial"], last["limit_type"], last["limit_value"]) == (HM_SERIAL, 1, 80.0)
     stored = hass_storage[f"{DOMAIN}.{entry.entry_id}"]["data"]
     assert stored["opendtu_baselines"] == {}  # handed back: nothing owed any more
+
+
+async def test_dtu_port_out_of_range_is_an_error_on_its_field(hass: HomeAssistant) -> None:
+    """A port outside 1–65535 is refused beside the field before anything is asked."""
+    entry = added_site(hass)
+    result = await start_subentry_flow(hass, entry, SUBENTRY_INVERTER, KIND_OPENDTU)
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {CONF_HOST: "127.0.0.1", CONF_PORT: 0, CONF_PASSWORD: "x"}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {CONF_PORT: "port_out_of_range"}
+    assert result["description_placeholders"]["port_max"] == "65535"

@@ -392,3 +392,15 @@ async def test_diagnostics_hide_the_gateway_password(
     assert PASSWORD not in text
     assert DIN not in text
     assert "127.0.0.1" not in text
+
+
+async def test_gateway_port_out_of_range_is_an_error_on_its_field(hass: HomeAssistant) -> None:
+    """A port outside 1–65535 is refused beside the field before the gateway is asked."""
+    entry = added_site(hass)
+    result = await start_subentry_flow(hass, entry, SUBENTRY_METER, KIND_POWERWALL)
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {CONF_HOST: "127.0.0.1", CONF_PORT: 65536, CONF_PASSWORD: "x"}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {CONF_PORT: "port_out_of_range"}
+    assert result["description_placeholders"]["port_min"] == "1"

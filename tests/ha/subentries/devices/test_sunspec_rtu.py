@@ -336,3 +336,21 @@ async def test_subentries_that_cannot_be_built_are_skipped(
     )
     assert await async_build_meter(DeviceContext(hass, entry.runtime_data.pool, 60), sub) is None
     assert "unknown meter kind 'crystal_ball'" in caplog.text
+
+
+@pytest.mark.parametrize("unit_id", [0, 248, 2.5])
+async def test_rtu_unit_id_out_of_range_is_an_error_on_its_field(
+    hass: HomeAssistant, bus: RtuBridge, unit_id: float
+) -> None:
+    """An RS-485 slave address is 1 to 247: anything else is refused beside the field."""
+    entry = added_site(hass)
+    result = await start_subentry_flow(hass, entry, SUBENTRY_INVERTER, KIND_SUNSPEC_RTU)
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"],
+        _form(bus, unit_id),  # type: ignore[arg-type]
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {CONF_UNIT_ID: "unit_id_out_of_range"}
+    placeholders = result["description_placeholders"]
+    assert (placeholders["unit_id_min"], placeholders["unit_id_max"]) == ("1", "247")
+    assert not entry.subentries

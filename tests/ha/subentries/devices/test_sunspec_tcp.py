@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 import pytest
 from homeassistant.config_entries import SOURCE_USER
@@ -69,6 +70,39 @@ async def test_add_inverter_reads_identity(hass: HomeAssistant, sim: SimulatedSi
         CONF_UNIT_ID: 2,
         CONF_RATED_POWER: 5000.0,  # kept for a start at which the inverter does not answer
     }
+
+
+@pytest.mark.parametrize("kind", [SUBENTRY_INVERTER, SUBENTRY_METER])
+@pytest.mark.parametrize(
+    ("address", "errors"),
+    [
+        ({CONF_PORT: 0, CONF_UNIT_ID: 1}, {CONF_PORT: "port_out_of_range"}),
+        ({CONF_PORT: 70000, CONF_UNIT_ID: 1}, {CONF_PORT: "port_out_of_range"}),
+        ({CONF_PORT: 502.5, CONF_UNIT_ID: 1}, {CONF_PORT: "port_out_of_range"}),
+        ({CONF_PORT: 502, CONF_UNIT_ID: 256}, {CONF_UNIT_ID: "unit_id_out_of_range"}),
+        (
+            {CONF_PORT: -1, CONF_UNIT_ID: 1.5},
+            {CONF_PORT: "port_out_of_range", CONF_UNIT_ID: "unit_id_out_of_range"},
+        ),
+    ],
+)
+async def test_address_out_of_range_is_an_error_on_its_field(
+    hass: HomeAssistant, kind: str, address: dict[str, float], errors: dict[str, str]
+) -> None:
+    """A port or unit id outside its range says so beside the field, with the range."""
+    entry = added_site(hass)
+    result = await start_subentry_flow(hass, entry, kind, KIND_SUNSPEC_TCP)
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {CONF_HOST: "127.0.0.1", **address}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == errors
+    placeholders = result["description_placeholders"]
+    if CONF_PORT in errors:
+        assert (placeholders["port_min"], placeholders["port_max"]) == ("1", "65535")
+    if CONF_UNIT_ID in errors:
+        assert (placeholders["unit_id_min"], placeholders["unit_id_max"]) == ("0", "255")
+    assert not entry.subentries
 
 
 async def test_add_inverter_errors(hass: HomeAssistant, sim: SimulatedSiteServer) -> None:
@@ -222,3 +256,24 @@ async def test_meter_address_taken_by_inverter(
     )
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "already_configured"
+
+
+async def test_address_form_offers_the_gateway_already_used(
+    hass: HomeAssistant, sim: SimulatedSiteServer
+) -> None:
+    """The meter (or a second inverter) is usually on the same host and port: offered."""
+    entry = added_site(hass)
+    result = await start_subentry_flow(hass, entry, SUBENTRY_METER, KIND_SUNSPEC_TCP)
+    assert _suggested(result, CONF_HOST) is None  # nothing to offer yet
+    entry = added_site(hass, [inverter_subentry(sim, 1)])
+    result = await start_subentry_flow(hass, entry, SUBENTRY_METER, KIND_SUNSPEC_TCP)
+    assert _suggested(result, CONF_HOST) == "127.0.0.1"
+    assert _suggested(result, CONF_PORT) == sim.port
+
+
+def _suggested(result: dict[str, Any], key: str) -> Any:
+    """The value a form offers for ``key`` (its suggested value)."""
+    for marker in result["data_schema"].schema:
+        if marker == key:
+            return (marker.description or {}).get("suggested_value")
+    raise KeyError(key)

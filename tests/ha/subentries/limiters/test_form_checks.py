@@ -81,6 +81,13 @@ BAD_INPUTS = [
         "limit_out_of_range",
         id="soc-high",
     ),
+    pytest.param(
+        SUBENTRY_SOC, SOC, {CONF_THRESHOLD: 101}, "threshold_out_of_range", id="soc-threshold"
+    ),
+    pytest.param(
+        SUBENTRY_SOC, SOC, {CONF_HYSTERESIS: -1}, "hysteresis_out_of_range", id="soc-hysteresis"
+    ),
+    pytest.param(SUBENTRY_SOC, SOC, {CONF_MAX_AGE: 0}, "max_age_out_of_range", id="soc-max-age"),
 ]
 
 
@@ -99,6 +106,8 @@ async def test_add_refuses_bad_field(
     assert result["errors"] == {key: error}
     if error == "limit_out_of_range":
         assert result["description_placeholders"].items() >= RANGE.items()
+    elif error.endswith("_out_of_range"):
+        assert {f"{key}_min", f"{key}_max"} <= result["description_placeholders"].keys()
     assert not entry.subentries
     result = await hass.config_entries.subentries.async_configure(result["flow_id"], valid)
     assert result["type"] is FlowResultType.CREATE_ENTRY
@@ -174,3 +183,11 @@ async def test_amber_settings_refuse_bad_limit(hass: HomeAssistant) -> None:
     )
     assert result["reason"] == "reconfigure_successful"
     assert entry.subentries[sub.subentry_id].data[CONF_EXPORT_LIMIT] == 200.0
+    # The price threshold too: from -100 to 100 c/kWh.
+    result = await start_reconfigure(hass, entry, SUBENTRY_AMBER, sub.subentry_id)
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {**settings, CONF_THRESHOLD: 250, CONF_EXPORT_LIMIT: 0}
+    )
+    assert result["errors"] == {CONF_THRESHOLD: "threshold_out_of_range"}
+    placeholders = result["description_placeholders"]
+    assert (placeholders["threshold_min"], placeholders["threshold_max"]) == ("-100", "100")

@@ -67,7 +67,8 @@ async def test_flow_aborts_without_mqtt(hass: HomeAssistant) -> None:
 
 
 async def test_flow_checks_the_topic(hass: HomeAssistant, mqtt_mock: MqttMockHAClient) -> None:
-    """Wildcards, empty topics and blank names are refused; reconfigure keeps the switch."""
+    """Wildcards, empty topics, blank names and ages out of range are refused; reconfigure
+    keeps the switch."""
     entry = added_site(hass)
     result = await hass.config_entries.subentries.async_init(
         (entry.entry_id, SUBENTRY_MQTT), context={"source": SOURCE_USER}
@@ -84,6 +85,11 @@ async def test_flow_checks_the_topic(hass: HomeAssistant, mqtt_mock: MqttMockHAC
         flow_id, {CONF_NAME: "  ", CONF_TOPIC: TOPIC, CONF_MAX_AGE: 60}
     )
     assert result["errors"] == {CONF_NAME: "name_blank"}
+    result = await hass.config_entries.subentries.async_configure(
+        flow_id, {CONF_NAME: "Grid operator", CONF_TOPIC: TOPIC, CONF_MAX_AGE: 0}
+    )
+    assert result["errors"] == {CONF_MAX_AGE: "max_age_out_of_range"}
+    assert result["description_placeholders"] == {"max_age_min": "1", "max_age_max": "86400"}
     result = await hass.config_entries.subentries.async_configure(
         flow_id, {CONF_NAME: "Grid operator", CONF_TOPIC: f" {TOPIC} ", CONF_MAX_AGE: 45}
     )
