@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -11,6 +12,7 @@ from custom_components.dynamic_export.core.errors import (
     DeviceResponseError,
     DeviceUnavailableError,
 )
+from custom_components.dynamic_export.sunspec import library_log
 from custom_components.dynamic_export.sunspec.connection import (
     ConnectionPool,
     ModbusTcpConnection,
@@ -178,3 +180,50 @@ async def test_pool_close_closes_connections(make_peer) -> None:
             break
         await asyncio.sleep(0.01)
     assert server.open_connections == 0
+
+
+def _pymodbus_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name.startswith("pymodbus")]
+
+
+async def test_pymodbus_messages_for_our_requests_stay_out_of_the_log(
+    make_server, make_connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Exception answers, timeouts and refused connects are ours to report, once.
+
+    The peer is the plain fake server: pymodbus's own server would log its side too.
+    """
+    server = await make_server({1: _ramp(0, 10)})
+    connection = make_connection(server.port, timeout_s=0.3)
+    refused = make_connection(free_port())
+    caplog.set_level(logging.INFO)
+    for _ in range(3):
+        with pytest.raises(DeviceResponseError):
+            await connection.read_holding_registers(9, 0, 2)  # no unit 9: exception 11
+        with pytest.raises(DeviceUnavailableError):
+            await refused.read_holding_registers(1, 0, 1)
+    server.hang = True
+    with pytest.raises(DeviceUnavailableError):
+        await connection.read_holding_registers(1, 0, 2)
+    assert _pymodbus_records(caplog) == []
+
+
+async def test_pymodbus_messages_show_with_debug_logging(
+    make_connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Debug logging for pymodbus brings them back, as DEBUG lines."""
+    refused = make_connection(free_port())
+    caplog.set_level(logging.DEBUG, logger="pymodbus")
+    with pytest.raises(DeviceUnavailableError):
+        await refused.read_holding_registers(1, 0, 1)
+    records = _pymodbus_records(caplog)
+    assert any("Failed to connect" in r.getMessage() for r in records)  # a WARNING of pymodbus
+    assert {r.levelno for r in records} == {logging.DEBUG}
+
+
+def test_pymodbus_messages_of_others_are_untouched(caplog: pytest.LogCaptureFixture) -> None:
+    """Another integration's pymodbus client logs as pymodbus decides."""
+    caplog.set_level(logging.INFO)
+    logging.getLogger(library_log.PYMODBUS_LOGGER).error("Exception response 131 / 2")
+    (record,) = _pymodbus_records(caplog)
+    assert record.levelno == logging.ERROR

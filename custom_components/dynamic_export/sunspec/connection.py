@@ -26,7 +26,10 @@ from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
 
 from ..core.errors import DeviceResponseError, DeviceUnavailableError
+from . import library_log
 from .errors import ModbusExceptionError
+
+library_log.install()
 
 DEFAULT_PORT = 502
 DEFAULT_BAUDRATE = 9600
@@ -163,8 +166,9 @@ class _PymodbusConnection:
 
     async def _execute(self, unit_id: int, call: _Call, what: str) -> ModbusPDU:
         """Run one request; must be called with the lock held."""
-        client = await self._connected_client()
-        request = asyncio.ensure_future(call(client))
+        with library_log.on_our_behalf():
+            client = await self._connected_client()
+            request = asyncio.ensure_future(call(client))
         lost = asyncio.ensure_future(self._lost.wait())
         try:
             done, _ = await asyncio.wait(
