@@ -534,6 +534,27 @@ async def test_no_meter_configured_is_fail_safe_at_export_limit() -> None:
     assert site.generation_w == pytest.approx(1500.0)
 
 
+@pytest.mark.parametrize(
+    ("limit", "said"),
+    [
+        (1500.0, "generation is held to 1500 W, the export limit with no load"),
+        (None, "no export limit applies, nothing is limited"),
+    ],
+)
+async def test_no_meter_configured_is_said_once_as_information(
+    caplog: pytest.LogCaptureFixture, limit: float | None, said: str
+) -> None:
+    """A site being set up (inverter added before the meter) is not a fault to warn of."""
+    site = two_inverter_site(load_w=5000.0)
+    loop = make_loop(site, export_limit(limit), with_meter=False)
+    with caplog.at_level(logging.INFO):
+        await run(loop, site, 3)
+    lines = [r for r in caplog.records if "meter" in r.getMessage()]
+    assert [(r.levelno, r.getMessage()) for r in lines] == [
+        (logging.INFO, f"No site meter is configured: {said} until one is added")
+    ]
+
+
 async def test_over_export_limit_writes_small_decreases() -> None:
     site = FakeSite(load_w=5000.0)
     site.add_inverter("a", 10_000.0)

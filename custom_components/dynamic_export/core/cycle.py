@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 
 from .capability import SiteCapability, site_capability
-from .controller import Controller, ControlPlan, ControlState
+from .controller import Constraint, Controller, ControlPlan, ControlState, FailSafeReason
 from .controls import Controls, LimitRequest
 from .devices import Inverter, SiteMeter
 from .errors import DeviceError
@@ -432,7 +432,16 @@ class ControlLoop:
         state = (plan.state, plan.fail_safe_reason)
         if state == self._last_state:
             return
-        if plan.state is ControlState.FAIL_SAFE:
+        if plan.fail_safe_reason is FailSafeReason.NO_METER:
+            # Configuration, not a fault (often a site being set up): said once, plainly.
+            _LOGGER.info(
+                "No site meter is configured: %s until one is added",
+                "no export limit applies, nothing is limited"
+                if plan.constraint is Constraint.RATING
+                else f"generation is held to {plan.generation_target_w:.0f} W, the export "
+                "limit with no load",
+            )
+        elif plan.state is ControlState.FAIL_SAFE:
             _LOGGER.warning(
                 "Fail-safe (%s): generation limited to %.0f W",
                 plan.fail_safe_reason,
