@@ -22,6 +22,7 @@ from .runtime import (
     structure_of,
 )
 from .services import async_setup_services
+from .site_repairs import SiteRepairs
 from .storage import SiteStore
 
 _LOGGER = logging.getLogger(__name__)
@@ -48,6 +49,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: DynamicExportConfigEntry
     runtime = await async_build_runtime(hass, entry)
     entry.runtime_data = runtime
     entry.async_on_unload(runtime.pool.close)
+    repairs = SiteRepairs(hass, entry, runtime.loop.names)
+    runtime.coordinator.after_cycle.append(repairs)
+    entry.async_on_unload(repairs.clear)
     try:
         await runtime.coordinator.async_config_entry_first_refresh()
     except BaseException:
