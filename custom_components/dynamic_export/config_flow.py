@@ -6,6 +6,8 @@ for Home Assistant.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from typing import Any
 
 from homeassistant.config_entries import (
@@ -15,6 +17,7 @@ from homeassistant.config_entries import (
     ConfigSubentryFlow,
     OptionsFlow,
 )
+from homeassistant.const import CONF_PASSWORD
 from homeassistant.core import callback
 from homeassistant.helpers import selector
 from homeassistant.util import slugify
@@ -43,10 +46,13 @@ from .const import (
     SUBENTRY_SOC,
     SUBENTRY_TARIFF,
 )
+from .core.errors import CredentialsRejectedError, DeviceError, DeviceUnavailableError
 from .core.write_policy import MIN_REVERT_CYCLES, min_revert_timeout
 from .selectors import INTERVAL_SECONDS, number_selector
 from .subentries.csip.flow import CsipSubentryFlow
 from .subentries.devices.flow import InverterSubentryFlow, MeterSubentryFlow
+from .subentries.devices.flow_base import PASSWORD
+from .subentries.devices.reauth import async_check_password, rejected_subentries
 from .subentries.limiters.flow import (
     AmberSubentryFlow,
     FixedLimiterSubentryFlow,
@@ -55,6 +61,8 @@ from .subentries.limiters.flow import (
     TariffSubentryFlow,
 )
 from .validation import FormCheck
+
+_LOGGER = logging.getLogger(__name__)
 
 SITE_SCHEMA = vol.Schema(
     {
@@ -142,6 +150,44 @@ class DynamicExportConfigFlow(ConfigFlow, domain=DOMAIN):
             data_schema=self.add_suggested_values_to_schema(SITE_SCHEMA, user_input or {}),
             errors=check.errors,
             description_placeholders=check.placeholders,
+        )
+
+    async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
+        """A device of the site refused its password (see ``subentries.devices.reauth``)."""
+        return await self.async_step_reauth_confirm()
+
+    async def async_step_reauth_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask for the new password of the first device that refuses; check it, save it."""
+        entry = self._get_reauth_entry()
+        pending = rejected_subentries(entry)
+        if not pending:
+            return self.async_abort(reason="reauth_not_needed")
+        sub = pending[0]
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            password = str(user_input[CONF_PASSWORD])
+            try:
+                await async_check_password(self.hass, sub, password)
+            except CredentialsRejectedError:
+                errors[CONF_PASSWORD] = "invalid_auth"
+            except DeviceUnavailableError:
+                errors["base"] = "cannot_connect"
+            except DeviceError as err:
+                errors["base"] = "invalid_response"
+                _LOGGER.warning("%s answered the password check oddly: %s", sub.title, err)
+            else:
+                # Saving changes the site's structure: its update listener reloads it.
+                self.hass.config_entries.async_update_subentry(
+                    entry, sub, data={**sub.data, CONF_PASSWORD: password}
+                )
+                return self.async_abort(reason="reauth_successful")
+        return self.async_show_form(
+            step_id="reauth_confirm",
+            data_schema=vol.Schema({vol.Required(CONF_PASSWORD): PASSWORD}),
+            errors=errors,
+            description_placeholders={"device": sub.title, "site": entry.title},
         )
 
 

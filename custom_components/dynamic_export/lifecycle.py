@@ -24,6 +24,7 @@ from .runtime import (
 from .services import async_setup_services
 from .site_repairs import SiteRepairs
 from .storage import SiteStore
+from .subentries.devices.reauth import CredentialsWatch
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: DynamicExportConfigEntry
     entry.runtime_data = runtime
     entry.async_on_unload(runtime.pool.close)
     repairs = SiteRepairs(hass, entry, runtime.loop.names)
-    runtime.coordinator.after_cycle.append(repairs)
+    runtime.coordinator.after_cycle.extend((repairs, CredentialsWatch(hass, entry)))
     entry.async_on_unload(repairs.clear)
     try:
         await runtime.coordinator.async_config_entry_first_refresh()

@@ -19,6 +19,7 @@ from custom_components.dynamic_export.core.controller import (
 from custom_components.dynamic_export.core.controls import Controls, ControlType
 from custom_components.dynamic_export.core.cycle import ControlLoop, CycleSnapshot
 from custom_components.dynamic_export.core.errors import (
+    CredentialsRejectedError,
     DeviceResponseError,
     DeviceUnavailableError,
 )
@@ -370,6 +371,26 @@ async def test_failing_inverter_is_unavailable_others_still_controlled(
     await run(loop, site, 2)
     assert site.export_w == pytest.approx(0.0, abs=1e-6)
     assert site.inverters["a"].output_w == pytest.approx(2000.0)
+
+
+async def test_refused_credentials_are_named_until_the_device_takes_them() -> None:
+    """A person must act on a refused password: the snapshot says which devices refuse."""
+    site = two_inverter_site(load_w=5000.0)
+    loop = make_loop(site, export_limit(0.0))
+    site.inverters["b"].read_fault.error = CredentialsRejectedError("password refused")
+    assert site.meter is not None
+    site.meter.fault.error = CredentialsRejectedError("password refused")
+    snapshot = await run(loop, site, 1)
+    assert snapshot.credentials_rejected == {"b", "meter"}
+    assert "password refused" in (snapshot.inverters["b"].error or "")
+    # Another fault is not a credentials problem; an answer clears it.
+    site.inverters["b"].read_fault.error = DeviceUnavailableError("timeout")
+    site.meter.fault.error = None
+    snapshot = await run(loop, site, 1)
+    assert snapshot.credentials_rejected == {"b"}  # not known to be fixed until it answers
+    site.inverters["b"].read_fault.error = None
+    snapshot = await run(loop, site, 1)
+    assert snapshot.credentials_rejected == frozenset()
 
 
 async def test_hanging_write_is_reported() -> None:

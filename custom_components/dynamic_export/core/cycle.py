@@ -20,7 +20,7 @@ from .capability import SiteCapability, site_capability
 from .controller import Constraint, Controller, ControlPlan, ControlState, FailSafeReason
 from .controls import Controls, LimitRequest
 from .devices import Inverter, SiteMeter
-from .errors import DeviceError
+from .errors import CredentialsRejectedError, DeviceError
 from .limiter import Limiter
 from .measurements import InverterCommand, InverterReading, MeterReading
 from .merge import MergedControls, merge_requests
@@ -66,6 +66,8 @@ class CycleSnapshot:
     writes: int = 0
     duration_s: float = 0.0
     write_errors: dict[str, str] = field(default_factory=dict)
+    credentials_rejected: frozenset[str] = frozenset()
+    """Devices (inverter keys, ``"meter"``) whose last answer refused our password."""
 
     @property
     def state(self) -> ControlState:
@@ -136,11 +138,17 @@ class ControlLoop:
         """Inverters whose last write failed: they may not hold what the plan gives them."""
         self._cycle_lock = asyncio.Lock()
         self._closed = False
+        self._credentials_rejected: set[str] = set()
 
     @property
     def control_enabled(self) -> bool:
         """False in monitor-only mode: the loop computes but does not write."""
         return self._control_enabled
+
+    @property
+    def credentials_rejected(self) -> frozenset[str]:
+        """Devices (inverter keys, ``"meter"``) whose last answer refused our password."""
+        return frozenset(self._credentials_rejected)
 
     def site_devices(self) -> SiteDevices:
         """The ratings and capability as known now (a copy: later cycles do not change it)."""
@@ -217,6 +225,7 @@ class ControlLoop:
             writes=len(wrote),
             duration_s=self.clock() - started,
             write_errors=write_errors,
+            credentials_rejected=self.credentials_rejected,
         )
 
     async def async_close(self) -> dict[str, str]:
@@ -241,10 +250,10 @@ class ControlLoop:
     ) -> tuple[MeterReading | None, str | None, dict[str, InverterReading | None], dict[str, str]]:
         """Read the meter and every inverter concurrently."""
         keys = list(self.inverters)
-        meter_call = self._guarded(self.meter.async_read()) if self.meter else _no_meter()
+        meter_call = self._guarded(self.meter.async_read(), "meter") if self.meter else _no_meter()
         meter_result, inverter_results = await asyncio.gather(
             meter_call,
-            asyncio.gather(*(self._guarded(self.inverters[key].async_read()) for key in keys)),
+            asyncio.gather(*(self._guarded(self.inverters[key].async_read(), key) for key in keys)),
         )
         meter_error: str | None = None
         if isinstance(meter_result, MeterReading):
@@ -269,18 +278,28 @@ class ControlLoop:
                 self._note_failure(_READ, key, errors[key])
         return self._last_meter, meter_error, readings, errors
 
-    async def _guarded[T](self, awaitable: Awaitable[T]) -> T | str:
-        """Await a device call; turn its failure into an error message."""
+    async def _guarded[T](self, awaitable: Awaitable[T], key: str | None = None) -> T | str:
+        """Await a device call; turn its failure into an error message.
+
+        For a call on a device (``key`` given), note whether it refused our credentials.
+        """
         try:
             async with asyncio.timeout(self.device_timeout_s):
-                return await awaitable
+                result = await awaitable
         except TimeoutError:
             return f"no answer within {self.device_timeout_s:g} s"
+        except CredentialsRejectedError as err:
+            if key is not None:
+                self._credentials_rejected.add(key)
+            return str(err) or type(err).__name__
         except DeviceError as err:
             return str(err) or type(err).__name__
         except Exception as err:
             _LOGGER.exception("Unexpected error talking to a device")
             return f"unexpected error: {err!r}"
+        if key is not None:
+            self._credentials_rejected.discard(key)
+        return result
 
     def _collect_requests(self, now: datetime) -> tuple[list[LimitRequest], dict[str, str]]:
         """Ask every enabled limiter for its controls; a failing limiter is reported.
@@ -355,7 +374,10 @@ class ControlLoop:
             # small, or the inverters could make more than the target until the next cycle.
             due = due_writes(urgent=True)
         results = await asyncio.gather(
-            *(self._guarded(self.inverters[key].async_apply(plan.commands[key])) for key in due)
+            *(
+                self._guarded(self.inverters[key].async_apply(plan.commands[key]), key)
+                for key in due
+            )
         )
         wrote: set[str] = set()
         errors: dict[str, str] = {}

@@ -15,5 +15,9 @@ class DeviceResponseError(DeviceError):
     """The device answered with an error (for example a Modbus exception response)."""
 
 
+class CredentialsRejectedError(DeviceResponseError):
+    """The device refused our password or token: only a person can give a new one."""
+
+
 class InvalidDeviceDataError(DeviceError):
     """The device answered with values that make no sense (negative rating, bad scale factor)."""

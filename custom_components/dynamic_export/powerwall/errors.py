@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..core.errors import DeviceResponseError, DeviceUnavailableError
+from ..core.errors import CredentialsRejectedError, DeviceResponseError, DeviceUnavailableError
 
 
-class InvalidPasswordError(DeviceResponseError):
+class InvalidPasswordError(CredentialsRejectedError):
     """The gateway refused the customer password."""
 
 

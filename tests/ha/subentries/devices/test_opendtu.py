@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from homeassistant.config_entries import ConfigSubentryData
+from homeassistant.config_entries import SOURCE_REAUTH, ConfigSubentryData
 from homeassistant.const import CONF_HOST, CONF_NAME, CONF_PASSWORD, CONF_PORT
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
@@ -445,3 +445,46 @@ async def test_dtu_port_out_of_range_is_an_error_on_its_field(hass: HomeAssistan
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {CONF_PORT: "port_out_of_range"}
     assert result["description_placeholders"]["port_max"] == "65535"
+
+
+async def test_changed_password_asks_for_the_new_one(hass: HomeAssistant, dtu: DtuPeer) -> None:
+    """The DTU's password changed: re-authentication asks for it; control never stops."""
+    dtu.allow_readonly = False
+    entry = await setup_site(
+        hass, site_entry([dtu_subentry(dtu), limiter_subentry("Zero", export_limit=0.0)])
+    )
+    (sub,) = (s for s in entry.subentries.values() if s.subentry_type == SUBENTRY_INVERTER)
+    dtu.password = "Changed-on-the-DTU-9"
+
+    def reauth_flows() -> list[Any]:
+        return list(entry.async_get_active_flows(hass, {SOURCE_REAUTH}))
+
+    await wait_for(lambda: bool(reauth_flows()), within_s=5, what="re-authentication")
+    (flow,) = reauth_flows()
+    assert flow["step_id"] == "reauth_confirm"
+    result = await hass.config_entries.flow.async_configure(
+        flow["flow_id"], {CONF_PASSWORD: "still-wrong"}
+    )
+    assert result["errors"] == {CONF_PASSWORD: "invalid_auth"}
+    assert (
+        result["description_placeholders"].items() >= {"device": sub.title, "site": "Home"}.items()
+    )
+    assert entry.runtime_data.coordinator.last_update_success  # the site kept cycling
+    result = await hass.config_entries.flow.async_configure(
+        flow["flow_id"], {CONF_PASSWORD: "Changed-on-the-DTU-9"}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reauth_successful"
+    assert entry.subentries[sub.subentry_id].data[CONF_PASSWORD] == "Changed-on-the-DTU-9"
+    await hass.async_block_till_done()  # the reload the new password brings
+    await wait_for(
+        lambda: (
+            entry.runtime_data.coordinator.data is not None
+            and not entry.runtime_data.coordinator.data.credentials_rejected
+            and all(s.available for s in entry.runtime_data.coordinator.data.inverters.values())
+        ),
+        within_s=5,
+        what="the DTU to answer again",
+    )
+    assert not reauth_flows()
+    assert await hass.config_entries.async_unload(entry.entry_id)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from homeassistant.config_entries import (
+    SOURCE_REAUTH,
     ConfigSubentry,
 )
 from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_PORT
@@ -404,3 +405,41 @@ async def test_gateway_port_out_of_range_is_an_error_on_its_field(hass: HomeAssi
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {CONF_PORT: "port_out_of_range"}
     assert result["description_placeholders"]["port_min"] == "1"
+
+
+async def test_changed_password_asks_for_the_new_one(
+    hass: HomeAssistant, sim: SimulatedSiteServer, gateway: SiteGateway
+) -> None:
+    """The customer password changed on the gateway: re-authentication asks for it."""
+    gateway.follow_sim(sim)
+    entry = await setup_site(
+        hass,
+        site_entry(
+            [
+                inverter_subentry(sim, 1),
+                powerwall_subentry(gateway),
+                limiter_subentry("Export limit", export_limit=EXPORT_LIMIT),
+            ]
+        ),
+    )
+    (meter_id,) = _meters(entry)
+    gateway.password = "New-customer-pw"
+    gateway.expire_tokens()  # the next read must log in again
+
+    def reauth_flows() -> list[Any]:
+        return list(entry.async_get_active_flows(hass, {SOURCE_REAUTH}))
+
+    await wait_for(lambda: bool(reauth_flows()), 5, "re-authentication")
+    (flow,) = reauth_flows()
+    result = await hass.config_entries.flow.async_configure(
+        flow["flow_id"], {CONF_PASSWORD: "New-customer-pw"}
+    )
+    assert result["reason"] == "reauth_successful"
+    assert entry.subentries[meter_id].data[CONF_PASSWORD] == "New-customer-pw"
+    await hass.async_block_till_done()
+    await wait_for(
+        lambda: hass.states.get("sensor.home_control_state").state == ControlState.CONTROLLING,
+        8,
+        "control with the meter back",
+    )
+    assert await hass.config_entries.async_unload(entry.entry_id)

@@ -1,0 +1,94 @@
+"""Re-authentication: a device that refuses its password asks its owner for a new one.
+
+An OpenDTU's admin password or a Powerwall's customer password changes (a reset, a firmware
+update, a new owner): the site keeps running, counting the device as away, and Home
+Assistant's re-authentication flow for the site asks for the new password of each device
+that refuses. Control never stops for it (a coordinator that raised ``ConfigEntryAuthFailed``
+would stop cycling).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from homeassistant.config_entries import ConfigEntry, ConfigEntryState, ConfigSubentry
+from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_PORT
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+
+from ...const import (
+    CONF_FINGERPRINT,
+    CONF_KIND,
+    DEFAULT_OPENDTU_PORT,
+    DEFAULT_POWERWALL_PORT,
+    KIND_OPENDTU,
+    KIND_POWERWALL,
+)
+from ...core.cycle import CycleSnapshot, SiteDevices
+from ...opendtu import probe as opendtu_probe
+from ...powerwall import probe as powerwall_probe
+
+_LOGGER = logging.getLogger(__name__)
+
+METER_KEY = "meter"
+
+
+class CredentialsWatch:
+    """After each cycle: start re-authentication once when a device refuses its password."""
+
+    def __init__(self, hass: HomeAssistant, entry: ConfigEntry) -> None:
+        """Watch ``entry``'s cycles."""
+        self._hass = hass
+        self._entry = entry
+        self._asked = False
+
+    async def __call__(self, snapshot: CycleSnapshot, devices: SiteDevices) -> None:
+        """A coordinator hook."""
+        if not snapshot.credentials_rejected:
+            self._asked = False
+            return
+        if self._asked:
+            return
+        self._asked = True
+        names = ", ".join(sub.title for sub in rejected_subentries(self._entry))
+        _LOGGER.warning("%s refuses its password: asking for a new one", names or "A device")
+        self._entry.async_start_reauth(self._hass)
+
+
+def rejected_subentries(entry: ConfigEntry) -> list[ConfigSubentry]:
+    """The devices whose password was refused in the last cycle.
+
+    A site that is not running cannot tell: then every device with a password is offered.
+    """
+    with_password = [sub for sub in entry.subentries.values() if CONF_PASSWORD in sub.data]
+    if entry.state is not ConfigEntryState.LOADED:
+        return with_password
+    runtime = entry.runtime_data
+    found: dict[str, ConfigSubentry] = {}
+    for key in sorted(runtime.loop.credentials_rejected):
+        if key == METER_KEY and runtime.meter is not None:
+            sub = runtime.meter.subentry
+        elif key in runtime.inverters:
+            sub = runtime.inverters[key].subentry
+        else:
+            continue
+        found[sub.subentry_id] = entry.subentries.get(sub.subentry_id, sub)
+    return list(found.values())
+
+
+async def async_check_password(hass: HomeAssistant, sub: ConfigSubentry, password: str) -> None:
+    """Log in to the device with ``password``; raises the device's error when it refuses."""
+    session = async_get_clientsession(hass)
+    host = str(sub.data[CONF_HOST])
+    kind = sub.data.get(CONF_KIND)
+    if kind == KIND_OPENDTU:
+        port = int(sub.data.get(CONF_PORT, DEFAULT_OPENDTU_PORT))
+        await opendtu_probe.async_probe(session, host, password, port=port)
+    elif kind == KIND_POWERWALL:
+        port = int(sub.data.get(CONF_PORT, DEFAULT_POWERWALL_PORT))
+        fingerprint = sub.data.get(CONF_FINGERPRINT)
+        await powerwall_probe.async_probe(
+            session, host, password, port=port, fingerprint=fingerprint
+        )
+    else:
+        raise ValueError(f"{sub.title} has no password to check")
