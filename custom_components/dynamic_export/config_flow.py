@@ -17,7 +17,6 @@ from homeassistant.config_entries import (
     ConfigSubentryFlow,
     OptionsFlow,
 )
-from homeassistant.const import CONF_PASSWORD
 from homeassistant.core import callback
 from homeassistant.helpers import selector
 from homeassistant.util import slugify
@@ -48,11 +47,12 @@ from .const import (
 )
 from .core.errors import CredentialsRejectedError, DeviceError, DeviceUnavailableError
 from .core.write_policy import MIN_REVERT_CYCLES, min_revert_timeout
+from .limiters.amber_api import AmberError
+from .reauth import async_check_password, credential_key, rejected_subentries
 from .selectors import INTERVAL_SECONDS, number_selector
 from .subentries.csip.flow import CsipSubentryFlow
 from .subentries.devices.flow import InverterSubentryFlow, MeterSubentryFlow
 from .subentries.devices.flow_base import PASSWORD
-from .subentries.devices.reauth import async_check_password, rejected_subentries
 from .subentries.limiters.flow import (
     AmberSubentryFlow,
     FixedLimiterSubentryFlow,
@@ -165,14 +165,15 @@ class DynamicExportConfigFlow(ConfigFlow, domain=DOMAIN):
         if not pending:
             return self.async_abort(reason="reauth_not_needed")
         sub = pending[0]
+        key = credential_key(sub)
         errors: dict[str, str] = {}
         if user_input is not None:
-            password = str(user_input[CONF_PASSWORD])
+            password = str(user_input[key])
             try:
                 await async_check_password(self.hass, sub, password)
             except CredentialsRejectedError:
-                errors[CONF_PASSWORD] = "invalid_auth"
-            except DeviceUnavailableError:
+                errors[key] = "invalid_auth"
+            except (DeviceUnavailableError, AmberError):
                 errors["base"] = "cannot_connect"
             except DeviceError as err:
                 errors["base"] = "invalid_response"
@@ -180,12 +181,12 @@ class DynamicExportConfigFlow(ConfigFlow, domain=DOMAIN):
             else:
                 # Saving changes the site's structure: its update listener reloads it.
                 self.hass.config_entries.async_update_subentry(
-                    entry, sub, data={**sub.data, CONF_PASSWORD: password}
+                    entry, sub, data={**sub.data, key: password}
                 )
                 return self.async_abort(reason="reauth_successful")
         return self.async_show_form(
             step_id="reauth_confirm",
-            data_schema=vol.Schema({vol.Required(CONF_PASSWORD): PASSWORD}),
+            data_schema=vol.Schema({vol.Required(key): PASSWORD}),
             errors=errors,
             description_placeholders={"device": sub.title, "site": entry.title},
         )

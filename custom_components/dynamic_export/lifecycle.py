@@ -15,6 +15,7 @@ from homeassistant.helpers.typing import ConfigType
 
 from .const import DOMAIN
 from .entity import site_device_info
+from .reauth import CredentialsWatch
 from .runtime import (
     DynamicExportConfigEntry,
     apply_live_settings,
@@ -24,7 +25,6 @@ from .runtime import (
 from .services import async_setup_services
 from .site_repairs import SiteRepairs
 from .storage import SiteStore
-from .subentries.devices.reauth import CredentialsWatch
 
 _LOGGER = logging.getLogger(__name__)
 

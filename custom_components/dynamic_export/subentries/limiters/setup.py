@@ -209,7 +209,10 @@ async def _async_amber(
         try:
             next_at = await limiter.async_refresh(dt_util.utcnow())
             store.schedule_save(key, limiter.to_dict())
-            _raise_or_clear_issue(hass, issue_id, sub.title, limiter.status(dt_util.utcnow()))
+            status = limiter.status(dt_util.utcnow())
+            _raise_or_clear_issue(hass, issue_id, sub.title, status)
+            if status.attention is AmberAttention.AUTH_FAILED:
+                entry.async_start_reauth(hass)  # the site's flow asks for a new token
         except Exception:
             if not failing:
                 _LOGGER.exception("%s: price refresh failed; retrying", sub.title)

@@ -8,7 +8,12 @@ from typing import Any
 
 import pytest
 from freezegun.api import FrozenDateTimeFactory
-from homeassistant.config_entries import SOURCE_RECONFIGURE, SOURCE_USER, ConfigSubentryData
+from homeassistant.config_entries import (
+    SOURCE_REAUTH,
+    SOURCE_RECONFIGURE,
+    SOURCE_USER,
+    ConfigSubentryData,
+)
 from homeassistant.const import CONF_API_TOKEN
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
@@ -250,3 +255,40 @@ async def test_polling_goes_on_after_an_unexpected_error(
     await advance(60)  # the retry
     await advance(1)  # and a control cycle to show it
     assert float(hass.states.get("sensor.amber_feed_in_price").state) == pytest.approx(-0.03)
+
+
+async def test_revoked_token_asks_for_a_new_one(
+    hass: HomeAssistant, sim: SimulatedSiteServer, amber: FakeAmber
+) -> None:
+    """Amber refuses the stored token: the site's re-authentication asks for a new token."""
+    amber.prices = feed_in_intervals(-5.0)
+    revoked = amber_subentry()
+    revoked["data"] = {**revoked["data"], CONF_API_TOKEN: "psk_revoked"}
+    entry = site_entry([inverter_subentry(sim, 1), meter_subentry(sim), revoked])
+    await setup_site(hass, entry)
+    assert hass.states.get("sensor.home_export_limit").state == "0.0"  # the fallback holds
+    (sub_id,) = [s.subentry_id for s in entry.subentries.values() if s.title == "Amber"]
+
+    def reauth_flows() -> list[Any]:
+        return list(entry.async_get_active_flows(hass, {SOURCE_REAUTH}))
+
+    await wait_for(lambda: bool(reauth_flows()), 5, "re-authentication")
+    (flow,) = reauth_flows()
+    result = await hass.config_entries.flow.async_configure(
+        flow["flow_id"], {CONF_API_TOKEN: "psk_still_wrong"}
+    )
+    assert result["errors"] == {CONF_API_TOKEN: "invalid_auth"}
+    assert result["description_placeholders"]["device"] == "Amber"
+    result = await hass.config_entries.flow.async_configure(
+        flow["flow_id"], {CONF_API_TOKEN: TOKEN}
+    )
+    assert result["reason"] == "reauth_successful"
+    assert entry.subentries[sub_id].data[CONF_API_TOKEN] == TOKEN
+    await hass.async_block_till_done()
+    assert ir.async_get(hass).async_get_issue(DOMAIN, f"amber_{sub_id}") is None
+    await wait_for(
+        lambda: hass.states.get("sensor.home_export_limit").state == "unknown",
+        5,
+        "prices again (paid to export: no limit)",
+    )
+    assert await hass.config_entries.async_unload(entry.entry_id)
