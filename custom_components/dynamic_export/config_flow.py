@@ -53,6 +53,7 @@ from .selectors import INTERVAL_SECONDS, number_selector
 from .subentries.csip.flow import CsipSubentryFlow
 from .subentries.devices.flow import InverterSubentryFlow, MeterSubentryFlow
 from .subentries.devices.flow_base import PASSWORD
+from .subentries.devices.flow_discovery import PowerwallDiscoverySteps
 from .subentries.limiters.flow import (
     AmberSubentryFlow,
     FixedLimiterSubentryFlow,
@@ -99,7 +100,7 @@ OPTION_DEFAULTS = {
 }
 
 
-class DynamicExportConfigFlow(ConfigFlow, domain=DOMAIN):
+class DynamicExportConfigFlow(PowerwallDiscoverySteps, ConfigFlow, domain=DOMAIN):
     """Create a site; devices and limiters are added to it as subentries."""
 
     VERSION = 1

@@ -125,25 +125,33 @@ class PowerwallSteps(DeviceSteps):
 
     def _powerwall_refusal(self, data: dict[str, Any], err: DeviceError) -> str:
         """The form error for a failed check; an unreadable answer is logged, as its text says."""
-        reason = _powerwall_error(err)
+        reason = powerwall_error(err)
         if reason == "invalid_response":
             self._log_refusal(f"{data[CONF_HOST]}:{data[CONF_PORT]}", err)
         return reason
 
     def _save_powerwall(self, data: dict[str, Any], info: PowerwallInfo) -> SubentryFlowResult:
-        data = {
-            **data,
-            CONF_FINGERPRINT: info.fingerprint,
-            CONF_PHASES: info.phases or 1,
-            CONF_VERSION: info.version,
-        }
+        data = powerwall_data(data, info)
         current = self._current()
         if current is not None and current.unique_id == info.din:
             ir.async_delete_issue(self.hass, DOMAIN, powerwall_issue_id(current.subentry_id))
-        return self._finish("Tesla Powerwall", data, info.din)
+        return self._finish(POWERWALL_TITLE, data, info.din)
 
 
-def _powerwall_error(err: DeviceError) -> str:
+POWERWALL_TITLE = "Tesla Powerwall"
+
+
+def powerwall_data(login: dict[str, Any], info: PowerwallInfo) -> dict[str, Any]:
+    """A Powerwall meter subentry's data: the login and what the check learnt (pinned)."""
+    return {
+        **login,
+        CONF_FINGERPRINT: info.fingerprint,
+        CONF_PHASES: info.phases or 1,
+        CONF_VERSION: info.version,
+    }
+
+
+def powerwall_error(err: DeviceError) -> str:
     """The form error for a failed Powerwall check (most specific first)."""
     for kind, reason in (
         (InvalidPasswordError, "invalid_auth"),

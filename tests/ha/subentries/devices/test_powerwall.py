@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from homeassistant.config_entries import (
+    SOURCE_DHCP,
     SOURCE_REAUTH,
     ConfigSubentry,
 )
@@ -16,6 +17,7 @@ from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_PORT
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers.service_info.dhcp import DhcpServiceInfo
 from pytest_homeassistant_custom_component.components.diagnostics import (
     get_diagnostics_for_config_entry,
 )
@@ -33,6 +35,7 @@ from custom_components.dynamic_export.core.controller import ControlState, FailS
 from custom_components.dynamic_export.core.measurements import MeterReading
 from custom_components.dynamic_export.powerwall.errors import CertificateChangedError
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
+from custom_components.dynamic_export.subentries.devices import flow_discovery
 from custom_components.dynamic_export.subentries.devices.setup import (
     PowerwallSiteMeter,
     powerwall_issue_id,
@@ -53,6 +56,7 @@ from ...sites import (
     added_site,
     inverter_subentry,
     limiter_subentry,
+    meter_subentry,
     powerwall_subentry,
     setup_site,
     site_entry,
@@ -443,3 +447,55 @@ async def test_changed_password_asks_for_the_new_one(
         "control with the meter back",
     )
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+def _dhcp(mac: str = "a8b1d4c0ffee") -> DhcpServiceInfo:
+    """What Home Assistant's DHCP watcher reports for a Tesla gateway."""
+    return DhcpServiceInfo(ip="127.0.0.1", hostname="1118431-01-E--TG121234567890", macaddress=mac)
+
+
+async def test_discovered_gateway_becomes_the_meter_of_the_site_picked(
+    hass: HomeAssistant, gateway: SiteGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DHCP finds the gateway: the user picks a site without a meter and gives the password."""
+    monkeypatch.setattr(flow_discovery, "DEFAULT_POWERWALL_PORT", gateway.port)
+    entry = added_site(hass)
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_DHCP}, data=_dhcp()
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "powerwall_discovered"
+    # The same gateway announcing itself again is not offered twice.
+    again = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_DHCP}, data=_dhcp()
+    )
+    assert again["reason"] == "already_in_progress"
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"site": entry.entry_id, CONF_PASSWORD: "wrong"}
+    )
+    assert result["errors"] == {"base": "invalid_auth"}
+    assert not entry.subentries
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"site": entry.entry_id, CONF_PASSWORD: PASSWORD}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "powerwall_added"
+    (sub,) = entry.subentries.values()
+    assert (sub.subentry_type, sub.unique_id, sub.title) == (SUBENTRY_METER, DIN, "Tesla Powerwall")
+    assert sub.data[CONF_FINGERPRINT] == gateway.fingerprint
+    assert sub.data[CONF_PORT] == gateway.port
+    # Now the site has its meter (and this gateway): a new announcement is not offered.
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_DHCP}, data=_dhcp("a8b1d4c0ffef")
+    )
+    assert result["reason"] == "powerwall_already_configured"
+
+
+async def test_discovered_gateway_without_a_site_to_take_it_is_not_offered(
+    hass: HomeAssistant, sim: SimulatedSiteServer
+) -> None:
+    added_site(hass, [meter_subentry(sim)])
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_DHCP}, data=_dhcp()
+    )
+    assert result["reason"] == "no_site_without_meter"
