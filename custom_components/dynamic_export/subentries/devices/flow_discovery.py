@@ -1,7 +1,8 @@
 """A Tesla gateway that announces itself on the network is offered as a site's meter.
 
-Home Assistant sees the gateway's DHCP request (its host name starts with the part number,
-as core's Powerwall integration matches). Discovery starts the site flow, not a subentry
+Home Assistant sees the gateway's DHCP request (its host name is its DIN, starting with the
+part number, as core's Powerwall integration matches). A gateway already added that comes
+back on another address gets its address updated. Discovery starts the site flow, not a subentry
 flow, so this step adds the meter subentry itself once the password checks out: to the
 site the user picks among those that have no meter yet.
 """
@@ -36,10 +37,21 @@ class PowerwallDiscoverySteps(ConfigFlow):
     async def async_step_dhcp(self, discovery_info: DhcpServiceInfo) -> ConfigFlowResult:
         """A gateway asked for an address: offer it unless a site already has it or a meter."""
         host = discovery_info.ip
+        # The gateway's host name is its DIN, the unique id of its meter subentry.
+        din = discovery_info.hostname.upper()
         await self.async_set_unique_id(f"powerwall_{format_mac(discovery_info.macaddress)}")
         for entry in self._async_current_entries(include_ignore=False):
             for sub in entry.subentries.values():
-                if sub.data.get(CONF_KIND) == KIND_POWERWALL and sub.data.get(CONF_HOST) == host:
+                if sub.data.get(CONF_KIND) != KIND_POWERWALL:
+                    continue
+                if sub.unique_id == din and sub.data.get(CONF_HOST) != host:
+                    # The same gateway got another address: follow it (the pinned
+                    # certificate still guards against another device there).
+                    self.hass.config_entries.async_update_subentry(
+                        entry, sub, data={**sub.data, CONF_HOST: host}
+                    )
+                    return self.async_abort(reason="powerwall_already_configured")
+                if sub.unique_id == din or sub.data.get(CONF_HOST) == host:
                     return self.async_abort(reason="powerwall_already_configured")
         if not self._sites_without_meter():
             return self.async_abort(reason="no_site_without_meter")

@@ -449,9 +449,11 @@ async def test_changed_password_asks_for_the_new_one(
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
-def _dhcp(mac: str = "a8b1d4c0ffee") -> DhcpServiceInfo:
+def _dhcp(
+    mac: str = "a8b1d4c0ffee", ip: str = "127.0.0.1", hostname: str = "1118431-01-e--tg1212345"
+) -> DhcpServiceInfo:
     """What Home Assistant's DHCP watcher reports for a Tesla gateway."""
-    return DhcpServiceInfo(ip="127.0.0.1", hostname="1118431-01-E--TG121234567890", macaddress=mac)
+    return DhcpServiceInfo(ip=ip, hostname=hostname, macaddress=mac)
 
 
 async def test_discovered_gateway_becomes_the_meter_of_the_site_picked(
@@ -489,6 +491,14 @@ async def test_discovered_gateway_becomes_the_meter_of_the_site_picked(
         DOMAIN, context={"source": SOURCE_DHCP}, data=_dhcp("a8b1d4c0ffef")
     )
     assert result["reason"] == "powerwall_already_configured"
+    # The gateway moves to another address: the meter follows it.
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN,
+        context={"source": SOURCE_DHCP},
+        data=_dhcp("a8b1d4c0ffee", ip="127.0.0.2", hostname=DIN.lower()),
+    )
+    assert result["reason"] == "powerwall_already_configured"
+    assert entry.subentries[sub.subentry_id].data[CONF_HOST] == "127.0.0.2"
 
 
 async def test_discovered_gateway_without_a_site_to_take_it_is_not_offered(
