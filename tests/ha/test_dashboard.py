@@ -58,6 +58,9 @@ CORE_CARDS = frozenset(
 )
 """Card types of Home Assistant 2025.4's own frontend that the dashboard may use."""
 
+TILE_STATE_CONTENT = frozenset({"state", "last_changed", "last_updated"})
+"""What a tile's ``state_content`` may show besides attributes."""
+
 ENTITY_KEYS = ("entity", "entities")
 """Keys under which a card, a row, a badge or a condition names entities."""
 
@@ -87,7 +90,7 @@ def _named_entities(dashboard: Any) -> set[str]:
 
 
 def _attribute_rows(dashboard: Any) -> set[tuple[str, str]]:
-    """(entity id, attribute) of every attribute row of an entities card."""
+    """(entity id, attribute) of every attribute an entities row or a tile shows."""
     rows: set[tuple[str, str]] = set()
     for key, value in _walk(dashboard):
         if key == "entities" and isinstance(value, list):
@@ -95,6 +98,13 @@ def _attribute_rows(dashboard: Any) -> set[tuple[str, str]]:
                 (row["entity"], row["attribute"])
                 for row in value
                 if isinstance(row, dict) and row.get("type") == "attribute"
+            )
+        elif key == "cards" and isinstance(value, list):
+            rows.update(
+                (card["entity"], shown)
+                for card in value
+                for shown in card.get("state_content", [])
+                if shown not in TILE_STATE_CONTENT
             )
     return rows
 
@@ -158,7 +168,7 @@ def test_walk_finds_entities_in_every_place() -> None:
         "views": [
             {
                 "cards": [
-                    {"type": "tile", "entity": "sensor.a"},
+                    {"type": "tile", "entity": "sensor.a", "state_content": ["state", "x"]},
                     {"type": "entities", "entities": ["sensor.b", {"entity": "sensor.c"}]},
                     {
                         "type": "conditional",
@@ -171,6 +181,7 @@ def test_walk_finds_entities_in_every_place() -> None:
     }
     assert _named_entities(dashboard) == {f"sensor.{x}" for x in "abcde"}
     assert _card_types(dashboard) == {"tile", "entities", "conditional", "glance"}
+    assert _attribute_rows(dashboard) == {("sensor.a", "x")}
 
 
 async def test_dashboard_names_existing_entities(
@@ -198,5 +209,6 @@ async def test_dashboard_names_existing_entities(
     )
     rows = _attribute_rows(dashboard)
     assert ("sensor.home_export_limit", "source") in rows
+    assert ("binary_sensor.home_override", "set_by") in rows
     for entity_id, attribute in rows:
         assert attribute in attributes_of(hass, entity_id), (entity_id, attribute)
