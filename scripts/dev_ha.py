@@ -214,8 +214,18 @@ class Chromium:
         shutil.rmtree(self.profile, ignore_errors=True)
 
 
-async def screenshot(ha: DevHA, page: str, width: int, height: int, wait_s: float) -> bytes:
-    """Open ``page`` logged in (the frontend's stored tokens) and take a PNG of it."""
+async def screenshot(
+    ha: DevHA,
+    page: str,
+    width: int,
+    height: int,
+    wait_s: float,
+    clicks: list[tuple[int, int]],
+) -> bytes:
+    """Open ``page`` logged in (the frontend's stored tokens) and take a PNG of it.
+
+    ``clicks`` are made one after the other before it is taken (e.g. to open a menu).
+    """
     browser = Chromium(ha.session, width, height)
     await browser.start()
     try:
@@ -236,6 +246,12 @@ async def screenshot(ha: DevHA, page: str, width: int, height: int, wait_s: floa
         await asyncio.sleep(wait_s)
         where = await browser.send("Runtime.evaluate", expression="location.href")
         print(f"dev_ha: the page is at {where['result'].get('value')}")
+        for x, y in clicks:
+            for event in ("mousePressed", "mouseReleased"):
+                await browser.send(
+                    "Input.dispatchMouseEvent", type=event, x=x, y=y, button="left", clickCount=1
+                )
+            await asyncio.sleep(2)
         shot = await browser.send("Page.captureScreenshot", format="png")
         return base64.b64decode(shot["data"])
     finally:
@@ -261,7 +277,8 @@ async def main(argv: list[str]) -> None:
     shot.add_argument("page", help="path of the page, e.g. /dynamic-export/site")
     shot.add_argument("out", type=Path)
     shot.add_argument("--size", default="1600x1300", help="window size WIDTHxHEIGHT")
-    shot.add_argument("--settle", type=float, default=8, help="seconds to let the page draw")
+    shot.add_argument("--settle", type=float, default=20, help="seconds to let the page draw")
+    shot.add_argument("--click", action="append", default=[], help="X,Y to click first")
     args = parser.parse_args(argv)
 
     # The threaded resolver: the venv's aiodns need not match what aiohttp expects.
@@ -274,7 +291,8 @@ async def main(argv: list[str]) -> None:
             await add_site(ha, args.sim_port)
         else:
             width, height = (int(x) for x in args.size.split("x"))
-            png = await screenshot(ha, args.page, width, height, args.settle)
+            clicks = [(int(c.split(",")[0]), int(c.split(",")[1])) for c in args.click]
+            png = await screenshot(ha, args.page, width, height, args.settle, clicks)
             save(args.out, png)
             print(f"dev_ha: saved {args.out} ({width}x{height}) of {ha.url}{args.page}")
 
