@@ -252,7 +252,11 @@ async def screenshot(
                     "Input.dispatchMouseEvent", type=event, x=x, y=y, button="left", clickCount=1
                 )
             await asyncio.sleep(2)
-        shot = await browser.send("Page.captureScreenshot", format="png")
+        # The clip gives the whole size asked for: a headless window may be smaller.
+        clip = {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}
+        shot = await browser.send(
+            "Page.captureScreenshot", format="png", clip=clip, captureBeyondViewport=True
+        )
         return base64.b64decode(shot["data"])
     finally:
         await browser.stop()
