@@ -75,6 +75,7 @@ async def run_one(
     scenario = bench.sim()
     limit = export_limit if export_limit is not None else scenario.export_limit_w
     duration = minutes * 60.0
+    limit_text = "none" if limit is None else f"{limit:g} W"
     site = RealtimeSite(scenario, limit)
     hass = HomeAssistant(keep=keep, log=_progress)
     counter = StateCounter(hass)
@@ -109,7 +110,8 @@ async def run_one(
                 writes = sum(site.server.write_requests.values()) - sum(requests_before.values())
                 _progress(
                     f"{bench.key}: {now:4.0f}/{duration:.0f} s  export {last.export_w:6.0f} W "
-                    f"(limit {limit})  writes {writes}  states {sum(counter.counts.values())}"
+                    f"(limit {limit_text})  writes {writes}  "
+                    f"states {sum(counter.counts.values())}"
                 )
         counter.counting = False
         end_ts = time.time()
@@ -189,7 +191,15 @@ def _evaluate(
         export_limit_w=run_series.export_limit_w,
         setpoint_w=tracked.setpoint_w,
     )
-    kwargs: dict[str, Any] = {"drops": drops, "steps": steps, "total_rating_w": total}
+    # Inputs that step exactly at a sample (load steps, the load noise's period boundaries) are
+    # integrated as steps, as the lock-step bench does for its steps.
+    jumps = sorted({t for t, _ in loads} | _noise_jumps(scenario, duration))
+    kwargs: dict[str, Any] = {
+        "drops": drops,
+        "steps": steps,
+        "total_rating_w": total,
+        "jumps": jumps,
+    }
     run = score(run_series, **kwargs)
     floor = score(tracker_series, **kwargs)
     minutes = duration / 60.0
@@ -228,6 +238,14 @@ def _evaluate(
         },
         "_figures": (run, floor, result_checks),
     }
+
+
+def _noise_jumps(scenario: Any, duration: float) -> set[float]:
+    noise = scenario.load_noise
+    if noise is None:
+        return set()
+    count = int(duration / noise.period_s) + 1
+    return {round(k * noise.period_s, 9) for k in range(1, count)}
 
 
 def _fmt(value: float | None, unit: str = "", digits: int = 2) -> str:
@@ -317,6 +335,8 @@ def print_result(result: dict[str, Any]) -> None:
     print()
     for check in result_checks:
         print(f"- {check.marker}: {check.name} {check.value} (target {check.target})")
+    if result.get("kept"):
+        print(f"- Home Assistant's config dir (recorder database, log) kept: {result['kept']}")
     print()
 
 
@@ -333,6 +353,8 @@ async def _main(keys: list[str], args: argparse.Namespace) -> list[dict[str, Any
         _progress(f"scenario {key}: {SCENARIOS[key].title}; load average {_load()}")
         result = await run_one(SCENARIOS[key], args.minutes, args.export_limit, args.keep)
         result["load_average_after"] = _load()
+        if args.keep:
+            result["kept"] = result["info"]["config_dir"]
         results.append(result)
     return results
 
