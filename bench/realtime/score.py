@@ -64,6 +64,18 @@ def step_times(events: Sequence[tuple[float, float]], duration_s: float) -> list
     return [t for t, delta in events if abs(delta) >= LARGE_STEP_W and 0 < t < duration_s]
 
 
+def scored_drops(events: Sequence[tuple[float, float]], duration_s: float) -> list[float]:
+    """Large load drops with time left to comply: ``COMPLY_MAX_S + HOLD_S`` before the end.
+
+    A drop closer to the end could only show "never", whatever the controller does.
+    """
+    return [
+        t
+        for t, delta in events
+        if delta <= -LARGE_STEP_W and 0 < t <= duration_s - COMPLY_MAX_S - HOLD_S
+    ]
+
+
 def score(
     series: Series,
     *,

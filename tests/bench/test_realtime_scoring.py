@@ -8,7 +8,15 @@ import pytest
 
 from bench.realtime.__main__ import main as realtime_main
 from bench.realtime.scenarios import SCENARIOS
-from bench.realtime.score import Figures, Series, checks, ratio, score, step_times
+from bench.realtime.score import (
+    Figures,
+    Series,
+    checks,
+    ratio,
+    score,
+    scored_drops,
+    step_times,
+)
 from bench.realtime.tracker import TrackerInputs, ideal_split, run_tracker
 
 DT = 0.1
@@ -152,6 +160,8 @@ def test_a_run_that_never_complies_counts_its_whole_window() -> None:
 def test_step_times_keep_large_load_steps_inside_the_run() -> None:
     events = [(5.0, 3000.0), (20.0, -3000.0), (30.0, 500.0), (200.0, -3000.0)]
     assert step_times(events, 180.0) == [5.0, 20.0]
+    assert scored_drops(events, 180.0) == [20.0]
+    assert scored_drops(events, 39.0) == []  # 19 s left: too little to show compliance
     assert ratio(2.0, 1.0) == "2.00×"
     assert ratio(1.0, 0.0) == "–"
 
