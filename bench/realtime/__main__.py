@@ -252,6 +252,13 @@ def _fmt(value: float | None, unit: str = "", digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}{unit}"
 
 
+def _mean(values: list[float | None]) -> str:
+    known = [v for v in values if v is not None]
+    if not values:
+        return "– (no drop)"
+    return f"{sum(known) / len(known):.1f} s" if known else "never"
+
+
 def _comply(figures: Figures) -> str:
     if figures.comply_mean_s is None:
         return "– (no drop)"
@@ -296,6 +303,12 @@ def print_result(result: dict[str, Any]) -> None:
             _comply(run),
             _comply(floor),
             ratio(run.comply_mean_s, floor.comply_mean_s),
+        ),
+        (
+            "after a drop, first within limit + 50 W (no hold), mean",
+            _mean(run.first_within_s),
+            _mean(floor.first_within_s),
+            "–",
         ),
         (
             "curtailed beyond need",

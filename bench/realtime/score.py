@@ -50,6 +50,8 @@ class Figures:
     comply_max_s: float | None
     curtailed_wh: float
     curtailed_pct: float
+    first_within_s: list[float | None]
+    """Per large drop: seconds until export is first within limit + 50 W (no hold)."""
     reversals: int
     reversals_max_per_step: int
     write_requests_per_min_per_inverter: float | None = None
@@ -116,6 +118,10 @@ def score(
         comply_max_s=max(counted) if counted else None,
         curtailed_wh=lost_wh,
         curtailed_pct=lost_pct,
+        first_within_s=[
+            metrics.time_to_comply(times, export, limits, t, tolerance_w=TOLERANCE_W, hold_s=0.0)
+            for t in drops
+        ],
         reversals=metrics.direction_reversals(list(series.setpoint_w), threshold),
         reversals_max_per_step=max(per_step, default=0),
     )

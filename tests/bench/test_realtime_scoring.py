@@ -70,6 +70,7 @@ def test_tracker_follows_a_drop_only_as_fast_as_the_inverter_lag() -> None:
     )
     # ln(3000 / 50) ≈ 4.09 s to get within 50 W; the lag's excess integrates to 3000 W × τ.
     assert figures.comply_s[0] == pytest.approx(math.log(3000.0 / 50.0), abs=0.05)
+    assert figures.first_within_s[0] == pytest.approx(figures.comply_s[0])  # no noise: same
     assert figures.energy_above_wh == pytest.approx(3000.0 * 1.0 / 3600.0, rel=0.03)
     assert figures.reversals == 0
 
@@ -105,6 +106,7 @@ def _figures(**changes: object) -> Figures:
         comply_max_s=4.0,
         curtailed_wh=1.0,
         curtailed_pct=2.0,
+        first_within_s=[4.0],
         reversals=0,
         reversals_max_per_step=0,
         write_requests_per_min_per_inverter=10.0,
@@ -183,3 +185,17 @@ def test_unknown_scenario_is_refused_before_anything_starts(
     with pytest.raises(SystemExit):
         realtime_main(["--scenario", "nope"])
     assert "unknown scenario nope" in capsys.readouterr().err
+
+
+def test_first_within_band_ignores_the_hold_that_time_to_comply_needs() -> None:
+    inputs = _inputs([4000.0] * 100 + [1000.0] * 200)
+    export = [1500.0] * 100 + [4500.0] * 20 + [1500.0] * 10 + [1700.0] * 50 + [1500.0] * 120
+    figures = score(
+        _series(inputs, export, [3000.0] * 300),
+        drops=[10.0],
+        steps=[10.0],
+        total_rating_w=6000.0,
+        jumps=[10.0],
+    )
+    assert figures.first_within_s[0] == pytest.approx(1.9, abs=0.11)
+    assert figures.comply_s[0] == pytest.approx(7.9, abs=0.11)
