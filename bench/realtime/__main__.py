@@ -252,11 +252,16 @@ def _fmt(value: float | None, unit: str = "", digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}{unit}"
 
 
-def _mean(values: list[float | None]) -> str:
+def _known_mean(values: list[float | None]) -> float | None:
     known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
+
+
+def _mean(values: list[float | None]) -> str:
     if not values:
         return "– (no drop)"
-    return f"{sum(known) / len(known):.1f} s" if known else "never"
+    mean = _known_mean(values)
+    return "never" if mean is None else f"{mean:.1f} s"
 
 
 def _comply(figures: Figures) -> str:
@@ -308,7 +313,7 @@ def print_result(result: dict[str, Any]) -> None:
             "after a drop, first within limit + 50 W (no hold), mean",
             _mean(run.first_within_s),
             _mean(floor.first_within_s),
-            "–",
+            ratio(_known_mean(run.first_within_s), _known_mean(floor.first_within_s)),
         ),
         (
             "curtailed beyond need",
