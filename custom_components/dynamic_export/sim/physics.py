@@ -136,8 +136,14 @@ class SimMeter:
     export_energy_wh: float = 0.0
     _history: deque[tuple[float, float]] = field(default_factory=deque, repr=False)
 
-    def record(self, now: float, grid_power_w: float, dt: float = 0.0) -> None:
-        """Store the true grid power at ``now`` and count energy over the last ``dt``."""
+    def record(
+        self, now: float, grid_power_w: float, dt: float = 0.0, noise_w: float = 0.0
+    ) -> None:
+        """Store the true grid power at ``now`` and count energy over the last ``dt``.
+
+        ``noise_w`` is the meter's measurement error at ``now``: it is in what the meter
+        reports, not in the true power or the energy counters.
+        """
         if dt > 0:
             energy = (self.grid_power_w + grid_power_w) / 2.0 * dt / 3600.0
             if energy >= 0:
@@ -145,7 +151,7 @@ class SimMeter:
             else:
                 self.export_energy_wh -= energy
         self.grid_power_w = grid_power_w
-        self._history.append((now, grid_power_w))
+        self._history.append((now, grid_power_w + noise_w))
         cutoff = now - self.delay_s
         while len(self._history) > 1 and self._history[1][0] <= cutoff:
             self._history.popleft()
@@ -164,6 +170,9 @@ class SimSite:
     def __init__(self, scenario: Scenario, *, start_s: float = 0.0) -> None:
         self.scenario = scenario
         self.now = start_s
+        self.inputs_from_s: float | None = None
+        """When set: the scenario's time 0 falls at this site time, and its inputs hold their
+        time-0 values until then (a real-time run lets its controller settle first)."""
         self.inverters = [
             SimInverter(rated_power_w=spec.rating_w, time_constant_s=spec.time_constant_s)
             for spec in scenario.inverters
@@ -172,7 +181,15 @@ class SimSite:
         for index, inverter in enumerate(self.inverters):
             inverter.settle(scenario.inverter_available_at(index, start_s))
         self.load_w = scenario.load_at(start_s)
-        self.meter.record(start_s, self.load_w - self.generation_w)
+        self.meter.record(
+            start_s, self.load_w - self.generation_w, noise_w=scenario.meter_noise_at(start_s)
+        )
+
+    def input_time(self, now: float) -> float:
+        """The time the scenario's inputs are taken at for site time ``now``."""
+        if self.inputs_from_s is None:
+            return now
+        return max(0.0, now - self.inputs_from_s)
 
     @property
     def generation_w(self) -> float:
@@ -198,14 +215,18 @@ class SimSite:
         """Advance the whole site by ``dt`` seconds."""
         if dt <= 0:
             return
+        inputs_at = self.input_time(self.now)
         for index, inverter in enumerate(self.inverters):
             inverter.apply_reverts(self.now)
-            inverter.step(dt, self.scenario.inverter_available_at(index, self.now))
+            inverter.step(dt, self.scenario.inverter_available_at(index, inputs_at))
         self.now += dt
         for inverter in self.inverters:
             inverter.apply_reverts(self.now)
-        self.load_w = self.scenario.load_at(self.now)
-        self.meter.record(self.now, self.load_w - self.generation_w, dt)
+        inputs_at = self.input_time(self.now)
+        self.load_w = self.scenario.load_at(inputs_at)
+        self.meter.record(
+            self.now, self.load_w - self.generation_w, dt, self.scenario.meter_noise_at(inputs_at)
+        )
 
     def run(self, duration_s: float, dt: float = 0.1) -> None:
         """Step repeatedly for ``duration_s`` seconds (the last step may be shorter)."""

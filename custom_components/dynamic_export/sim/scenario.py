@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -17,7 +18,7 @@ from typing import Any
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 
-EVENT_TYPES = ("load_step", "pv_step", "cloud", "shade")
+EVENT_TYPES = ("load_step", "pv_step", "cloud", "shade", "load_ramp")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,40 @@ class Profile:
 
 
 @dataclass(frozen=True, slots=True)
+class Noise:
+    """Seeded random noise that holds each value for ``period_s`` (reproducible run to run).
+
+    Values follow a first-order autoregression with standard deviation ``sigma_w`` and lag-one
+    ``correlation``: 0 gives independent values each period, values near 1 a slow wander. A
+    household load is both (its 1 s changes are much smaller than its spread), so it is not
+    white noise. ``span_s`` values are drawn; past the end the last one holds.
+    """
+
+    sigma_w: float
+    period_s: float = 1.0
+    correlation: float = 0.0
+    seed: int = 0
+    span_s: float = 0.0
+    _values: tuple[float, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        rng = random.Random(self.seed)
+        count = max(1, math.ceil(self.span_s / self.period_s) + 1)
+        innovation = self.sigma_w * math.sqrt(1.0 - self.correlation**2)
+        value = rng.gauss(0.0, self.sigma_w)
+        values = [value]
+        for _ in range(count - 1):
+            value = self.correlation * value + rng.gauss(0.0, innovation)
+            values.append(value)
+        object.__setattr__(self, "_values", tuple(values))
+
+    def at(self, t: float) -> float:
+        """The noise at time ``t`` (the first value before 0)."""
+        index = min(max(math.floor(t / self.period_s + 1e-9), 0), len(self._values) - 1)
+        return self._values[index]
+
+
+@dataclass(frozen=True, slots=True)
 class InverterSpec:
     """One simulated inverter.
 
@@ -73,6 +108,8 @@ class Event:
     - ``cloud``: available PV drops by ``depth`` (0..1) for ``duration_s``,
       ramping in and out over ``ramp_s``.
     - ``shade``: inverter ``inverter`` (0-based) gets availability ``factor`` from ``t`` on.
+    - ``load_ramp``: load changes at ``rate_w_per_s`` for ``duration_s``, then holds the
+      change (a slow drift, e.g. a heat pump winding down).
     """
 
     t: float
@@ -83,6 +120,13 @@ class Event:
     ramp_s: float = 0.0
     inverter: int = 0
     factor: float = 1.0
+    rate_w_per_s: float = 0.0
+
+    def load_ramp_w(self, t: float) -> float:
+        """Load change from this ramp at time ``t`` (0 before it starts)."""
+        if t <= self.t:
+            return 0.0
+        return self.rate_w_per_s * min(t - self.t, self.duration_s)
 
     def cloud_factor(self, t: float) -> float:
         """PV multiplier from this cloud at time ``t`` (1 = no effect)."""
@@ -108,6 +152,10 @@ class Scenario:
     repeat: bool = False
     export_limit_w: float | None = None
     description: str = ""
+    load_noise: Noise | None = None
+    """Household load that moves on its own (added to ``load_w``)."""
+    meter_noise: Noise | None = None
+    """Measurement noise of the grid meter: in what it reports, not in the true power."""
 
     def scenario_time(self, now: float) -> float:
         """Map simulation time onto the scenario's own timeline (wrapping if it repeats)."""
@@ -120,7 +168,16 @@ class Scenario:
         t = self.scenario_time(now)
         load = self.load_w.at(t)
         load += sum(e.delta_w for e in self.events if e.type == "load_step" and e.t <= t)
+        load += sum(e.load_ramp_w(t) for e in self.events if e.type == "load_ramp")
+        if self.load_noise is not None:
+            load += self.load_noise.at(t)
         return max(load, 0.0)
+
+    def meter_noise_at(self, now: float) -> float:
+        """What the meter adds to the true grid power at ``now`` (W)."""
+        if self.meter_noise is None:
+            return 0.0
+        return self.meter_noise.at(self.scenario_time(now))
 
     def pv_at(self, now: float) -> float:
         """Site-wide available PV in W at ``now``, before clouds."""
@@ -306,6 +363,7 @@ _EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "pv_step": ("delta_w",),
     "cloud": ("duration_s", "depth", "ramp_s"),
     "shade": ("inverter", "factor"),
+    "load_ramp": ("duration_s", "rate_w_per_s"),
 }
 
 
@@ -319,6 +377,13 @@ def _parse_event(value: object, where: str, duration_s: float, inverter_count: i
     t = f.number("t", minimum=0, maximum=duration_s)
     if kind in ("load_step", "pv_step"):
         return Event(t=t, type=kind, delta_w=f.number("delta_w"))
+    if kind == "load_ramp":
+        return Event(
+            t=t,
+            type=kind,
+            duration_s=f.number("duration_s", above=0),
+            rate_w_per_s=f.number("rate_w_per_s"),
+        )
     if kind == "cloud":
         return Event(
             t=t,
@@ -360,7 +425,25 @@ _SCENARIO_FIELDS = (
     "pv_available_w",
     "load_w",
     "events",
+    "load_noise",
+    "meter_noise",
 )
+
+_NOISE_FIELDS = ("sigma_w", "period_s", "correlation", "seed")
+
+
+def _parse_noise(value: object, where: str, span_s: float) -> Noise:
+    f = _Fields(value, where, _NOISE_FIELDS)
+    seed = f.number("seed", 0.0, minimum=0)
+    if seed != int(seed):
+        raise ValueError(f"{where}.seed must be a whole number, got {seed:g}")
+    return Noise(
+        sigma_w=f.number("sigma_w", minimum=0),
+        period_s=f.number("period_s", 1.0, above=0),
+        correlation=f.number("correlation", 0.0, minimum=0, maximum=1),
+        seed=int(seed),
+        span_s=span_s,
+    )
 
 
 def _parse_scenario(data: Mapping[str, Any], name: str) -> Scenario:
@@ -394,4 +477,10 @@ def _parse_scenario(data: Mapping[str, Any], name: str) -> Scenario:
         pv_available_w=_parse_profile(data["pv_available_w"], f"{where}.pv_available_w"),
         load_w=_parse_profile(data["load_w"], f"{where}.load_w"),
         events=tuple(sorted(events, key=lambda e: e.t)),
+        load_noise=None
+        if data.get("load_noise") is None
+        else _parse_noise(data["load_noise"], f"{where}.load_noise", duration_s),
+        meter_noise=None
+        if data.get("meter_noise") is None
+        else _parse_noise(data["meter_noise"], f"{where}.meter_noise", duration_s),
     )

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import struct
-from collections import deque
+from collections import Counter, deque
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self
@@ -119,6 +119,8 @@ class SimulatedSiteServer:
         self.read_drops: set[int] = set()
         """Units whose next read closes the connection unanswered."""
         self.writes: deque[tuple[float, int, int, list[int]]] = deque(maxlen=1000)
+        self.write_requests: Counter[int] = Counter()
+        """Per unit: every write request received (answered, refused or dropped), all time."""
         self._server: asyncio.Server | None = None
         self._tick_task: asyncio.Task[None] | None = None
         self._clients: set[asyncio.Task[None]] = set()
@@ -276,6 +278,8 @@ class SimulatedSiteServer:
                 if protocol != 0 or not 2 <= length <= 254:
                     break
                 pdu = await reader.readexactly(length - 1)
+                if pdu and pdu[0] in WRITE_FUNCTIONS:
+                    self.write_requests[unit_id] += 1
                 if self._drops_connection(unit_id, pdu):
                     break  # the connection goes before the answer does
                 response = self.handle_pdu(unit_id, pdu)
