@@ -33,7 +33,7 @@ async def test_load_drop_with_export_limit() -> None:
     assert drop.time_to_comply_s <= 4.5
     assert drop.excess_wh <= 0.75
     assert drop.worst_excess_w == pytest.approx(1400, abs=60)  # the inverter lag, no more
-    assert drop.reversals == 0
+    assert drop.reversals <= 1  # at most the one-cycle undershoot that lands the cut
     rise = next(s for s in result.steps if not s.drop_target)
     assert rise.excess_wh == 0  # more load never pushes export over the limit
     assert result.curtailment_pct < 2.0
@@ -53,13 +53,14 @@ async def test_zero_export_through_clouds() -> None:
 
 
 async def test_generation_limit_step() -> None:
-    """(c): a generation limit cut from 5 to 1 kW is followed at the inverters' own pace."""
+    """(c): a generation limit cut from 5 to 1 kW is followed faster than the inverters' lag."""
     result = await _run("c")
     cut = result.steps[0]
     assert cut.quantity == "generation"
     assert cut.time_to_comply_s is not None
-    assert cut.time_to_comply_s <= 5.5  # 0.5 s to notice + ln(4000/50) s of lag
-    assert cut.reversals == 0
+    # 0.5 s to notice + ln(4000/50) = 4.4 s of lag without the undershoot that lands the cut.
+    assert cut.time_to_comply_s <= 3.5
+    assert cut.reversals <= 1  # that undershoot
     assert result.export_excess_wh == 0
 
 

@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from .allocation import AllocationInput, allocate
 from .controls import ControlType
+from .inverter_lag import InverterLag
 from .load_noise import LoadNoise
 from .measurements import InverterCommand, InverterReading, MeterReading
 from .merge import MergedControls
@@ -104,6 +105,7 @@ class Controller:
         self._previous_time: float | None = None
         self._previous_constraint: Constraint | None = None
         self.load_noise = LoadNoise()
+        self.inverter_lag = InverterLag()
 
     def reset(self) -> None:
         """Forget the previous target (after control was off)."""
@@ -111,6 +113,7 @@ class Controller:
         self._previous_time = None
         self._previous_constraint = None
         self.load_noise.reset()
+        self.inverter_lag.reset()
 
     def compute(
         self,
@@ -181,6 +184,7 @@ class Controller:
             load_w = output_w + meter.grid_power_w
             if meter_fresh:
                 self.load_noise.update(load_w, meter.timestamp)
+                self.inverter_lag.observe(output_w, now)
             if merged.export_limit is not None:
                 export_cap = self._export_cap(load_w + merged.export_limit)
                 over = meter.export_w > merged.export_limit + OVER_LIMIT_TOLERANCE_W
@@ -214,11 +218,22 @@ class Controller:
             target, constraint = 0.0, Constraint.ENERGIZE
         if not merged.connect:
             target, constraint = 0.0, Constraint.CONNECT
+        commanded = target
+        if state is ControlState.CONTROLLING and meter_fresh and self._previous_time is not None:
+            # A large cut is commanded a little deeper for one cycle, so the inverters' own
+            # lag does not keep the site above its limit (see ``core.inverter_lag``).
+            commanded = self.inverter_lag.command(
+                target,
+                output_w,
+                now,
+                cycle_s=now - self._previous_time,
+                min_cut_w=3.0 * self.load_noise.sigma_w,
+            )
         self._previous_target_w = target
         self._previous_time = now
         self._previous_constraint = constraint
 
-        shares = _shares(target, available, not_following)
+        shares = _shares(commanded, available, not_following)
         commands = {
             key: InverterCommand(
                 connect=merged.connect,
