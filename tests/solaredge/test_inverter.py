@@ -137,7 +137,7 @@ async def test_committed_inverter_is_not_committed_again(
 
 
 async def test_commit_rejected_names_the_register(
-    make_peer: MakePeer, make_inverter: MakeInverter
+    make_peer: MakePeer, make_inverter: MakeInverter, clock: JumpClock
 ) -> None:
     peer = await make_peer()
     peer.commit_result = F_REACTIVE_CONFIG
@@ -148,9 +148,23 @@ async def test_commit_rejected_names_the_register(
     assert "0xF104" in str(caught.value)
     assert isinstance(caught.value, DeviceError)
     assert not peer.power_control_committed
-    with pytest.raises(CommitError):  # nothing is limited before power control is committed
-        await inverter.async_apply(command(50.0))
+    # Nothing is limited before power control is committed, and the persistent settings
+    # are not committed again each cycle: limits are refused without asking the inverter.
+    before = len(peer.requests)
+    for _ in range(3):
+        with pytest.raises(CommitError):
+            await inverter.async_apply(command(50.0))
+    assert len(peer.requests) == before
     assert not peer.writes_to(F_DYNAMIC_LIMIT)
+    reading = await inverter.async_read()  # still read
+    assert reading.limit_enabled is False
+    # Only after the retry time is the commit tried again (and now it succeeds).
+    peer.commit_result = 0
+    clock.jump(601.0)
+    await inverter.async_apply(command(50.0))
+    assert len(peer.writes_to(F_COMMIT)) == 2
+    assert peer.power_control_committed
+    assert peer.float_at(F_DYNAMIC_LIMIT) == 50.0
 
 
 async def test_commit_that_never_ends_times_out(

@@ -44,6 +44,9 @@ INVERTER_MODELS = (103, 102, 101)  # SolarEdge serves int+SF models only
 MANUFACTURER = "solaredge"
 DEFAULT_FALLBACK_PCT = 0.0
 DEFAULT_COMMIT_TIMEOUT_S = 20.0
+COMMIT_RETRY_S = 600.0
+"""After a failed commit, how long limits are refused before the next commit is tried: the
+committed settings are persistent, so a commit is never retried every cycle."""
 COMMIT_POLL_S = 0.5
 LIMIT_STEP_PCT = 0.01
 """Limits are written rounded down to this step, so a read-back compares exactly."""
@@ -134,6 +137,7 @@ class SolarEdgeInverter:
         fallback_pct: float = DEFAULT_FALLBACK_PCT,
         commit_timeout_s: float = DEFAULT_COMMIT_TIMEOUT_S,
         commit_poll_s: float = COMMIT_POLL_S,
+        commit_retry_s: float = COMMIT_RETRY_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``revert_timeout_s`` becomes the command timeout, ``fallback_pct`` its fallback."""
@@ -150,6 +154,8 @@ class SolarEdgeInverter:
         self._fallback_pct = float(fallback_pct)
         self._commit_timeout_s = commit_timeout_s
         self._commit_poll_s = commit_poll_s
+        self._commit_retry_s = commit_retry_s
+        self._commit_failure: tuple[float, CommitError] | None = None
         self._clock = clock
         self._info: SolarEdgeInfo | None = None
         self._committed = False  # 0xF142/0xF104 are as EDPC needs them
@@ -188,15 +194,18 @@ class SolarEdgeInverter:
         return LIMIT_STEP_PCT
 
     async def async_setup(self) -> SolarEdgeInfo:
-        """Read identity and rating, then make sure power control is committed (once)."""
+        """Read identity and rating, then make sure power control is committed (once).
+
+        A failed commit raises, but the identity stays known, so the inverter is still read.
+        """
         info, _ = await async_read_identity(self._device)
         self._info = info
         await self._async_ensure_committed()
         return info
 
-    async def _ensure_setup(self) -> SolarEdgeInfo:
-        if self._info is None or not self._committed:
-            return await self.async_setup()
+    async def _identity(self) -> SolarEdgeInfo:
+        if self._info is None:
+            self._info, _ = await async_read_identity(self._device)
         return self._info
 
     async def _read(self, address: int, count: int) -> list[int]:
@@ -213,6 +222,11 @@ class SolarEdgeInverter:
         """
         if self._committed:
             return
+        if self._commit_failure is not None:
+            failed_at, error = self._commit_failure
+            if self._clock() - failed_at < self._commit_retry_s:
+                raise error
+            self._commit_failure = None
         if self._commit_deadline is None:
             enable = reg.decode_int32(await self._read(reg.ADVANCED_POWER_CONTROL_ENABLE, 2))
             config = reg.decode_int32(await self._read(reg.REACTIVE_POWER_CONFIG, 2))
@@ -226,7 +240,11 @@ class SolarEdgeInverter:
             self._commit_deadline = self._clock() + self._commit_timeout_s
             self.commits += 1
             await self._write(reg.COMMIT, [1])
-        await self._async_wait_commit()
+        try:
+            await self._async_wait_commit()
+        except CommitError as err:
+            self._commit_failure = (self._clock(), err)
+            raise
         self._committed = True
 
     async def _async_wait_commit(self) -> None:
@@ -283,8 +301,12 @@ class SolarEdgeInverter:
         self._edpc_ready = True
 
     async def async_read(self) -> InverterReading:
-        """Read output, energy and status (SunSpec) and the dynamic limit in force."""
-        info = await self._ensure_setup()
+        """Read output, energy and status (SunSpec) and the dynamic limit in force.
+
+        Needs no commit: an inverter whose power control could not be committed is still
+        read (and counted as not taking its limit).
+        """
+        info = await self._identity()
         timestamp = self._clock()
         values = await self._device.async_read_model(info.inverter_model_id)
         (enabled,) = await self._read(reg.EDPC_ENABLE, 1)
@@ -316,7 +338,8 @@ class SolarEdgeInverter:
             raise TypeError(f"connect must be a bool, got {command.connect!r}")
         pct = limit_value(command.limit_pct) if command.connect else 0.0
         registers = reg.encode_float(pct)  # validated before anything is sent
-        info = await self._ensure_setup()
+        info = await self._identity()
+        await self._async_ensure_committed()
         if not self._edpc_ready:
             await self._async_configure_edpc(info)
         await self._write(reg.DYNAMIC_LIMIT, registers)
