@@ -101,7 +101,14 @@ KIND_SUNSPEC_RTU: Final = "sunspec_rtu"
 KIND_OPENDTU: Final = "opendtu"
 KIND_POWERWALL: Final = "powerwall"
 KIND_HA_ENTITY: Final = "ha_entity"
-DEVICE_KINDS_INVERTER: Final = (KIND_SUNSPEC_TCP, KIND_SUNSPEC_RTU, KIND_OPENDTU, KIND_HA_ENTITY)
+KIND_SOLAREDGE: Final = "solaredge"
+DEVICE_KINDS_INVERTER: Final = (
+    KIND_SUNSPEC_TCP,
+    KIND_SUNSPEC_RTU,
+    KIND_SOLAREDGE,
+    KIND_OPENDTU,
+    KIND_HA_ENTITY,
+)
 DEVICE_KINDS_METER: Final = (KIND_SUNSPEC_TCP, KIND_SUNSPEC_RTU, KIND_POWERWALL, KIND_HA_ENTITY)
 
 # SunSpec over RS-485 (Modbus RTU)
@@ -120,6 +127,12 @@ DEFAULT_OPENDTU_PORT: Final = 80
 CONF_INVERTERS: Final = "inverters"
 CONF_SERIAL: Final = "serial"
 CONF_RATED_POWER: Final = "rated_power"
+
+# SolarEdge over Modbus TCP (Enhanced Dynamic Power Control)
+CONF_FALLBACK_LIMIT: Final = "fallback_limit"
+"""% of the rating the inverter holds by itself once we stop writing (its command timeout)."""
+DEFAULT_SOLAREDGE_PORT: Final = 1502
+DEFAULT_SOLAREDGE_FALLBACK: Final = 0.0
 
 # Home Assistant entities as devices
 CONF_POWER_ENTITY: Final = "power_entity"

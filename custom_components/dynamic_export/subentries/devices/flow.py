@@ -1,8 +1,8 @@
 """Add or reconfigure an inverter or the site meter: a menu of device kinds, then its steps.
 
-Each kind's steps live in a module of their own (``flow_sunspec``, ``flow_opendtu``,
-``flow_powerwall``, ``flow_ha_entities``); these flows only offer the kinds and route a
-reconfigure to the steps of the kind the device was added as.
+Each kind's steps live in a module of their own (``flow_sunspec``, ``flow_solaredge``,
+``flow_opendtu``, ``flow_powerwall``, ``flow_ha_entities``); these flows only offer the kinds
+and route a reconfigure to the steps of the kind the device was added as.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from ...const import (
 from .flow_ha_entities import HaEntityInverterSteps, HaEntityMeterSteps
 from .flow_opendtu import OpenDtuSteps
 from .flow_powerwall import PowerwallSteps
+from .flow_solaredge import SolarEdgeSteps
 from .flow_sunspec import SunSpecRtuSteps, SunSpecTcpSteps
 
 
@@ -41,8 +42,10 @@ class _KindMenu(SunSpecTcpSteps):
         return await self._async_step_tcp("reconfigure", user_input)
 
 
-class InverterSubentryFlow(_KindMenu, SunSpecRtuSteps, OpenDtuSteps, HaEntityInverterSteps):
-    """Add an inverter: SunSpec (TCP or RS-485), OpenDTU, or Home Assistant entities."""
+class InverterSubentryFlow(
+    _KindMenu, SunSpecRtuSteps, SolarEdgeSteps, OpenDtuSteps, HaEntityInverterSteps
+):
+    """Add an inverter: SunSpec (TCP or RS-485), SolarEdge, OpenDTU, or HA entities."""
 
     default_unit_id = DEFAULT_INVERTER_UNIT_ID
     fallback_title = "SunSpec inverter"

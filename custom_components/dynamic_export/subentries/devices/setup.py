@@ -21,6 +21,7 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
 from ...const import (
     CONF_BAUDRATE,
+    CONF_FALLBACK_LIMIT,
     CONF_FINGERPRINT,
     CONF_INVERT,
     CONF_INVERTERS,
@@ -42,10 +43,12 @@ from ...const import (
     DEFAULT_METER_MAX_AGE,
     DEFAULT_OPENDTU_PORT,
     DEFAULT_POWERWALL_PORT,
+    DEFAULT_SOLAREDGE_FALLBACK,
     DOMAIN,
     KIND_HA_ENTITY,
     KIND_OPENDTU,
     KIND_POWERWALL,
+    KIND_SOLAREDGE,
     KIND_SUNSPEC_RTU,
     KIND_SUNSPEC_TCP,
     LIMIT_UNIT_WATT,
@@ -57,6 +60,7 @@ from ...opendtu.inverter import OpenDtuInverter
 from ...powerwall.client import PowerwallClient
 from ...powerwall.errors import CertificateChangedError
 from ...powerwall.meter import PowerwallMeter
+from ...solaredge.inverter import SolarEdgeInverter
 from ...storage import SiteStore
 from ...sunspec.connection import ConnectionPool, RegisterConnection, SerialSettings
 from ...sunspec.device import SunSpecDevice
@@ -115,6 +119,8 @@ async def async_build_inverters(ctx: DeviceContext, sub: ConfigSubentry) -> list
             configured_w=sub.data.get(CONF_RATED_POWER),
         )
         return [InverterHandle(sub.subentry_id, sub, sub.title, client, _identity(info), rating)]
+    if kind == KIND_SOLAREDGE:
+        return [await _async_solaredge_inverter(ctx, sub)]
     if kind == KIND_OPENDTU:
         return await _async_opendtu_inverters(ctx, sub)
     if kind == KIND_HA_ENTITY:
@@ -205,6 +211,32 @@ def _sunspec_connection(ctx: DeviceContext, sub: ConfigSubentry) -> RegisterConn
         # Two subentries on one bus at different line settings: the flow prevents this.
         _LOGGER.error("%s: %s", sub.title, err)
         return None
+
+
+async def _async_solaredge_inverter(ctx: DeviceContext, sub: ConfigSubentry) -> InverterHandle:
+    """A SolarEdge inverter on the site's shared connection (it serves one client at a time).
+
+    Its set-up commits power control the first time (5-10 s, once in the inverter's life);
+    the site's revert timeout becomes the inverter's command timeout.
+    """
+    data = sub.data
+    client = SolarEdgeInverter(
+        ctx.pool.get(data[CONF_HOST], data[CONF_PORT]),
+        data[CONF_UNIT_ID],
+        revert_timeout_s=ctx.revert_timeout_s,
+        fallback_pct=float(data.get(CONF_FALLBACK_LIMIT, DEFAULT_SOLAREDGE_FALLBACK)),
+    )
+    info = await async_try_setup(client, sub.title)
+    rating = known_rating(
+        ctx,
+        sub.subentry_id,
+        read_w=info.rated_power_w if info else None,
+        configured_w=data.get(CONF_RATED_POWER),
+    )
+    identity = (
+        Identity(info.manufacturer, info.model, info.serial_number, info.version) if info else None
+    )
+    return InverterHandle(sub.subentry_id, sub, sub.title, client, identity, rating)
 
 
 STORE_OPENDTU_BASELINES = "opendtu_baselines"
