@@ -82,8 +82,11 @@ def _mean_drop_ttc(result: ScenarioResult) -> float | None:
     return sum(t for t in times if t is not None) / len(times)
 
 
-def _ratio(ours: float, floor: float) -> str:
-    return f"{ours / floor:.2f}×" if floor > 1e-9 else ("1.00×" if ours <= 1e-9 else "∞")
+def _ratio(ours: float, floor: float, *, zero: float = 0.005) -> str:
+    """``ours`` as a multiple of ``floor``; below ``zero`` (Wh) both count as nothing."""
+    if floor >= zero:
+        return f"{ours / floor:.2f}×"
+    return "both ~0" if ours < zero else "∞"
 
 
 def versus_table(pairs: Sequence[tuple[ScenarioResult, ScenarioResult]]) -> str:
