@@ -68,7 +68,7 @@ async def run_cycles(
     schedule = ControlSchedule(cycles, interval_s, clock=time.clock, sleep=time.sleep)
     cycles.schedule = schedule
     cycles.stop_after = count
-    await asyncio.wait_for(schedule.async_run(), 5)
+    await asyncio.wait_for(asyncio.create_task(schedule.async_run()), 5)
     assert cycles.stopper is not None
     await cycles.stopper
     return schedule
@@ -250,3 +250,16 @@ def test_the_interval_must_be_positive() -> None:
     for bad in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="interval"):
             ControlSchedule(cycle, bad)
+
+
+async def test_the_first_tick_can_wait_one_interval() -> None:
+    """A caller that has just run a cycle itself starts the schedule one interval on."""
+    time = FakeTime(start=7.0)
+    cycles = Cycles(time)
+    schedule = ControlSchedule(cycles, 2.0, clock=time.clock, sleep=time.sleep)
+    cycles.schedule = schedule
+    cycles.stop_after = 3
+    await asyncio.wait_for(asyncio.create_task(schedule.async_run(first_now=False)), 5)
+    assert cycles.stopper is not None
+    await cycles.stopper
+    assert cycles.starts == pytest.approx([9.0, 11.0, 13.0])

@@ -58,11 +58,15 @@ class ControlSchedule:
     def _now(self) -> float:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
 
-    async def async_run(self) -> None:
-        """Run cycles until :meth:`async_stop`; the first one at once."""
+    async def async_run(self, *, first_now: bool = True) -> None:
+        """Run cycles until :meth:`async_stop`; the first one at once, or one interval on.
+
+        ``first_now=False`` counts the start itself as a tick already run, for a caller
+        that has just run a cycle of its own (a site's first cycle at set-up).
+        """
         self._task = asyncio.current_task()
         start = self._now()
-        next_tick = start
+        next_tick = start if first_now else start + self.interval_s
         try:
             while not self._stopping:
                 delay = next_tick - self._now()
@@ -127,11 +131,15 @@ class ControlSchedule:
         self._waiting.clear()
 
     async def async_stop(self) -> None:
-        """Stop the schedule: at once when idle, after the running cycle otherwise."""
+        """Stop the schedule: at once when idle, after the running cycle otherwise.
+
+        Returns once the schedule's task has ended and its done callbacks have run, so
+        whoever tracks the task (a config entry's background tasks) no longer holds it.
+        """
         self._stopping = True
         task = self._task
         if task is None or task.done():
             return
         if self._sleeping:
             task.cancel()
-        await self._done.wait()
+        await asyncio.wait([task])
