@@ -70,24 +70,27 @@ class ControlSchedule:
         try:
             while not self._stopping:
                 delay = next_tick - self._now()
-                if delay > 0:
-                    self._sleeping = True
-                    try:
-                        await self._sleep(delay)
-                    except asyncio.CancelledError:
-                        if self._stopping:
-                            return  # stopped while idle: nothing was running
-                        raise
-                    finally:
-                        self._sleeping = False
-                    if self._stopping:
-                        return
+                if delay > 0 and not await self._async_sleep(delay):
+                    return
                 started = self._now()
                 await self._run_one()
                 next_tick = self._next_tick(start, started, self._now())
         finally:
             self._done.set()
             self._release_waiting()
+
+    async def _async_sleep(self, delay: float) -> bool:
+        """Sleep until the next tick; False when stopped meanwhile (nothing was running)."""
+        self._sleeping = True
+        try:
+            await self._sleep(delay)
+        except asyncio.CancelledError:
+            if self._stopping:
+                return False
+            raise
+        finally:
+            self._sleeping = False
+        return not self._stopping
 
     def _next_tick(self, start: float, started: float, now: float) -> float:
         """The first tick after the one this cycle ran for that the clock has not passed.
