@@ -77,13 +77,13 @@ def subentry_device_info(
 HEARTBEAT_S = 60.0
 """A paced measurement whose value moves by less than its step still writes this often."""
 
-SPACING_S = 10.0
+SPACING_S = 5.0
 """A paced measurement writes at most this often, however far it moves."""
 
 STEPS: Mapping[str | None, float] = {
-    UnitOfPower.WATT: 100.0,
+    UnitOfPower.WATT: 200.0,
     UnitOfEnergy.WATT_HOUR: 100.0,
-    PERCENTAGE: 2.0,
+    PERCENTAGE: 4.0,
     UnitOfElectricPotential.VOLT: 2.0,
     UnitOfFrequency.HERTZ: 0.05,
     UnitOfTemperature.CELSIUS: 0.5,
