@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, cast
 
 from homeassistant.config_entries import ConfigEntry, ConfigSubentry
+from homeassistant.const import (
+    PERCENTAGE,
+    UnitOfElectricPotential,
+    UnitOfEnergy,
+    UnitOfFrequency,
+    UnitOfPower,
+    UnitOfTemperature,
+    UnitOfTime,
+)
+from homeassistant.core import callback
 from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
@@ -63,7 +74,93 @@ def subentry_device_info(
     return info
 
 
-class SiteEntity(CoordinatorEntity[SiteCoordinator]):
+HEARTBEAT_S = 60.0
+"""A paced measurement whose value moves by less than its step still writes this often."""
+
+SPACING_S = 5.0
+"""A paced measurement writes at most this often, however far it moves."""
+
+STEPS: Mapping[str | None, float] = {
+    UnitOfPower.WATT: 200.0,
+    UnitOfEnergy.WATT_HOUR: 100.0,
+    PERCENTAGE: 4.0,
+    UnitOfElectricPotential.VOLT: 2.0,
+    UnitOfFrequency.HERTZ: 0.05,
+    UnitOfTemperature.CELSIUS: 0.5,
+    UnitOfTime.SECONDS: 1.0,
+    UnitOfTime.MILLISECONDS: 100.0,
+}
+"""By unit: how far a paced measurement must move to be written at once."""
+
+
+class PacedEntity(CoordinatorEntity[SiteCoordinator]):
+    """Writes its state when it matters, not at every control cycle.
+
+    The rate policy of every entity of the integration, in one place: the control
+    cycle runs every second, the recorder need not hear of every second.
+
+    - Anything discrete (availability, attributes, a state that is not a paced
+      measurement: control state, limits, switches, numbers) is written the cycle it
+      changes, and only then.
+    - A paced measurement (``paced``: a sensor of power, energy, ... with a unit in
+      ``STEPS``) is written when it moved by its step since it was last written and
+      ``SPACING_S`` has passed since then, or, if it moved less, once ``HEARTBEAT_S``
+      has passed. (Its availability and attributes still show at once.)
+    """
+
+    paced = False
+    """True for a measurement that may wait (see the class docstring)."""
+
+    _written: tuple[bool, Any, Any] | None = None
+    _written_at = 0.0
+
+    def _shown(self) -> tuple[bool, Any, Any]:
+        """What a write would show: availability, state, attributes."""
+        value = getattr(self, "native_value", None) if self._step() is not None else self.state
+        return (self.available, value, self.extra_state_attributes)
+
+    def _step(self) -> float | None:
+        """The step of a paced measurement; None for everything written at each change."""
+        if not self.paced:
+            return None
+        return STEPS.get(getattr(self, "native_unit_of_measurement", None))
+
+    def _now(self) -> float:
+        """The latest cycle's time (the control loop's monotonic clock)."""
+        data = self.coordinator.data
+        return data.time if data is not None else 0.0
+
+    def _worth_writing(self) -> bool:
+        shown, written = self._shown(), self._written
+        if written is None or shown[0] != written[0] or shown[2] != written[2]:
+            return True
+        if shown[1] == written[1]:
+            return False
+        step = self._step()
+        if step is None or not _is_number(shown[1]) or not _is_number(written[1]):
+            return True
+        since = self._now() - self._written_at
+        return since >= HEARTBEAT_S or (since >= SPACING_S and abs(shown[1] - written[1]) >= step)
+
+    @callback
+    def _handle_coordinator_update(self) -> None:
+        """Write the new cycle's state if the rate policy says it is worth it."""
+        if self._worth_writing():
+            self.async_write_ha_state()
+
+    @callback
+    def async_write_ha_state(self) -> None:
+        """Write the state and remember what was written, whoever asked."""
+        self._written = self._shown()
+        self._written_at = self._now()
+        super().async_write_ha_state()
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+class SiteEntity(PacedEntity):
     """An entity of the site controller itself."""
 
     _attr_has_entity_name = True
@@ -81,7 +178,7 @@ class SiteEntity(CoordinatorEntity[SiteCoordinator]):
         return self.coordinator.data
 
 
-class SubentryEntity(CoordinatorEntity[SiteCoordinator]):
+class SubentryEntity(PacedEntity):
     """An entity of an inverter, meter or limiter subentry."""
 
     _attr_has_entity_name = True

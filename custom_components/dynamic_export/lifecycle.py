@@ -62,10 +62,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: DynamicExportConfigEntry
         config_entry_id=entry.entry_id, **site_device_info(entry)
     )
     runtime.coordinator.site_device_id = site_device.id
-    # The control loop must run even when no entity listens to the coordinator.
-    entry.async_on_unload(runtime.coordinator.async_add_listener(lambda: None))
     entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    runtime.coordinator.async_start_schedule()
     if structure_of(entry) != runtime.structure:
         # A subentry was added or changed while the site was being built, before the
         # listener above existed: build again rather than leave it out of control.
@@ -79,10 +78,12 @@ async def async_setup_entry(hass: HomeAssistant, entry: DynamicExportConfigEntry
 async def async_unload_entry(hass: HomeAssistant, entry: DynamicExportConfigEntry) -> bool:
     """Unload a site: stop control, hand back what would stay limited, then disconnect.
 
-    The connections close through the unload callbacks, after this returns.
+    The schedule stops before the loop closes (a cycle under way finishes first); the
+    connections close through the unload callbacks, after this returns.
     """
     unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
     if unloaded:
+        await entry.runtime_data.coordinator.async_stop_schedule()
         await entry.runtime_data.loop.async_close()
         await entry.runtime_data.store.async_flush()
     return unloaded

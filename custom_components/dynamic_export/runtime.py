@@ -80,8 +80,8 @@ def controller_settings(entry: ConfigEntry) -> ControllerSettings:
 def control_interval(entry: ConfigEntry) -> float:
     """Seconds between control cycles, whole and at least one.
 
-    The update coordinator schedules on a whole-second grid; a fraction of a second
-    (from an older configuration) would make cycles run back to back.
+    The options flow only offers whole seconds; an older configuration with a fraction
+    is rounded here, so every part of the site (revert timers, the schedule) agrees.
     """
     value = float(entry.options.get(CONF_CONTROL_INTERVAL, DEFAULT_CONTROL_INTERVAL))
     return float(max(1, round(value)))

@@ -39,6 +39,8 @@ class SiteSensorDescription(SensorEntityDescription):
 
     value_fn: Callable[[CycleSnapshot], StateType]
     attributes_fn: Callable[[CycleSnapshot], Mapping[str, Any]] | None = None
+    paced: bool = False
+    """A measurement that may wait (see ``PacedEntity``); limits and states never do."""
 
 
 def _limit_sensor(control: ControlType) -> SiteSensorDescription:
@@ -68,6 +70,7 @@ SITE_SENSORS: tuple[SiteSensorDescription, ...] = (
     *(_limit_sensor(control) for control in WATT_CONTROLS),
     SiteSensorDescription(
         key="generation_target",
+        paced=True,
         device_class=SensorDeviceClass.POWER,
         native_unit_of_measurement=UnitOfPower.WATT,
         state_class=SensorStateClass.MEASUREMENT,
@@ -76,6 +79,7 @@ SITE_SENSORS: tuple[SiteSensorDescription, ...] = (
     ),
     SiteSensorDescription(
         key="site_load",
+        paced=True,
         device_class=SensorDeviceClass.POWER,
         native_unit_of_measurement=UnitOfPower.WATT,
         state_class=SensorStateClass.MEASUREMENT,
@@ -90,6 +94,7 @@ SITE_SENSORS: tuple[SiteSensorDescription, ...] = (
     ),
     SiteSensorDescription(
         key="cycle_duration",
+        paced=True,
         device_class=SensorDeviceClass.DURATION,
         native_unit_of_measurement=UnitOfTime.MILLISECONDS,
         state_class=SensorStateClass.MEASUREMENT,
@@ -109,6 +114,7 @@ class SiteSensor(SiteEntity, SensorEntity):
         """Create the sensor from its description."""
         super().__init__(coordinator, description.key)
         self.entity_description = description
+        self.paced = description.paced
 
     @property
     def native_value(self) -> StateType:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from homeassistant.config_entries import SOURCE_RECONFIGURE, SOURCE_USER
+from homeassistant.config_entries import SOURCE_RECONFIGURE, SOURCE_USER, ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import device_registry as dr
@@ -61,9 +61,28 @@ def attributes_of(hass: HomeAssistant, entity_id: str) -> dict[str, Any]:
 
 
 async def next_cycle(hass: HomeAssistant) -> None:
-    """Let the site's next control cycle run (for tests whose clock is frozen by the freezer)."""
+    """Let every loaded site's next control cycle run, and wait until it has.
+
+    For tests whose clock is frozen by the freezer: fires the timers due within the next
+    second, the sleep of each site's control schedule among them, then waits for a cycle
+    of each schedule that started after this call. (The schedule is a background task
+    that never ends, so ``async_block_till_done(wait_background_tasks=True)`` cannot.)
+    """
+    coordinators = [
+        entry.runtime_data.coordinator
+        for entry in hass.config_entries.async_entries(DOMAIN)
+        if entry.state is ConfigEntryState.LOADED
+    ]
+    waits = [asyncio.ensure_future(c.schedule.async_wait_cycle()) for c in coordinators]
+    await asyncio.sleep(0)  # the waits are registered before any cycle can start
     async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=1))
-    await hass.async_block_till_done(wait_background_tasks=True)
+    await asyncio.gather(*waits)
+    await hass.async_block_till_done()
+    # Other background tasks the timers started (MQTT's subscriptions), not the schedules.
+    schedules = {c.schedule_task for c in coordinators}
+    if others := [t for t in hass._background_tasks if t not in schedules and not t.done()]:
+        await asyncio.wait(others)
+        await hass.async_block_till_done()
 
 
 def site_device(

@@ -163,6 +163,8 @@ METER_SENSORS: tuple[MeterSensorDescription, ...] = (
 class InverterSensor(SubentryEntity, SensorEntity):
     """A sensor of one inverter; unavailable while the inverter does not answer."""
 
+    paced = True  # measurements: see PacedEntity
+
     entity_description: InverterSensorDescription
 
     def __init__(
@@ -196,6 +198,8 @@ class InverterSensor(SubentryEntity, SensorEntity):
 
 class MeterSensor(SubentryEntity, SensorEntity):
     """A sensor of the site meter; unavailable while the meter does not answer."""
+
+    paced = True  # measurements: see PacedEntity
 
     entity_description: MeterSensorDescription
 

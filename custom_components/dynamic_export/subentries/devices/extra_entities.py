@@ -116,6 +116,7 @@ def add_device_sensors(
 class DeviceSensor(SubentryEntity, SensorEntity):
     """One device-specific value; unavailable while the device does not answer."""
 
+    paced = True  # measurements (the enum has no unit, so it is written at each change)
     entity_description: DeviceSensorDescription
 
     def __init__(

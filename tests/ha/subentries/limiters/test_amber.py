@@ -18,8 +18,6 @@ from homeassistant.const import CONF_API_TOKEN
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import issue_registry as ir
-from homeassistant.util import dt as dt_util
-from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
 from custom_components.dynamic_export.const import (
     CONF_ENABLED,
@@ -36,7 +34,7 @@ from custom_components.dynamic_export.sim.server import SimulatedSiteServer
 from custom_components.dynamic_export.subentries.limiters import setup as limiter_setup
 
 from ....limiters.amber_server import TOKEN, FakeAmber
-from ...helpers import wait_for
+from ...helpers import next_cycle, wait_for
 from ...sites import (
     added_site,
     inverter_subentry,
@@ -247,8 +245,7 @@ async def test_polling_goes_on_after_an_unexpected_error(
 
     async def advance(seconds: float) -> None:
         freezer.tick(timedelta(seconds=seconds))
-        async_fire_time_changed(hass, dt_util.utcnow())
-        await hass.async_block_till_done(wait_background_tasks=True)
+        await next_cycle(hass)  # fires the poll's timer when due, and runs a cycle
 
     await advance(20 * 60 + 5)  # 02:30:05, the next interval's poll: it fails
     assert failures == ["raised"]

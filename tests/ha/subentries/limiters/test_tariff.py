@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
@@ -11,7 +11,7 @@ from homeassistant.const import ATTR_ENTITY_ID, CONF_NAME
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResult, FlowResultType
 from homeassistant.util import dt as dt_util
-from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.dynamic_export.const import (
     CONF_ENABLED,
@@ -22,7 +22,7 @@ from custom_components.dynamic_export.const import (
     SUBENTRY_TARIFF,
 )
 
-from ...helpers import attributes_of, state_of
+from ...helpers import attributes_of, next_cycle, state_of
 from ...sites import added_site, limiter_subentry, setup_site, site_entry
 
 SYDNEY = "Australia/Sydney"
@@ -70,8 +70,7 @@ def _utc(text: str) -> str:
 async def _at(hass: HomeAssistant, freezer: FrozenDateTimeFactory, when: str) -> None:
     """Move the clock to ``when`` and let the site's next control cycle run."""
     freezer.move_to(when)
-    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=1))
-    await hass.async_block_till_done(wait_background_tasks=True)
+    await next_cycle(hass)
 
 
 def _suggested(result: FlowResult, key: str) -> Any:
@@ -180,7 +179,8 @@ async def test_custom_window_without_a_limit_takes_the_forms(
     hass: HomeAssistant, freezer: FrozenDateTimeFactory
 ) -> None:
     """A custom window that sets no export limit of its own uses the form's export limit."""
-    freezer.move_to(MONDAY_11)
+    # The story moves forward only: a clock stepped back would not reach the next cycle.
+    freezer.move_to("2025-06-02T10:15:00+10:00")
     entry = await setup_site(hass, site_entry([]))
     result = await _start(hass, entry)
     window = {"start": "10:00", "end": "15:00"}
