@@ -72,3 +72,11 @@ def test_late_or_missing_readings_teach_nothing() -> None:
     assert lag.time_constant_s is None
     lag.observe(4000.0, 42.0)  # nothing in flight
     assert lag.time_constant_s is None
+
+
+@pytest.mark.parametrize("tau_s", [5.0, 30.0])
+def test_slow_or_dead_time_inverters_are_not_driven_deeper(tau_s: float) -> None:
+    """A device that barely moved in a cycle may act later, all at once: no undershoot."""
+    lag = InverterLag()
+    cut_and_read(lag, tau_s, 0.0, 6000.0, 3000.0)
+    assert lag.command(3000.0, 6000.0, 10.0, cycle_s=1.0, min_cut_w=0.0) == 3000.0

@@ -19,6 +19,11 @@ MIN_CUT_W = 300.0
 noise would drown what they teach, and they cost little."""
 MAX_UNDERSHOOT = 1.0
 """A cut is commanded at most this many times its own size below the target."""
+MIN_SHARE_PER_S = 0.3
+"""Inverters that close less of a cut than this in a second (a time constant over ~3 s) are
+not driven deeper: a device that acts only after a dead time (OpenDTU waits for the radio's
+acknowledgement) looks just like that after one cycle, and would then land on the deeper
+limit itself."""
 LEARNING_WEIGHT = 0.5
 """Weight of each observed cut (large cuts are rare; the newest ones count most)."""
 MAX_OBSERVE_GAP_S = 5.0
@@ -83,7 +88,7 @@ class InverterLag:
             return target_w
         commanded = target_w
         share = self._share_per_s
-        if share is not None and share < 1.0 and cycle_s > 0:
+        if share is not None and MIN_SHARE_PER_S <= share < 1.0 and cycle_s > 0:
             landed = 1.0 - (1.0 - share) ** cycle_s  # share of the gap closed by next cycle
             undershoot = min(MAX_UNDERSHOOT, (1.0 - landed) / landed)
             commanded = max(0.0, target_w - undershoot * gap)

@@ -197,7 +197,9 @@ async def test_messages_set_limits_until_they_expire(
     await _publish(hass, {"opModConnect": False})
     assert attributes_of(hass, "sensor.home_control_state")["connect"] is False
     assert entry.runtime_data.limiters
-    # Let the mocked MQTT client's subscription cooldown run, so no timer is left behind.
+    # Unload here, not in teardown: unsubscribing starts the mocked MQTT client's cooldown
+    # timer, which must run before the test ends or it is left behind.
+    assert await hass.config_entries.async_unload(entry.entry_id)
     async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=2))
     await hass.async_block_till_done()
 
