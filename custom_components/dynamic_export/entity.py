@@ -142,18 +142,27 @@ class PacedEntity(CoordinatorEntity[SiteCoordinator]):
         since = self._now() - self._written_at
         return since >= HEARTBEAT_S or (since >= SPACING_S and abs(shown[1] - written[1]) >= step)
 
-    @callback
-    def _handle_coordinator_update(self) -> None:
-        """Write the new cycle's state if the rate policy says it is worth it."""
-        if self._worth_writing():
-            self.async_write_ha_state()
+    async def async_added_to_hass(self) -> None:
+        """The state written on adding the entity counts as written."""
+        await super().async_added_to_hass()
+        self._remember_written()
 
     @callback
-    def async_write_ha_state(self) -> None:
-        """Write the state and remember what was written, whoever asked."""
+    def _handle_coordinator_update(self) -> None:
+        """Write the new cycle's state if the rate policy says it is worth it.
+
+        What is written here (and on adding) is remembered; a write an action makes itself
+        (a switch, a number) is not, so the next cycle may write once more: Home Assistant
+        records an unchanged state as reported, not as a new state. ``async_write_ha_state``
+        is final in newer Home Assistant releases, so it is not overridden.
+        """
+        if self._worth_writing():
+            self._remember_written()
+            self.async_write_ha_state()
+
+    def _remember_written(self) -> None:
         self._written = self._shown()
         self._written_at = self._now()
-        super().async_write_ha_state()
 
 
 def _is_number(value: object) -> bool:
