@@ -80,3 +80,17 @@ def test_slow_or_dead_time_inverters_are_not_driven_deeper(tau_s: float) -> None
     lag = InverterLag()
     cut_and_read(lag, tau_s, 0.0, 6000.0, 3000.0)
     assert lag.command(3000.0, 6000.0, 10.0, cycle_s=1.0, min_cut_w=0.0) == 3000.0
+
+
+def test_a_dead_time_device_does_not_look_fast_when_an_earlier_cut_lands() -> None:
+    """OpenDTU acts ~3 s after a command: the cuts asked meanwhile must not teach the lag."""
+    lag = InverterLag()
+    output = 6000.0
+    for t in range(4):  # the target stays 3 kW; nothing moves for 3 s, then all at once
+        lag.command(3000.0, output, float(t), cycle_s=1.0, min_cut_w=0.0)
+        output = 6000.0 if t < 2 else 3000.0
+        lag.observe(output, t + 1.0)
+    assert lag.time_constant_s is not None
+    assert lag.time_constant_s > 3.0
+    # A later cut is therefore commanded at its target, not deeper.
+    assert lag.command(2000.0, 3000.0, 30.0, cycle_s=1.0, min_cut_w=0.0) == 2000.0

@@ -28,6 +28,9 @@ LEARNING_WEIGHT = 0.5
 """Weight of each observed cut (large cuts are rare; the newest ones count most)."""
 MAX_OBSERVE_GAP_S = 5.0
 """A reading later than this after the cut says nothing reliable about one cycle."""
+ISOLATION_S = 10.0
+"""Only a cut with no other cut this long before it teaches the lag: a device that acts after
+a dead time would otherwise seem to make a later cut at once (the earlier one landing)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,7 @@ class InverterLag:
         """Nothing learnt: cuts are commanded at the target until one has been seen."""
         self._share_per_s: float | None = None
         self._cut: _Cut | None = None
+        self._last_cut_time: float | None = None
 
     @property
     def time_constant_s(self) -> float | None:
@@ -86,11 +90,13 @@ class InverterLag:
         gap = output_w - target_w
         if gap < max(MIN_CUT_W, min_cut_w) or not math.isfinite(gap):
             return target_w
+        isolated = self._last_cut_time is None or now - self._last_cut_time > ISOLATION_S
+        self._last_cut_time = now
         commanded = target_w
         share = self._share_per_s
         if share is not None and MIN_SHARE_PER_S <= share < 1.0 and cycle_s > 0:
             landed = 1.0 - (1.0 - share) ** cycle_s  # share of the gap closed by next cycle
             undershoot = min(MAX_UNDERSHOOT, (1.0 - landed) / landed)
             commanded = max(0.0, target_w - undershoot * gap)
-        self._cut = _Cut(now, output_w, commanded)
+        self._cut = _Cut(now, output_w, commanded) if isolated else None
         return commanded
