@@ -35,10 +35,10 @@ from ...sunspec.connection import ConnectionPool
 from ...sunspec.errors import ModbusExceptionError, NotSunSpecError
 from ...validation import FormCheck
 from .flow_base import DeviceSteps
+from .flow_sunspec import GATEWAY_ERRORS
 
 FALLBACK_RANGE = (0, 100)
 FALLBACK_PERCENT = number_selector(*FALLBACK_RANGE, 1, "%", checked_by_step=True)
-GATEWAY_ERRORS = (10, 11)
 
 
 class SolarEdgeSteps(DeviceSteps):
