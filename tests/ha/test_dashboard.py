@@ -10,31 +10,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from homeassistant.config_entries import SOURCE_USER
-from homeassistant.const import CONF_HOST, CONF_PORT
 from homeassistant.core import HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import entity_registry as er
 from homeassistant.util.yaml import load_yaml
 
 from custom_components.dynamic_export.const import (
-    CONF_CONNECT,
-    CONF_CONTROL_ENABLED,
-    CONF_CONTROL_INTERVAL,
-    CONF_ENERGIZE,
-    CONF_EXPORT_LIMIT,
-    CONF_INVERT,
-    CONF_SITE_NAME,
-    CONF_UNIT_ID,
     DOMAIN,
-    KIND_SUNSPEC_TCP,
-    SUBENTRY_FIXED_LIMITER,
-    SUBENTRY_INVERTER,
-    SUBENTRY_METER,
 )
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
 
-from .helpers import attributes_of, start_subentry_flow, state_of, wait_for
+from .development_site import development_site
+from .helpers import attributes_of, state_of, wait_for
 
 DASHBOARD = Path(__file__).parents[2] / "dashboards" / "dynamic_export.yaml"
 
@@ -119,49 +105,6 @@ def _card_types(dashboard: Any) -> set[str]:
     return types
 
 
-async def _add(hass: HomeAssistant, entry_id: str, kind: str, form: dict[str, Any]) -> None:
-    """Add a subentry through its flow, as the UI does."""
-    entry = hass.config_entries.async_get_entry(entry_id)
-    menu_kind = None if kind == SUBENTRY_FIXED_LIMITER else KIND_SUNSPEC_TCP
-    result = await start_subentry_flow(hass, entry, kind, menu_kind)
-    result = await hass.config_entries.subentries.async_configure(result["flow_id"], form)
-    assert result["type"] is FlowResultType.CREATE_ENTRY, result
-    await hass.async_block_till_done()
-
-
-async def _development_site(hass: HomeAssistant, sim: SimulatedSiteServer) -> str:
-    """The site ``scripts/develop`` sets up: inverters 1 and 2, meter 240, 1500 W export."""
-    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
-    result = await hass.config_entries.flow.async_configure(
-        result["flow_id"],
-        {CONF_SITE_NAME: "Home", CONF_CONTROL_INTERVAL: 1, CONF_CONTROL_ENABLED: True},
-    )
-    assert result["type"] is FlowResultType.CREATE_ENTRY
-    entry_id: str = result["result"].entry_id
-    await hass.async_block_till_done()
-    address = {CONF_HOST: "127.0.0.1", CONF_PORT: sim.port}
-    for unit in sim.inverter_unit_ids:
-        await _add(hass, entry_id, SUBENTRY_INVERTER, {**address, CONF_UNIT_ID: unit})
-    await _add(
-        hass,
-        entry_id,
-        SUBENTRY_METER,
-        {**address, CONF_UNIT_ID: sim.meter_unit_id, CONF_INVERT: False},
-    )
-    await _add(
-        hass,
-        entry_id,
-        SUBENTRY_FIXED_LIMITER,
-        {
-            CONF_SITE_NAME: "Network limit",
-            CONF_EXPORT_LIMIT: 1500,
-            CONF_CONNECT: True,
-            CONF_ENERGIZE: True,
-        },
-    )
-    return entry_id
-
-
 def test_walk_finds_entities_in_every_place() -> None:
     """The walk sees card entities, entity rows, attribute rows and conditions."""
     dashboard = {
@@ -191,7 +134,7 @@ async def test_dashboard_names_existing_entities(
     dashboard = load_yaml(DASHBOARD)
     assert _card_types(dashboard) <= CORE_CARDS
 
-    await _development_site(hass, sim)
+    await development_site(hass, sim)
     await wait_for(
         lambda: state_of(hass, "sensor.home_export_limit") == "1500.0", 5, "the limit in force"
     )

@@ -50,6 +50,7 @@ def _power(key: str) -> DeviceSensorDescription:
         key=key,
         device_class=SensorDeviceClass.POWER,
         native_unit_of_measurement=UnitOfPower.WATT,
+        suggested_display_precision=0,
         state_class=SensorStateClass.MEASUREMENT,
     )
 
@@ -64,12 +65,14 @@ DEVICE_SENSORS: dict[str, DeviceSensorDescription] = {
             key="battery_charge",
             device_class=SensorDeviceClass.BATTERY,
             native_unit_of_measurement=PERCENTAGE,
+            suggested_display_precision=0,
             state_class=SensorStateClass.MEASUREMENT,
         ),
         DeviceSensorDescription(
             key="inverter_temperature",
             device_class=SensorDeviceClass.TEMPERATURE,
             native_unit_of_measurement=UnitOfTemperature.CELSIUS,
+            suggested_display_precision=1,
             state_class=SensorStateClass.MEASUREMENT,
         ),
         DeviceSensorDescription(
@@ -83,6 +86,7 @@ DEVICE_SENSORS: dict[str, DeviceSensorDescription] = {
             key="limit_response_time",
             device_class=SensorDeviceClass.DURATION,
             native_unit_of_measurement=UnitOfTime.SECONDS,
+            suggested_display_precision=2,
             state_class=SensorStateClass.MEASUREMENT,
             entity_category=EntityCategory.DIAGNOSTIC,
             precision=2,

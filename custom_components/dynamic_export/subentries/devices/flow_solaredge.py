@@ -36,6 +36,7 @@ from ...sunspec.errors import ModbusExceptionError, NotSunSpecError
 from ...validation import FormCheck
 from .flow_base import DeviceSteps
 from .flow_sunspec import GATEWAY_ERRORS
+from .naming import device_title
 
 FALLBACK_RANGE = (0, 100)
 FALLBACK_PERCENT = number_selector(*FALLBACK_RANGE, 1, "%", checked_by_step=True)
@@ -95,8 +96,8 @@ class SolarEdgeSteps(DeviceSteps):
                 info = probe.info
                 data[CONF_RATED_POWER] = info.rated_power_w
                 serial = info.serial_number or where
-                name = " ".join(p for p in (info.manufacturer, info.model) if p) or "SolarEdge"
-                return self._finish(f"{name} ({serial})", data, serial)
+                title = device_title(info.manufacturer, info.model, serial, "SolarEdge")
+                return self._finish(title, data, serial)
         fields: dict[Any, Any] = {
             vol.Required(CONF_HOST): selector.TextSelector(),
             vol.Required(CONF_PORT, default=DEFAULT_SOLAREDGE_PORT): PORT,

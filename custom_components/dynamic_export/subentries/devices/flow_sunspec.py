@@ -38,6 +38,7 @@ from ...sunspec.inverter import InverterInfo, SunSpecInverter
 from ...sunspec.meter import MeterInfo, SunSpecMeter
 from ...validation import FormCheck
 from .flow_base import DeviceSteps, dropdown
+from .naming import device_title
 from .setup import serial_settings
 
 # Modbus exceptions a gateway answers with when nothing is behind the unit id:
@@ -93,9 +94,8 @@ class SunSpecSteps(DeviceSteps):
         """
         if isinstance(info, InverterInfo):
             data[CONF_RATED_POWER] = info.rated_power_w
-        name = " ".join(p for p in (info.manufacturer, info.model) if p) or self.fallback_title
         serial = info.serial_number or address
-        return f"{name} ({serial})", serial
+        return device_title(info.manufacturer, info.model, serial, self.fallback_title), serial
 
 
 class SunSpecTcpSteps(SunSpecSteps):

@@ -83,6 +83,7 @@ class AskedLimitSensor(LimiterEntity, SensorEntity):
     _attr_device_class = SensorDeviceClass.POWER
     _attr_native_unit_of_measurement = UnitOfPower.WATT
     _attr_state_class = SensorStateClass.MEASUREMENT
+    _attr_suggested_display_precision = 0
 
     def __init__(
         self, coordinator: SiteCoordinator, handle: LimiterHandle, control: ControlType

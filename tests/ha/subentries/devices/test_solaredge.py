@@ -43,7 +43,7 @@ from ...helpers import start_reconfigure, start_subentry_flow, state_of
 from ...peers import GRID, Generator, PeerSite, run_until, seconds_over, set_power
 from ...sites import added_site, entity_meter_subentry, limiter_subentry, setup_site, site_entry
 
-TITLE = f"SolarEdge {MODEL} ({SERIAL})"
+TITLE = f"{MODEL} {SERIAL[-4:]}"  # the model and a short id
 
 
 def _closed_port() -> int:

@@ -63,7 +63,7 @@ async def test_add_inverter_reads_identity(hass: HomeAssistant, sim: SimulatedSi
     assert result["type"] is FlowResultType.CREATE_ENTRY
     (sub,) = entry.subentries.values()
     assert sub.unique_id == "SIM-INV-2"
-    assert "SIM-INV-2" in sub.title
+    assert sub.title == "Simulated inverter 2"  # the model and a short id: entity ids stay short
     assert sub.data == {
         CONF_HOST: "127.0.0.1",
         CONF_PORT: sim.port,
