@@ -257,6 +257,10 @@ class FixedLimitNumber(SubentryEntity, NumberEntity):
         subentry = coordinator.config_entry.subentries[subentry_id]
         super().__init__(coordinator, subentry, f"fixed_{key}")
         self._key = key
+        if key.replace("_", " ") in subentry.title.casefold():
+            # A limiter named e.g. "Zero export limit" would show "… Export limit" twice:
+            # its export limit takes the limiter's name alone.
+            self._attr_name = None
 
     @property
     def native_value(self) -> float | None:

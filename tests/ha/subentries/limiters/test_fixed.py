@@ -16,7 +16,7 @@ from custom_components.dynamic_export.const import (
 )
 
 from ...helpers import start_reconfigure, start_subentry_flow
-from ...sites import added_site, limiter_subentry
+from ...sites import added_site, limiter_subentry, setup_site, site_entry
 
 
 async def test_fixed_limiter_add_and_reconfigure(hass: HomeAssistant) -> None:
@@ -70,3 +70,17 @@ async def test_limiter_subentry_helper_matches_flow(hass: HomeAssistant) -> None
     )
     subs = list(entry.subentries.values())
     assert subs[0].data == subs[1].data
+
+
+async def test_limit_named_by_the_limiter_is_not_repeated(hass: HomeAssistant) -> None:
+    """A limiter named after its limit gives that number its own name only."""
+    await setup_site(
+        hass,
+        site_entry([limiter_subentry("Zero export limit", export_limit=0.0, load_limit=900.0)]),
+    )
+    export = hass.states.get("number.zero_export_limit")
+    assert export is not None
+    assert export.attributes["friendly_name"] == "Zero export limit"
+    load = hass.states.get("number.zero_export_limit_load_limit")
+    assert load is not None
+    assert load.attributes["friendly_name"] == "Zero export limit Load limit"
