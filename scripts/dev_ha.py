@@ -190,6 +190,14 @@ class Chromium:
         page = next(t for t in targets if t["type"] == "page")
         self.ws = await self.session.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0)
         await self.send("Page.enable")
+        # The page gets the whole size asked for (a headless window keeps some for itself).
+        await self.send(
+            "Emulation.setDeviceMetricsOverride",
+            width=self.width,
+            height=self.height,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
 
     async def send(self, method: str, **params: Any) -> dict[str, Any]:
         """Send one DevTools command and wait for its answer (events in between are skipped)."""
@@ -220,11 +228,14 @@ async def screenshot(
     width: int,
     height: int,
     wait_s: float,
-    clicks: list[tuple[int, int]],
+    steps: list[str],
 ) -> bytes:
     """Open ``page`` logged in (the frontend's stored tokens) and take a PNG of it.
 
-    ``clicks`` are made one after the other before it is taken (e.g. to open a menu).
+    ``steps`` are done one after the other before it is taken, each followed by a pause:
+    ``click:X,Y`` (e.g. to open a menu), ``type:TEXT`` (into the focused field),
+    ``key:NAME`` (Tab, Enter, Backspace, Escape, ArrowDown, ArrowUp), ``selectall`` (of the
+    focused field), ``js:EXPRESSION`` (its value is printed), ``wait:SECONDS``.
     """
     browser = Chromium(ha.session, width, height)
     await browser.start()
@@ -246,20 +257,62 @@ async def screenshot(
         await asyncio.sleep(wait_s)
         where = await browser.send("Runtime.evaluate", expression="location.href")
         print(f"dev_ha: the page is at {where['result'].get('value')}")
-        for x, y in clicks:
-            for event in ("mousePressed", "mouseReleased"):
-                await browser.send(
-                    "Input.dispatchMouseEvent", type=event, x=x, y=y, button="left", clickCount=1
-                )
-            await asyncio.sleep(2)
-        # The clip gives the whole size asked for: a headless window may be smaller.
-        clip = {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}
-        shot = await browser.send(
-            "Page.captureScreenshot", format="png", clip=clip, captureBeyondViewport=True
-        )
+        for step in steps:
+            await _do(browser, step)
+        # The viewport as shown: dialogs live in the top layer, which a clip beyond the
+        # viewport leaves out.
+        shot = await browser.send("Page.captureScreenshot", format="png")
         return base64.b64decode(shot["data"])
     finally:
         await browser.stop()
+
+
+KEY_CODES = {"Tab": 9, "Enter": 13, "Backspace": 8, "Escape": 27, "ArrowDown": 40, "ArrowUp": 38}
+
+
+async def _do(browser: Chromium, step: str) -> None:
+    """One step of a screenshot's script (see ``screenshot``)."""
+    action, _, arg = step.partition(":")
+    if action == "click":
+        x, y = (int(v) for v in arg.split(","))
+        await browser.send("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
+        for event in ("mousePressed", "mouseReleased"):
+            await browser.send(
+                "Input.dispatchMouseEvent",
+                type=event,
+                x=x,
+                y=y,
+                button="left",
+                buttons=1 if event == "mousePressed" else 0,
+                clickCount=1,
+            )
+    elif action == "type":
+        await browser.send("Input.insertText", text=arg)
+    elif action == "key":
+        code = KEY_CODES[arg]
+        for event in ("rawKeyDown", "keyUp"):
+            await browser.send(
+                "Input.dispatchKeyEvent",
+                type=event,
+                key=arg,
+                code=arg,
+                windowsVirtualKeyCode=code,
+                nativeVirtualKeyCode=code,
+            )
+    elif action == "selectall":  # of the focused field, so that typing replaces it
+        await browser.send(
+            "Input.dispatchKeyEvent", type="rawKeyDown", key="a", commands=["selectAll"]
+        )
+        await browser.send("Input.dispatchKeyEvent", type="keyUp", key="a")
+    elif action == "js":
+        result = await browser.send("Runtime.evaluate", expression=arg, returnByValue=True)
+        print(f"dev_ha: {arg} -> {result['result'].get('value')!r}")
+    elif action == "wait":
+        await asyncio.sleep(float(arg))
+        return
+    else:
+        raise SystemExit(f"dev_ha: unknown step {step!r}")
+    await asyncio.sleep(1.5)
 
 
 def save(out: Path, data: bytes) -> None:
@@ -283,6 +336,12 @@ async def main(argv: list[str]) -> None:
     shot.add_argument("--size", default="1600x1300", help="window size WIDTHxHEIGHT")
     shot.add_argument("--settle", type=float, default=20, help="seconds to let the page draw")
     shot.add_argument("--click", action="append", default=[], help="X,Y to click first")
+    shot.add_argument(
+        "--step",
+        action="append",
+        default=[],
+        help="click:X,Y, type:TEXT, key:NAME, selectall, js:EXPR or wait:S, in order",
+    )
     args = parser.parse_args(argv)
 
     # The threaded resolver: the venv's aiodns need not match what aiohttp expects.
@@ -295,8 +354,8 @@ async def main(argv: list[str]) -> None:
             await add_site(ha, args.sim_port)
         else:
             width, height = (int(x) for x in args.size.split("x"))
-            clicks = [(int(c.split(",")[0]), int(c.split(",")[1])) for c in args.click]
-            png = await screenshot(ha, args.page, width, height, args.settle, clicks)
+            steps = [f"click:{c}" for c in args.click] + args.step
+            png = await screenshot(ha, args.page, width, height, args.settle, steps)
             save(args.out, png)
             print(f"dev_ha: saved {args.out} ({width}x{height}) of {ha.url}{args.page}")
 

@@ -54,6 +54,7 @@ from .subentries.csip.flow import CsipSubentryFlow
 from .subentries.devices.flow import InverterSubentryFlow, MeterSubentryFlow
 from .subentries.devices.flow_base import PASSWORD
 from .subentries.devices.flow_discovery import PowerwallDiscoverySteps
+from .subentries.devices.flow_discovery_opendtu import OpenDtuDiscoverySteps
 from .subentries.limiters.flow import (
     AmberSubentryFlow,
     FixedLimiterSubentryFlow,
@@ -100,7 +101,9 @@ OPTION_DEFAULTS = {
 }
 
 
-class DynamicExportConfigFlow(PowerwallDiscoverySteps, ConfigFlow, domain=DOMAIN):
+class DynamicExportConfigFlow(
+    PowerwallDiscoverySteps, OpenDtuDiscoverySteps, ConfigFlow, domain=DOMAIN
+):
     """Create a site; devices and limiters are added to it as subentries."""
 
     VERSION = 1
