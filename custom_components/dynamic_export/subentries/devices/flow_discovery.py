@@ -9,6 +9,7 @@ site the user picks among those that have no meter yet.
 
 from __future__ import annotations
 
+import logging
 from types import MappingProxyType
 from typing import Any
 
@@ -27,6 +28,8 @@ from .flow_base import PASSWORD
 from .flow_powerwall import POWERWALL_TITLE, powerwall_data, powerwall_error
 
 CONF_SITE = "site"
+
+_LOGGER = logging.getLogger(__name__)
 
 
 class PowerwallDiscoverySteps(ConfigFlow):
@@ -84,6 +87,10 @@ class PowerwallDiscoverySteps(ConfigFlow):
                 )
             except DeviceError as err:
                 errors["base"] = powerwall_error(err)
+                if errors["base"] == "invalid_response":  # the form says to see the log
+                    _LOGGER.warning(
+                        "The gateway at %s cannot be used: %s", self._discovered_host, err
+                    )
             else:
                 if any(sub.unique_id == info.din for sub in entry.subentries.values()):
                     return self.async_abort(reason="powerwall_already_configured")

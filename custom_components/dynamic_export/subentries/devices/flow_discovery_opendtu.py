@@ -10,6 +10,7 @@ reconfigure form then chooses among them.
 
 from __future__ import annotations
 
+import logging
 from types import MappingProxyType
 from typing import Any
 
@@ -36,6 +37,8 @@ from ...opendtu.errors import InvalidPasswordError, NotOpenDtuError
 from .flow_base import PASSWORD
 
 CONF_SITE = "site"
+
+_LOGGER = logging.getLogger(__name__)
 
 
 def dtu_unique_id(hostname: str) -> str:
@@ -97,8 +100,9 @@ class OpenDtuDiscoverySteps(ConfigFlow):
                 errors["base"] = "not_opendtu"
             except DeviceUnavailableError:
                 errors["base"] = "cannot_connect"
-            except DeviceError:
-                errors["base"] = "invalid_response"
+            except DeviceError as err:
+                errors["base"] = "invalid_response"  # the form says to see the log
+                _LOGGER.warning("The OpenDTU at %s cannot be used: %s", self._dtu_host, err)
             else:
                 where = f"{self._dtu_host}:{self._dtu_port}"
                 unique_id = dtu_unique_id(info.hostname or where)

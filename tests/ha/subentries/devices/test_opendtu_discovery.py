@@ -100,3 +100,20 @@ async def test_dtu_without_a_site_is_not_offered(hass: HomeAssistant) -> None:
     )
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "no_site"
+
+
+async def test_unreadable_dtu_is_explained_in_the_log(
+    hass: HomeAssistant, dtu: DtuPeer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The form says to see the log: the log says what was wrong."""
+    dtu.overrides[("GET", "/api/livedata/status")] = (200, "{inverters: [")
+    entry = added_site(hass)
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_ZEROCONF}, data=_announcement(dtu.port)
+    )
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"site": entry.entry_id, CONF_PASSWORD: PASSWORD}
+    )
+    assert result["errors"] == {"base": "invalid_response"}
+    assert "The OpenDTU at 127.0.0.1 cannot be used" in caplog.text
+    assert not entry.subentries
