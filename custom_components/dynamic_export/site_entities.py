@@ -25,7 +25,7 @@ from homeassistant.helpers.typing import StateType
 from .compat import BinarySensorDeviceClass
 from .const import CONF_CONTROL_ENABLED
 from .coordinator import SiteCoordinator
-from .core.controller import ControlState
+from .core.controller import ControlState, FailSafeReason
 from .core.controls import WATT_CONTROLS, ControlType
 from .core.cycle import CycleSnapshot
 from .entity import SiteEntity, rounded_number
@@ -41,6 +41,10 @@ class SiteSensorDescription(SensorEntityDescription):
     attributes_fn: Callable[[CycleSnapshot], Mapping[str, Any]] | None = None
     paced: bool = False
     """A measurement that may wait (see ``PacedEntity``); limits and states never do."""
+
+
+NO_FAIL_SAFE = "none"
+"""The fail-safe reason sensor's state while the site is not at its fail-safe level."""
 
 
 def _limit_sensor(control: ControlType) -> SiteSensorDescription:
@@ -94,6 +98,14 @@ SITE_SENSORS: tuple[SiteSensorDescription, ...] = (
         options=[state.value for state in ControlState],
         value_fn=lambda snap: snap.state.value,
         attributes_fn=_state_attributes,
+    ),
+    SiteSensorDescription(
+        key="fail_safe_reason",
+        device_class=SensorDeviceClass.ENUM,
+        options=[NO_FAIL_SAFE, *(reason.value for reason in FailSafeReason)],
+        value_fn=lambda snap: (
+            snap.plan.fail_safe_reason.value if snap.plan.fail_safe_reason else NO_FAIL_SAFE
+        ),
     ),
     SiteSensorDescription(
         key="cycle_duration",

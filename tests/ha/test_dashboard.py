@@ -6,6 +6,7 @@ the entity ids are the ones Home Assistant derives from the names those flows gi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -62,10 +63,18 @@ def _walk(node: Any) -> Iterator[tuple[str, Any]]:
             yield from _walk(item)
 
 
+TEMPLATE_ENTITY = re.compile(
+    r"""(?:states|state_attr|is_state)\(\s*['"]([a-z_]+\.[a-z0-9_]+)['"]"""
+)
+"""An entity id a markdown card's template reads."""
+
+
 def _named_entities(dashboard: Any) -> set[str]:
-    """Every entity id the dashboard names: cards, rows, badges, conditions."""
+    """Every entity id the dashboard names: cards, rows, badges, conditions, templates."""
     named: set[str] = set()
     for key, value in _walk(dashboard):
+        if key == "content" and isinstance(value, str):
+            named.update(TEMPLATE_ENTITY.findall(value))
         if key not in ENTITY_KEYS:
             continue
         for item in value if isinstance(value, list) else [value]:
@@ -113,6 +122,7 @@ def test_walk_finds_entities_in_every_place() -> None:
                 "cards": [
                     {"type": "tile", "entity": "sensor.a", "state_content": ["state", "x"]},
                     {"type": "entities", "entities": ["sensor.b", {"entity": "sensor.c"}]},
+                    {"type": "markdown", "content": "{{ states('sensor.f') }} {{ x }}"},
                     {
                         "type": "conditional",
                         "conditions": [{"condition": "state", "entity": "sensor.d"}],
@@ -122,8 +132,8 @@ def test_walk_finds_entities_in_every_place() -> None:
             }
         ]
     }
-    assert _named_entities(dashboard) == {f"sensor.{x}" for x in "abcde"}
-    assert _card_types(dashboard) == {"tile", "entities", "conditional", "glance"}
+    assert _named_entities(dashboard) == {f"sensor.{x}" for x in "abcdef"}
+    assert _card_types(dashboard) == {"tile", "entities", "conditional", "glance", "markdown"}
     assert _attribute_rows(dashboard) == {("sensor.a", "x")}
 
 
