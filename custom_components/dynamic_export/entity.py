@@ -80,6 +80,12 @@ HEARTBEAT_S = 60.0
 SPACING_S = 5.0
 """A paced measurement writes at most this often, however far it moves."""
 
+SLOW_SPACING_S = 30.0
+"""A slow measurement (``PacedEntity.slow``) writes at most this often, attributes included."""
+
+SLOW_STEP_FACTOR = 2.5
+"""… and only when it moved by this many of its unit's steps (500 W for power)."""
+
 STEPS: Mapping[str | None, float] = {
     UnitOfPower.WATT: 200.0,
     UnitOfEnergy.WATT_HOUR: 100.0,
@@ -106,10 +112,14 @@ class PacedEntity(CoordinatorEntity[SiteCoordinator]):
       ``STEPS``) is written when it moved by its step since it was last written and
       ``SPACING_S`` has passed since then, or, if it moved less, once ``HEARTBEAT_S``
       has passed. (Its availability and attributes still show at once.)
+    - A slow measurement (``slow``: a figure automations act on over minutes) waits longer:
+      ``SLOW_SPACING_S``, ``SLOW_STEP_FACTOR`` steps, and its attributes wait with it.
     """
 
     paced = False
     """True for a measurement that may wait (see the class docstring)."""
+    slow = False
+    """True for a paced measurement that may wait longer (see the class docstring)."""
 
     _written: tuple[bool, Any, Any] | None = None
     _written_at = 0.0
@@ -123,7 +133,8 @@ class PacedEntity(CoordinatorEntity[SiteCoordinator]):
         """The step of a paced measurement; None for everything written at each change."""
         if not self.paced:
             return None
-        return STEPS.get(getattr(self, "native_unit_of_measurement", None))
+        step = STEPS.get(getattr(self, "native_unit_of_measurement", None))
+        return step * SLOW_STEP_FACTOR if step is not None and self.slow else step
 
     def _now(self) -> float:
         """The latest cycle's time (the control loop's monotonic clock)."""
@@ -132,15 +143,18 @@ class PacedEntity(CoordinatorEntity[SiteCoordinator]):
 
     def _worth_writing(self) -> bool:
         shown, written = self._shown(), self._written
-        if written is None or shown[0] != written[0] or shown[2] != written[2]:
+        if written is None or shown[0] != written[0]:
             return True
+        since = self._now() - self._written_at
+        spacing = SLOW_SPACING_S if self.slow else SPACING_S
+        if shown[2] != written[2]:
+            return not self.slow or since >= spacing
         if shown[1] == written[1]:
             return False
         step = self._step()
         if step is None or not _is_number(shown[1]) or not _is_number(written[1]):
             return True
-        since = self._now() - self._written_at
-        return since >= HEARTBEAT_S or (since >= SPACING_S and abs(shown[1] - written[1]) >= step)
+        return since >= HEARTBEAT_S or (since >= spacing and abs(shown[1] - written[1]) >= step)
 
     async def async_added_to_hass(self) -> None:
         """The state written on adding the entity counts as written."""

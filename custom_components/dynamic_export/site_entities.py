@@ -41,6 +41,8 @@ class SiteSensorDescription(SensorEntityDescription):
     attributes_fn: Callable[[CycleSnapshot], Mapping[str, Any]] | None = None
     paced: bool = False
     """A measurement that may wait (see ``PacedEntity``); limits and states never do."""
+    slow: bool = False
+    """A paced measurement that may wait longer (see ``PacedEntity``)."""
 
 
 NO_FAIL_SAFE = "none"
@@ -93,6 +95,21 @@ SITE_SENSORS: tuple[SiteSensorDescription, ...] = (
         value_fn=lambda snap: rounded_number(snap.plan.load_w),
     ),
     SiteSensorDescription(
+        key="available_power",
+        paced=True,
+        slow=True,
+        device_class=SensorDeviceClass.POWER,
+        native_unit_of_measurement=UnitOfPower.WATT,
+        suggested_display_precision=0,
+        state_class=SensorStateClass.MEASUREMENT,
+        value_fn=lambda snap: (
+            round(snap.available_power.watts, 1) if snap.available_power else None
+        ),
+        attributes_fn=lambda snap: {
+            "method": snap.available_power.method.value if snap.available_power else None
+        },
+    ),
+    SiteSensorDescription(
         key="control_state",
         device_class=SensorDeviceClass.ENUM,
         options=[state.value for state in ControlState],
@@ -131,6 +148,7 @@ class SiteSensor(SiteEntity, SensorEntity):
         super().__init__(coordinator, description.key)
         self.entity_description = description
         self.paced = description.paced
+        self.slow = description.slow
 
     @property
     def native_value(self) -> StateType:

@@ -38,7 +38,7 @@ SETTLE_S = SPACING_S + 2.0
 WALL_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)?$")
 
 VOLATILE_KEYS = frozenset(
-    {"created_at", "modified_at", "duration_s", "wall_time", "timestamp", "time", "port"}
+    {"created_at", "modified_at", "duration_s", "age_s", "wall_time", "timestamp", "time", "port"}
 )
 """Diagnostics keys whose values belong to this run: times, and the simulator's free port."""
 

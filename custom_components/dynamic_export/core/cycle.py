@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
 
+from .available_power import AvailablePower, AvailablePowerEstimator, site_available_power
 from .capability import SiteCapability, site_capability
 from .controller import Constraint, Controller, ControlPlan, ControlState, FailSafeReason
 from .controls import Controls, LimitRequest
@@ -42,6 +43,8 @@ class InverterStatus:
     command: InverterCommand | None = None
     """The command in force (the last one written)."""
     wrote: bool = False
+    available_power: AvailablePower | None = None
+    """What it could produce now, curtailed or not (None: it did not answer)."""
 
     @property
     def available(self) -> bool:
@@ -68,6 +71,8 @@ class CycleSnapshot:
     write_errors: dict[str, str] = field(default_factory=dict)
     credentials_rejected: frozenset[str] = frozenset()
     """Devices (inverter keys, ``"meter"``) whose last answer refused our password."""
+    available_power: AvailablePower | None = None
+    """What the inverters that answered could produce together now."""
 
     @property
     def state(self) -> ControlState:
@@ -124,6 +129,7 @@ class ControlLoop:
         self.limiters = list(limiters)
         self.controller = controller
         self.write_policy = write_policy
+        self._available_power = AvailablePowerEstimator()
         self.clock = clock
         self.wall_clock = wall_clock
         self.device_timeout_s = device_timeout_s
@@ -202,12 +208,14 @@ class ControlLoop:
         elif self._needs_release:
             write_errors = await self._async_release()
 
+        available = self._available_power.estimate(now, readings)
         inverters = {
             key: InverterStatus(
                 reading=readings.get(key),
                 error=read_errors.get(key) or write_errors.get(key),
                 command=self.write_policy.last_command(key),
                 wrote=key in wrote,
+                available_power=available.get(key),
             )
             for key in self.inverters
         }
@@ -226,6 +234,7 @@ class ControlLoop:
             duration_s=self.clock() - started,
             write_errors=write_errors,
             credentials_rejected=self.credentials_rejected,
+            available_power=site_available_power(available),
         )
 
     async def async_close(self) -> dict[str, str]:

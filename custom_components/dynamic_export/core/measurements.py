@@ -40,6 +40,8 @@ class InverterReading:
     connected: bool | None = None
     status: str | None = None
     lifetime_energy_wh: float | None = None
+    available_w: float | None = None
+    """What the inverter says it could produce now (SunSpec ``WAval``); None: it does not say."""
 
     @property
     def limit_w(self) -> float:

@@ -28,6 +28,7 @@ from homeassistant.helpers.typing import StateType
 
 from ...compat import BinarySensorDeviceClass
 from ...coordinator import SiteCoordinator
+from ...core.available_power import AvailablePower
 from ...core.cycle import InverterStatus
 from ...core.measurements import InverterReading, MeterReading
 from ...entity import SubentryEntity, rounded_number
@@ -206,6 +207,50 @@ class InverterSensor(SubentryEntity, SensorEntity):
         return self.entity_description.value_fn(status.reading)
 
 
+class AvailablePowerSensor(SubentryEntity, SensorEntity):
+    """What an inverter could produce now, curtailed or not; ``method`` says how it is known.
+
+    For automations that start a load on solar the site would otherwise curtail (see
+    ``core.available_power``).
+    """
+
+    paced = True  # a measurement automations act on over minutes: see PacedEntity
+    slow = True
+
+    # The site's figure is what automations use; per inverter it is for a closer look.
+    _attr_entity_registry_enabled_default = False
+    _attr_device_class = SensorDeviceClass.POWER
+    _attr_native_unit_of_measurement = UnitOfPower.WATT
+    _attr_state_class = SensorStateClass.MEASUREMENT
+    _attr_suggested_display_precision = 0
+
+    def __init__(self, coordinator: SiteCoordinator, handle: InverterHandle) -> None:
+        """Create the sensor for one inverter."""
+        super().__init__(coordinator, handle.subentry, "available_power", handle)
+
+    @property
+    def _estimate(self) -> AvailablePower | None:
+        status = self.snapshot.inverters.get(self.device_key)
+        return None if status is None else status.available_power
+
+    @property
+    def available(self) -> bool:
+        """Available while the inverter answers."""
+        return super().available and self._estimate is not None
+
+    @property
+    def native_value(self) -> float | None:
+        """The estimate, in watts."""
+        estimate = self._estimate
+        return None if estimate is None else round(estimate.watts, 1)
+
+    @property
+    def extra_state_attributes(self) -> dict[str, str | None]:
+        """How the figure was found (``reported``, ``not_limited``, ``siblings``, ...)."""
+        estimate = self._estimate
+        return {"method": None if estimate is None else estimate.method.value}
+
+
 class MeterSensor(SubentryEntity, SensorEntity):
     """A sensor of the site meter; unavailable while the meter does not answer."""
 
@@ -272,7 +317,9 @@ class DeviceConnectivity(SubentryEntity, BinarySensorEntity):
 
 def inverter_sensors(coordinator: SiteCoordinator, handle: InverterHandle) -> list[SensorEntity]:
     """The sensors of one inverter."""
-    return [InverterSensor(coordinator, handle, d) for d in INVERTER_SENSORS]
+    sensors: list[SensorEntity] = [InverterSensor(coordinator, handle, d) for d in INVERTER_SENSORS]
+    sensors.append(AvailablePowerSensor(coordinator, handle))
+    return sensors
 
 
 def meter_sensors(coordinator: SiteCoordinator, handle: MeterHandle) -> list[SensorEntity]:
