@@ -242,9 +242,14 @@ class CsipClient:
             return True
         end = self.telemetry.period_end
         if self.telemetry.pending or (end is not None and server_now >= end):
-            return self._timetable.due_at("mmr") <= now and bool(self._usage_points.links)
+            return self._timetable.due_at("mmr") <= now and self._can_post()
         next_report = self._der_reports.next_due()
         return next_report is not None and next_report <= now
+
+    def _can_post(self) -> bool:
+        """Readings can go out: the server has usage points (ours are made when needed)."""
+        dcap = self._dcap
+        return dcap is not None and dcap.mirror_usage_point_list_href is not None
 
     # -- state ------------------------------------------------------------------------------
 
@@ -363,7 +368,7 @@ class CsipClient:
             times.append(clock.local(attempt))
         if (report := self._der_reports.next_due()) is not None:
             times.append(report)
-        posting = bool(self._usage_points.links)
+        posting = self._can_post()
         if posting and (end := self.telemetry.period_end) is not None:
             times.append(max(clock.local(end), timetable.due_at("mmr")))
         if self.telemetry.pending and posting:
@@ -458,8 +463,9 @@ class CsipClient:
         if state is None:
             return False
         self.schedule, self.tracker = state.schedule, state.tracker
-        self._usage_points.links = state.usage_points
-        self.telemetry.restore(dict(state.telemetry or {}))
+        migrated = self.telemetry.restore(dict(state.telemetry or {}))
+        # Usage points saved before the PEN was decimal carry the old mRIDs: new ones are made.
+        self._usage_points.links = {} if migrated else state.usage_points
         self._device.in_band = state.in_band
         self._connection.last_success = state.last_success
         return True
