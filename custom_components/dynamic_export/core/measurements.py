@@ -2,8 +2,9 @@
 
 Grid power is positive when the site imports and negative when it exports.
 Inverter power is positive when the inverter generates. Reactive power follows the
-sign of the same device's active power (the meter: + import; an inverter: + delivered). Timestamps are seconds on
-the caller's monotonic clock, so the controller can tell how old a reading is.
+sign of the same device's active power (the meter: + import; an inverter: + delivered).
+Timestamps are seconds on the caller's monotonic clock, so the controller can tell how
+old a reading is.
 """
 
 from __future__ import annotations
