@@ -96,7 +96,7 @@ class Harness:
         transport = Sep2Transport(
             self.session, base, context, timeout_s=2.0, retry_delays_s=(0.01,)
         )
-        settings = CsipConfig(dcap_href=href, pen=TEST_PEN, **config)
+        settings = CsipConfig(**{"dcap_href": href, "pen": TEST_PEN, **config})
         client = CsipClient(
             transport, identity, settings, clock=self.clock, rng=random.Random(seed)
         )
@@ -150,6 +150,7 @@ async def make_harness(
     clock = FakeClock()
     server_state = state or default_tree(CsipState(clock=clock.timestamp))
     server_state.clock = clock.timestamp
+    server_state.pen = TEST_PEN  # mRIDs must carry it, as the reference server checks
     server = await factory(state=server_state)
     async with aiohttp.ClientSession() as session:
         harness = Harness(server, clock, device, pki, session)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from custom_components.dynamic_export.core.controls import Controls, ControlType
 from custom_components.dynamic_export.csip.client import CsipClient
 from custom_components.dynamic_export.csip.selection import Source
+from custom_components.dynamic_export.csip.sep2.codes import EventStatus
 from custom_components.dynamic_export.csip.status import CommsState
 
 from .client_harness import MEASUREMENTS, Harness
@@ -318,3 +320,49 @@ async def test_restore_ignores_other_identity(h: Harness) -> None:
     saved["lfdi"] = "0" * 40
     other = h.client()
     assert not other.restore(saved)
+
+
+async def test_control_published_as_superseded_never_starts(h: Harness) -> None:
+    """ALL-18: a control the server publishes as superseded (EventStatus 4) while another is
+    active is answered "superseded" and never started or applied; the active one holds."""
+    h.state.set_poll_rate("derp", 60)
+    active = h.state.add_control("2", duration=900, op_mod_exp_lim_w=0)
+    client = h.client()
+    controls = await h.run(client)
+    assert controls.export_limit == 0.0
+    # A better program's control: without its status it would win and apply.
+    flagged = h.state.add_control(
+        "1", duration=600, op_mod_exp_lim_w=5000, status=EventStatus.SUPERSEDED
+    )
+    for _ in range(120):
+        controls = await h.step(client, 1)
+        assert controls.export_limit == 0.0, "the site keeps the active control's 0 W"
+    assert h.state.response_statuses(flagged.mrid) == [RECEIVED, SUPERSEDED]
+    assert h.state.response_statuses(active.mrid) == [RECEIVED, STARTED]
+    assert [c.mrid for c in client.status().active_controls] == [active.mrid]
+
+
+async def test_import_limit_a_solar_only_site_cannot_hold_is_said_once(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Load above the solar: the import stays over the cap. One warning (not one per
+    cycle) and the status say so; holding it again is said once too."""
+    h.state.add_control("1", duration=3600, op_mod_imp_lim_w=0)
+    client = h.client()
+    over = replace(MEASUREMENTS, site_power_w=1800.0, der_power_w=1000.0)
+    await h.run(client, over)
+    for _ in range(200):
+        await h.step(client, 1, over)
+    assert client.controls(h.clock()).import_limit == 0.0
+    warnings = [r for r in caplog.records if "cannot hold the utility's import limit" in r.message]
+    assert len(warnings) == 1
+    assert warnings[0].levelname == "WARNING"
+    assert client.status().import_limit_unheld
+    held = replace(MEASUREMENTS, site_power_w=20.0, der_power_w=2800.0)
+    for _ in range(40):
+        await h.step(client, 1, held)
+    assert not client.status().import_limit_unheld
+    assert (
+        len([r for r in caplog.records if "holds the utility's import limit again" in r.message])
+        == 1
+    )

@@ -220,3 +220,19 @@ async def test_server_dialects(
         assert h.state.response_statuses(control.mrid) == [1, 2]
         assert h.state.device_for(h.device).nmi == "4102345678"
         assert all(r.path.startswith("/api/v2/") for r in h.server.requests)
+
+
+async def test_empty_function_set_assignments_list_honours_its_poll_rate(h: Harness) -> None:
+    """A server that assigns nothing yet is asked again at the list's pollRate, not every pass."""
+    h.registered()
+    h.state.remove_fsa("1")
+    h.state.poll_rates["fsa"] = 60
+    client = h.client()
+    await h.run(client)
+    assert len(h.server.requests_to("/edev/1/fsa", "GET")) == 1
+    for _ in range(59):  # a control cycle (and a pass) every second, short of the pollRate
+        await h.step(client, 1)
+    assert len(h.server.requests_to("/edev/1/fsa", "GET")) == 1
+    for _ in range(600):  # ten more minutes: once a minute
+        await h.step(client, 1)
+    assert len(h.server.requests_to("/edev/1/fsa", "GET")) == 11

@@ -170,22 +170,56 @@ def test_measurements_from_cycle() -> None:
         voltage_v=241.3,
         frequency_hz=50.01,
     )
-    online = InverterStatus(InverterReading(0.0, 3000.0, 5000.0, connected=True))
+    online = InverterStatus(
+        InverterReading(
+            0.0,
+            3000.0,
+            5000.0,
+            connected=True,
+            reactive_power_var=-100.0,
+            phase_voltage_v=(240.0, None, None),
+            frequency_hz=50.02,
+        )
+    )
+    other = InverterStatus(
+        InverterReading(
+            0.0,
+            0.0,
+            1000.0,
+            connected=True,
+            reactive_power_var=40.0,
+            phase_voltage_v=(242.0, 239.0, None),
+        )
+    )
     offline = InverterStatus(None, error="timeout")
     snapshot = SimpleNamespace(
         meter=meter,
         meter_error=None,
-        inverters={"a": online, "b": offline},
+        inverters={"a": online, "b": offline, "c": other},
         control_enabled=False,
         plan=SimpleNamespace(fail_safe_reason=None),
     )
-    m = measurements_from_cycle(snapshot, {"a": 5000.0, "b": 3000.0})  # type: ignore[arg-type]
+    ratings = {"a": 5000.0, "b": 3000.0, "c": 1000.0}
+    m = measurements_from_cycle(snapshot, ratings)  # type: ignore[arg-type]
     assert m.site_power_w == -1200.0
     assert m.export_w == 1200.0
-    assert m.site_voltage_v == (241.3, None, None)
+    assert m.site_voltage_v is None, "the meter's one voltage is not labelled phase A"
+    assert m.site_average_voltage_v == 241.3
+    assert m.site_reactive_var is None
     assert m.der_power_w == 3000.0
-    assert m.rated_w == 8000.0
-    assert m.available_w == 5000.0
+    assert m.der_reactive_var == -60.0
+    assert m.der_voltage_v == (241.0, 239.0, None), "per phase, over the inverters on it"
+    assert m.der_frequency_hz == 50.02
+    assert m.rated_w == 9000.0
+    assert m.available_w == 6000.0
+    phased = replace(meter, phase_voltage_v=(230.0, 231.0, 232.0), reactive_power_var=350.0)
+    m = measurements_from_cycle(
+        SimpleNamespace(**{**vars(snapshot), "meter": phased}),  # type: ignore[arg-type]
+        ratings,
+    )
+    assert m.site_voltage_v == (230.0, 231.0, 232.0)
+    assert m.site_average_voltage_v is None
+    assert m.site_reactive_var == 350.0
     assert m.connected
     assert m.operating
     assert m.control_enabled is False

@@ -542,3 +542,22 @@ def test_loser_due_no_earlier_than_winner_never_starts_despite_random_offsets() 
     assert refs(schedule.advance(T0 + 100)) == [("L", R.SUPERSEDED)]
     assert export_at(schedule, T0 + 100) is None
     assert refs(schedule.advance(upcoming.start)) == [("W", R.STARTED)]
+
+
+def test_server_superseded_status_never_starts_and_stops_a_running_control() -> None:
+    """EventStatus 4 from the server: a waiting control never starts and cuts nothing short;
+    a running one stops at the poll that says so. Both are answered "superseded" once."""
+    schedule = ControlSchedule()
+    running = ctl("run", T0, 600, exp=2000, created=T0 - 100)
+    schedule.update([prog("P", 2, running)], T0)
+    assert export_at(schedule, T0 + 10) == 2000.0
+    flagged = ctl("new", T0 + 20, 600, exp=9000, created=T0, status=EventStatus.SUPERSEDED)
+    events = schedule.update([prog("P", 2, running), prog("Q", 1, flagged)], T0 + 10)
+    assert refs(events) == [("new", R.RECEIVED), ("new", R.SUPERSEDED)]
+    events = schedule.advance(T0 + 30)
+    assert ("new", R.STARTED) not in refs(events)
+    assert export_at(schedule, T0 + 30) == 2000.0, "the better-primacy flagged control cut nothing"
+    now_flagged = ctl("run", T0, 600, exp=2000, created=T0 - 100, status=EventStatus.SUPERSEDED)
+    events = schedule.update([prog("P", 2, now_flagged), prog("Q", 1, flagged)], T0 + 40)
+    assert refs(events) == [("run", R.SUPERSEDED)]
+    assert export_at(schedule, T0 + 40) is None

@@ -343,3 +343,19 @@ def test_revert_timeout_validation() -> None:
     with pytest.raises(ValueError, match="revert_timeout_s"):
         SunSpecInverter(device, revert_timeout_s=math.nan)
     assert SunSpecInverter(device, revert_timeout_s=0.5).revert_timeout_s == 1.0
+
+
+async def test_reactive_power_voltage_and_frequency(make_peer, make_connection) -> None:
+    """VAr, the voltage of each phase the inverter has, and frequency, as CSIP-AUS reports."""
+    values = {**inverter_values(102), "VAr": -12, "VAr_SF": 1, "PhVphB": 2398, "PhVphC": 2400}
+    image = inverter_image(102, inverter=values)
+    inverter, _ = await _inverter(make_peer, make_connection, image)
+    reading = await inverter.async_read()
+    assert reading.reactive_power_var == -120.0
+    assert reading.phase_voltage_v is not None
+    assert_close(reading.phase_voltage_v[0], 241.5)
+    assert_close(reading.phase_voltage_v[1], 239.8)
+    assert reading.phase_voltage_v[2] is None, "a two-phase inverter has no phase C"
+    assert_close(reading.frequency_hz, 50.01)
+    bare, _ = await _inverter(make_peer, make_connection, inverter_image(101))
+    assert (await bare.async_read()).reactive_power_var is None

@@ -118,3 +118,27 @@ async def test_inverter_is_not_a_meter(make_peer, make_connection) -> None:
     meter, _ = await _meter(make_peer, make_connection, inverter_image(103))
     with pytest.raises(UnsupportedDeviceError, match="meter model"):
         await meter.async_setup()
+
+
+@pytest.mark.parametrize("invert", [False, True])
+async def test_reactive_power_and_voltage_per_measured_phase(
+    make_peer, make_connection, invert: bool
+) -> None:
+    """VAR follows the meter's sign convention; only the phases the model has are voltages."""
+    values = {**meter_values(203), "VAR": -40, "VAR_SF": 1}
+    meter, _ = await _meter(
+        make_peer, make_connection, meter_image(203, values=values), invert=invert
+    )
+    reading = await meter.async_read()
+    assert reading.reactive_power_var == (400.0 if invert else -400.0)
+    assert reading.phase_voltage_v is not None
+    assert_close(reading.phase_voltage_v[0], 231.0)
+    assert_close(reading.phase_voltage_v[1], 232.0)
+    assert reading.phase_voltage_v[2] is None  # not implemented
+    single, _ = await _meter(make_peer, make_connection, meter_image(201))
+    one = await single.async_read()
+    assert one.reactive_power_var is None
+    assert one.phase_voltage_v is not None
+    assert one.phase_voltage_v[1:] == (None, None), "a single-phase meter has phase A only"
+    bare, _ = await _meter(make_peer, make_connection, meter_image(203, values={"W": 1, "W_SF": 0}))
+    assert (await bare.async_read()).phase_voltage_v is None

@@ -1,13 +1,18 @@
 """Readings taken from the site's devices, in one sign convention.
 
 Grid power is positive when the site imports and negative when it exports.
-Inverter power is positive when the inverter generates. Timestamps are seconds on
-the caller's monotonic clock, so the controller can tell how old a reading is.
+Inverter power is positive when the inverter generates. Reactive power follows the
+sign of the same device's active power (the meter: + import; an inverter: + delivered).
+Timestamps are seconds on the caller's monotonic clock, so the controller can tell how
+old a reading is.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+type PhaseValues = tuple[float | None, float | None, float | None]
+"""Values of phases (A, B, C); ``None`` where the device does not measure that phase."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,11 +21,15 @@ class MeterReading:
 
     timestamp: float
     grid_power_w: float
-    phase_power_w: tuple[float | None, float | None, float | None] | None = None
+    phase_power_w: PhaseValues | None = None
     import_energy_wh: float | None = None
     export_energy_wh: float | None = None
     voltage_v: float | None = None
+    """One voltage for the site (e.g. the average line-to-neutral voltage)."""
     frequency_hz: float | None = None
+    reactive_power_var: float | None = None
+    phase_voltage_v: PhaseValues | None = None
+    """Line-to-neutral voltage of each phase the meter measures."""
 
     @property
     def export_w(self) -> float:
@@ -42,6 +51,10 @@ class InverterReading:
     lifetime_energy_wh: float | None = None
     available_w: float | None = None
     """What the inverter says it could produce now (SunSpec ``WAval``); None: it does not say."""
+    reactive_power_var: float | None = None
+    phase_voltage_v: PhaseValues | None = None
+    """Line-to-neutral voltage of each phase the inverter is connected to."""
+    frequency_hz: float | None = None
 
     @property
     def limit_w(self) -> float:

@@ -69,6 +69,11 @@ MIN_SLEEP_S = 1.0
 MAX_SLEEP_S = 60.0
 """Bounds of the background task's sleep between passes."""
 _DISCOVERY_JOBS = frozenset({"dcap", "tm", "edev", "rg"})
+IMPORT_MARGIN_W = 50.0
+"""Import above the import limit that counts as not holding it."""
+IMPORT_UNHELD_S = 30.0
+"""How long the site must be over (or back within) the import limit before it is said:
+long enough for the inverters to have raised their output if they could."""
 
 
 def _utcnow() -> datetime:
@@ -142,6 +147,9 @@ class CsipClient:
         self._opted_out = False
         self._selections: dict[ControlType, Selection] = {}
         self._applied = Controls()
+        self._import_unheld = False
+        self._import_changed_at: float | None = None
+        """Since when (steady seconds) the import limit's held state differs from what was said."""
         # the background task
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -172,6 +180,7 @@ class CsipClient:
         server_now = self.server_time(now)
         self._update_opt_out(server_now)
         self.telemetry.add(server_now, measurements, self._usage_points.post_rate())
+        self._watch_import(self.server_clock.steady(now), measurements)
         self._observe(measurements, server_now)
         self._advance(server_now)
         if self._work_waiting(self.server_clock.steady(now), server_now):
@@ -187,6 +196,43 @@ class CsipClient:
             )
         except ValueError as err:
             self._connection.warn_once("observe", "DER values cannot be reported: %s", err)
+
+    def _watch_import(self, steady_now: float, m: SiteMeasurements) -> None:
+        """Say once (not every cycle) when the import limit in force cannot be held.
+
+        A solar-only site holds an import cap by generating; when the load is above what
+        its solar gives, the import stays over the cap whatever is written. This is logged
+        and shown in the status, not answered as an opt-out: the site does not refuse the
+        control, it does all it can.
+        """
+        limit = self._applied.import_limit
+        imported = m.site_power_w
+        over = (
+            self._limiter_enabled
+            and limit is not None
+            and imported is not None
+            and imported > limit + IMPORT_MARGIN_W
+        )
+        if over == self._import_unheld:
+            self._import_changed_at = None
+            return
+        if self._import_changed_at is None:
+            self._import_changed_at = steady_now
+            return
+        if steady_now - self._import_changed_at < IMPORT_UNHELD_S:
+            return
+        self._import_unheld, self._import_changed_at = over, None
+        if over:
+            _LOGGER.warning(
+                "The site cannot hold the utility's import limit of %.0f W: it imports %.0f W "
+                "while its inverters produce %.0f W. The load is above what the solar gives; "
+                "only less load (or a battery) would hold the limit",
+                limit,
+                imported,
+                m.der_power_w or 0.0,
+            )
+        else:
+            _LOGGER.info("The site holds the utility's import limit again")
 
     def set_limiter_enabled(self, enabled: bool, now: datetime | None = None) -> None:
         """The user switched the CSIP limiter on or off (off: running events opted out)."""
@@ -242,9 +288,14 @@ class CsipClient:
             return True
         end = self.telemetry.period_end
         if self.telemetry.pending or (end is not None and server_now >= end):
-            return self._timetable.due_at("mmr") <= now and bool(self._usage_points.links)
+            return self._timetable.due_at("mmr") <= now and self._can_post()
         next_report = self._der_reports.next_due()
         return next_report is not None and next_report <= now
+
+    def _can_post(self) -> bool:
+        """Readings can go out: the server has usage points (ours are made when needed)."""
+        dcap = self._dcap
+        return dcap is not None and dcap.mirror_usage_point_list_href is not None
 
     # -- state ------------------------------------------------------------------------------
 
@@ -301,6 +352,7 @@ class CsipClient:
             pending_responses=len(self.tracker.pending),
             pending_batches=len(self.telemetry.pending),
             mirror_usage_points=self._usage_points.hrefs(),
+            import_limit_unheld=self._import_unheld,
         )
 
     # -- the background side ----------------------------------------------------------------
@@ -363,7 +415,7 @@ class CsipClient:
             times.append(clock.local(attempt))
         if (report := self._der_reports.next_due()) is not None:
             times.append(report)
-        posting = bool(self._usage_points.links)
+        posting = self._can_post()
         if posting and (end := self.telemetry.period_end) is not None:
             times.append(max(clock.local(end), timetable.due_at("mmr")))
         if self.telemetry.pending and posting:
@@ -458,8 +510,9 @@ class CsipClient:
         if state is None:
             return False
         self.schedule, self.tracker = state.schedule, state.tracker
-        self._usage_points.links = state.usage_points
-        self.telemetry.restore(dict(state.telemetry or {}))
+        migrated = self.telemetry.restore(dict(state.telemetry or {}))
+        # Usage points saved before the PEN was decimal carry the old mRIDs: new ones are made.
+        self._usage_points.links = {} if migrated else state.usage_points
         self._device.in_band = state.in_band
         self._connection.last_success = state.last_success
         return True

@@ -39,12 +39,14 @@ class Programs:
         """Drop everything (the EndDevice they came from is not ours any more)."""
         self._fsas.clear()
         self._programs.clear()
+        self._timetable.drop("fsa")
         self._timetable.drop_all("derp ")
 
     async def refresh(self, now: float, fsa_list_href: str | None) -> list[DERProgram] | None:
         """Poll what is due; every program (once per mRID) when the set changed, else None."""
         changed = False
-        if fsa_list_href is not None and (not self._fsas or self._timetable.is_due("fsa", now)):
+        # An empty list is as current as a full one: its pollRate holds too.
+        if fsa_list_href is not None and self._timetable.is_due("fsa", now):
             changed = await self._refresh_assignments(now, fsa_list_href)
         for href in self._fsas:
             job = f"derp {href}"

@@ -8,7 +8,8 @@ controls cut others short is in ``entries``, the choice per control type in ``se
 Where this deliberately differs from open-dynamic-export:
 
 * a superseded control stops the moment its superseder starts, instead of
-  running on to its own end;
+  running on to its own end; one the server marks superseded (EventStatus 4) never
+  starts, and a running one stops at once;
 * cancel-with-randomisation ends a running control at a random time;
 * a gap of a few seconds between consecutive controls holds the earlier value
   rather than dropping to the default and ramping back.
@@ -130,6 +131,13 @@ class ControlSchedule:
                 entry.cancel_at = min(entry.end, now + self._rng.randint(0, abs(bound)))
             entry.done, entry.outcome = True, ResponseStatus.CANCELLED
             events.append(ScheduleEvent(entry.ref(entry.stop), ResponseStatus.CANCELLED, now))
+        elif control.status == EventStatus.SUPERSEDED and not entry.done:
+            # The server says another event replaced it: it never starts (a running one
+            # stops now) and is answered "superseded", as for one we found superseded.
+            # An empty window also keeps it from cutting short the controls it would beat.
+            entry.cancel_at = now if entry.started else entry.start
+            entry.done, entry.outcome = True, ResponseStatus.SUPERSEDED
+            events.append(ScheduleEvent(entry.ref(entry.stop), ResponseStatus.SUPERSEDED, now))
         return events
 
     # -- time ---------------------------------------------------------------------------

@@ -101,6 +101,10 @@ class CsipStatus:
     pending_responses: int
     pending_batches: int
     mirror_usage_points: dict[str, str | None]
+    import_limit_unheld: bool = False
+    """The site has imported above the import limit in force for a while: its inverters
+    cannot make up for the load (a solar-only site cannot hold an import cap above its
+    solar)."""
 
     @property
     def active_control(self) -> ActiveControl | None:

@@ -10,6 +10,16 @@ until the server accepted them, so readings survive an outage (and a restart).
 Values are sent as integers scaled by the ReadingType's ``powerOfTenMultiplier``: watts
 and vars as whole units, volts to 0.1 V and hertz to 0.01 Hz. Every reading covers the
 period it describes: ``timePeriod.start`` is the period's start, not the time of posting.
+A period is only posted for time it saw from its start: the first one starts at the first
+boundary after start-up, and a new ``postRate`` ends the open period at the new rate's
+next boundary, where the new rate's periods begin.
+
+A usage point announces only the readings the site measures (seen so far), so every
+MirrorMeterReading it defines is then posted; a quantity seen later is announced by posting
+the usage point again (same mRID) before its first reading.
+
+mRIDs end with the manufacturer's IANA Private Enterprise Number as 8 decimal digits, as
+CSIP-AUS asks (62223 → ``…00062223``).
 
 Sign conventions: site power is positive when the site imports (flowDirection forward),
 DER power is positive when it generates (flowDirection reverse); reactive power follows
@@ -20,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -47,7 +57,9 @@ _INT48 = (-(2**47), 2**47 - 1)
 """Range of Reading.value; values beyond it (sensor nonsense) are not sent."""
 MAX_BATCHES = 2 * 288
 """Unsent batches kept (both MUPs): a day of five-minute periods each; the oldest go first."""
-_FORMAT = 1
+_FORMAT = 2
+_LEGACY_FORMAT = 1
+"""Saved before mRIDs carried the PEN in decimal: their mRIDs are migrated on restore."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +79,14 @@ class SiteMeasurements:
     site_reactive_var: float | None = None
     site_phase_reactive_var: Phases | None = None
     site_voltage_v: Phases | None = None
+    site_average_voltage_v: float | None = None
     site_frequency_hz: float | None = None
     der_power_w: float | None = None
     der_phase_power_w: Phases | None = None
     der_reactive_var: float | None = None
     der_phase_reactive_var: Phases | None = None
     der_voltage_v: Phases | None = None
+    der_average_voltage_v: float | None = None
     der_frequency_hz: float | None = None
     rated_w: float | None = None
     rated_va: float | None = None
@@ -120,21 +134,28 @@ def measurements_from_cycle(
     ``ratings`` are the inverters' rated powers from set-up (also those that did not
     answer); ``capability`` is passed through for the DER reports. A meter that failed
     this cycle, or whose values are too old to control with (frozen data), gives no site
-    values: the utility is never sent stale readings as new. The meter's single voltage is
-    reported as phase A.
+    values: the utility is never sent stale readings as new. Voltages are per phase where
+    the device measures phases; a meter's single voltage is sent as an average, not as
+    phase A. DER values: powers add up, voltages and frequency are averaged over the
+    inverters that report them.
     """
     stale = snapshot.plan.fail_safe_reason is FailSafeReason.METER_STALE
     meter = snapshot.meter if snapshot.meter_error is None and not stale else None
     readings = [s.reading for s in snapshot.inverters.values() if s.reading is not None]
     rated = sum(ratings.values()) or sum(r.rated_power_w for r in readings) or None
+    site_phases = None if meter is None else meter.phase_voltage_v
+    der_phases = _mean_phases([r.phase_voltage_v for r in readings])
     return SiteMeasurements(
         site_power_w=None if meter is None else meter.grid_power_w,
         site_phase_power_w=None if meter is None else meter.phase_power_w,
-        site_voltage_v=None
-        if meter is None or meter.voltage_v is None
-        else (meter.voltage_v, None, None),
+        site_reactive_var=None if meter is None else meter.reactive_power_var,
+        site_voltage_v=site_phases,
+        site_average_voltage_v=None if meter is None or site_phases else meter.voltage_v,
         site_frequency_hz=None if meter is None else meter.frequency_hz,
         der_power_w=sum(r.ac_power_w for r in readings) if readings else None,
+        der_reactive_var=_total([r.reactive_power_var for r in readings]),
+        der_voltage_v=der_phases,
+        der_frequency_hz=_mean([r.frequency_hz for r in readings]),
         rated_w=rated,
         rated_va=rated_va,
         der_type=der_type,
@@ -144,6 +165,25 @@ def measurements_from_cycle(
         control_enabled=snapshot.control_enabled,
         capability=capability,
     )
+
+
+def _total(values: Iterable[float | None]) -> float | None:
+    """Sum of the values reported (None when none is)."""
+    known = [v for v in values if v is not None]
+    return math.fsum(known) if known else None
+
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    """Mean of the values reported (None when none is)."""
+    known = [v for v in values if v is not None]
+    return math.fsum(known) / len(known) if known else None
+
+
+def _mean_phases(values: Iterable[Phases | None]) -> Phases | None:
+    """Per phase, the mean over the devices that measure it."""
+    present = [v for v in values if v is not None]
+    a, b, c = (_mean(v[i] for v in present) for i in range(3))
+    return None if a is None and b is None and c is None else (a, b, c)
 
 
 class Role(StrEnum):
@@ -229,33 +269,53 @@ class ReadingDefinition:
         return round(value * 10.0**-self.quantity.multiplier)
 
 
-def pen_hex(pen: int) -> str:
-    """A Private Enterprise Number as the 32 low bits of an mRID (8 hex digits)."""
-    if not 0 <= pen <= 0xFFFF_FFFF:
-        raise ValueError(f"PEN {pen} does not fit 32 bits")
-    return f"{pen:08X}"
+PEN_MAX = 99_999_999
+"""Largest PEN that fits the 8 decimal digits ending an mRID."""
+
+
+def pen_digits(pen: int) -> str:
+    """A Private Enterprise Number as CSIP-AUS ends mRIDs with: 8 decimal digits."""
+    if not 0 <= pen <= PEN_MAX:
+        raise ValueError(f"PEN {pen} does not fit 8 decimal digits")
+    return f"{pen:08d}"
+
+
+def _legacy_pen(pen: int) -> str:
+    """How releases before the fix wrote the PEN (8 hex digits): only to migrate them."""
+    return f"{pen & 0xFFFF_FFFF:08X}"
 
 
 def mup_mrid(lfdi: str, role: Role, pen: int) -> str:
     """The mRID of a usage point: 88 bits of the LFDI, the role flags, then the PEN."""
-    return f"{lfdi[:22].upper()}{ROLE_FLAGS[role]:02X}{pen_hex(pen)}"
+    return f"{lfdi[:22].upper()}{ROLE_FLAGS[role]:02X}{pen_digits(pen)}"
 
 
-def _reading_mrid(lfdi: str, role: Role, name: str, pen: int) -> str:
+def _reading_mrid(lfdi: str, role: Role, name: str, pen_suffix: str) -> str:
     digest = hashlib.sha256(f"{lfdi.upper()}|{role.value}|{name}".encode()).hexdigest()
-    return f"{digest[:24].upper()}{pen_hex(pen)}"
+    return f"{digest[:24].upper()}{pen_suffix}"
 
 
-def reading_definitions(lfdi: str, role: Role, pen: int) -> tuple[ReadingDefinition, ...]:
-    """Every reading a usage point carries (36: W and var net and per phase, V, Hz)."""
-    series: list[tuple[Quantity, PhaseCode, str]] = [
+def _series() -> list[tuple[Quantity, PhaseCode, str]]:
+    """What a usage point can carry: W and var net and per phase, V per phase or one, Hz."""
+    return [
         *((REAL_POWER, p, n) for p, n in _POWER_PHASES),
         *((REACTIVE_POWER, p, n) for p, n in _POWER_PHASES),
         *((VOLTAGE, p, n) for p, n in _VOLTAGE_PHASES),
+        (VOLTAGE, PhaseCode.NOT_APPLICABLE, "Average"),
         (FREQUENCY, PhaseCode.NOT_APPLICABLE, ""),
     ]
+
+
+def reading_definitions(
+    lfdi: str, role: Role, pen: int, *, legacy: bool = False
+) -> tuple[ReadingDefinition, ...]:
+    """Every reading a usage point can carry (39), whether measured or not.
+
+    ``legacy`` gives the mRIDs earlier releases used (PEN in hex), to migrate saved data.
+    """
+    suffix = _legacy_pen(pen) if legacy else pen_digits(pen)
     out: list[ReadingDefinition] = []
-    for quantity, phase, phase_name in series:
+    for quantity, phase, phase_name in _series():
         for qualifier, qualifier_name in _QUALIFIERS:
             description = " ".join(
                 part
@@ -269,23 +329,25 @@ def reading_definitions(lfdi: str, role: Role, pen: int) -> tuple[ReadingDefinit
                     quantity,
                     phase,
                     qualifier,
-                    _reading_mrid(lfdi, role, name, pen),
+                    _reading_mrid(lfdi, role, name, suffix),
                     description,
                 )
             )
     return tuple(out)
 
 
-def usage_point(lfdi: str, role: Role, pen: int) -> MirrorUsagePoint:
-    """The MirrorUsagePoint POSTed for ``role``, with all its reading definitions."""
+def usage_point(
+    lfdi: str, role: Role, pen: int, definitions: Iterable[ReadingDefinition] | None = None
+) -> MirrorUsagePoint:
+    """The MirrorUsagePoint POSTed for ``role`` with ``definitions`` (default: all)."""
+    chosen = reading_definitions(lfdi, role, pen) if definitions is None else definitions
     return MirrorUsagePoint(
         mrid=mup_mrid(lfdi, role, pen),
         role_flags=ROLE_FLAGS[role],
         device_lfdi=lfdi.upper(),
         description=f"{_ROLE_LABEL[role]} measurement",
         readings=tuple(
-            MirrorMeterReading(d.mrid, d.description, reading_type=d.reading_type())
-            for d in reading_definitions(lfdi, role, pen)
+            MirrorMeterReading(d.mrid, d.description, reading_type=d.reading_type()) for d in chosen
         ),
     )
 
@@ -309,7 +371,7 @@ def _voltages(role: Role, phases: Phases | None) -> Iterator[tuple[tuple[Role, s
 def samples(m: SiteMeasurements) -> dict[tuple[Role, str, int], float]:
     """The measured series of one cycle, keyed like ``ReadingDefinition.series``."""
     out: dict[tuple[Role, str, int], float] = {}
-    for role, power, phase_power, var, phase_var, volts, hz in (
+    for role, power, phase_power, var, phase_var, volts, average_volts, hz in (
         (
             Role.SITE,
             m.site_power_w,
@@ -317,6 +379,7 @@ def samples(m: SiteMeasurements) -> dict[tuple[Role, str, int], float]:
             m.site_reactive_var,
             m.site_phase_reactive_var,
             m.site_voltage_v,
+            m.site_average_voltage_v,
             m.site_frequency_hz,
         ),
         (
@@ -326,12 +389,16 @@ def samples(m: SiteMeasurements) -> dict[tuple[Role, str, int], float]:
             m.der_reactive_var,
             m.der_phase_reactive_var,
             m.der_voltage_v,
+            m.der_average_voltage_v,
             m.der_frequency_hz,
         ),
     ):
         out.update(_phased(role, REAL_POWER, power, phase_power))
         out.update(_phased(role, REACTIVE_POWER, var, phase_var))
-        out.update(_voltages(role, volts))
+        phased = dict(_voltages(role, volts))
+        out.update(phased)
+        if average_volts is not None and not phased:
+            out[(role, VOLTAGE.key, int(PhaseCode.NOT_APPLICABLE))] = average_volts
         if hz is not None:
             out[(role, FREQUENCY.key, int(PhaseCode.NOT_APPLICABLE))] = hz
     return {k: float(v) for k, v in out.items() if math.isfinite(v)}
@@ -383,6 +450,14 @@ class Batch:
         ]
 
 
+def _floor(t: int, rate: int) -> int:
+    return t - t % rate
+
+
+def _ceil(t: int, rate: int) -> int:
+    return -(-t // rate) * rate
+
+
 @dataclass(slots=True)
 class Telemetry:
     """Gathers samples into server-clock-aligned periods and buffers the batches."""
@@ -395,34 +470,58 @@ class Telemetry:
     """Batches thrown away because the buffer was full."""
     _definitions: dict[Role, tuple[ReadingDefinition, ...]] = field(default_factory=dict)
     _period_start: int | None = None
+    _period_end: int = 0
+    _last_end: int | None = None
+    """Where the last closed period ended: the next one follows on from it."""
     _rate: int = 300
     _stats: dict[tuple[Role, str, int], _Stat] = field(default_factory=dict)
+    _seen: set[tuple[Role, str, int]] = field(default_factory=set)
+    """Every series measured since start-up: what the usage points announce."""
 
     def __post_init__(self) -> None:
         self._definitions = {r: reading_definitions(self.lfdi, r, self.pen) for r in Role}
 
+    def announced(self, role: Role) -> tuple[ReadingDefinition, ...]:
+        """The readings ``role``'s usage point defines: measured ones and those waiting."""
+        waiting = {mrid for b in self.pending if b.role is role for mrid, _value in b.values}
+        return tuple(
+            d for d in self._definitions[role] if d.series in self._seen or d.mrid in waiting
+        )
+
     def usage_point(self, role: Role) -> MirrorUsagePoint:
-        """The MirrorUsagePoint to create for ``role``."""
-        return usage_point(self.lfdi, role, self.pen)
+        """The MirrorUsagePoint to create for ``role``, with the readings it announces."""
+        return usage_point(self.lfdi, role, self.pen, self.announced(role))
 
     def add(self, server_time: int, m: SiteMeasurements, rate: int) -> None:
         """Take one cycle's measurements at ``server_time`` (seconds, server clock)."""
         rate = max(1, rate)
-        start = server_time - server_time % rate
-        open_start = self._period_start
-        if open_start is not None and (start != open_start or rate != self._rate):
-            # A new rate can end the open period early: it then covers only what it saw.
-            cut = start - open_start
-            self._close(cut if 0 < cut < self._rate else self._rate)
+        t = server_time
+        if self._period_start is not None and rate != self._rate:
+            if t < self._period_start:
+                self._period_start = None  # not begun: begin at the new rate's boundary
+            else:
+                # It ends at the new rate's next boundary (or its own end, if sooner).
+                self._period_end = min(self._period_end, _ceil(t, rate))
+            self._rate = rate
+        if self._period_start is not None and t >= self._period_end:
+            self._close()
         if self._period_start is None:
-            self._period_start, self._rate = start, rate
-        for key, value in samples(m).items():
-            self._stats.setdefault(key, _Stat()).add(value)
+            start = _floor(t, rate)
+            if start != self._last_end:
+                # Not following on from the last period (start-up, a new rate, a gap):
+                # begin at the next boundary, so no period is dated before its samples.
+                start = _ceil(t, rate)
+            self._period_start, self._period_end, self._rate = start, start + rate, rate
+        values = samples(m)
+        self._seen.update(values)
+        if t >= self._period_start:
+            for key, value in values.items():
+                self._stats.setdefault(key, _Stat()).add(value)
 
     @property
     def period_end(self) -> int | None:
         """When the period being gathered ends (server time), if one is open."""
-        return None if self._period_start is None else self._period_start + self._rate
+        return None if self._period_start is None else self._period_end
 
     def close_due(self, server_time: int) -> None:
         """Close the open period if it has ended, so its batches can be posted."""
@@ -430,11 +529,13 @@ class Telemetry:
         if end is not None and server_time >= end:
             self._close()
 
-    def _close(self, duration: int | None = None) -> None:
-        start, stats = self._period_start, self._stats
-        rate = self._rate if duration is None else duration
+    def _close(self) -> None:
+        start, end, stats = self._period_start, self._period_end, self._stats
         self._period_start, self._stats = None, {}
-        if start is None or not stats:
+        if start is None:
+            return
+        self._last_end = end
+        if not stats:
             return
         for role, definitions in self._definitions.items():
             values = tuple(
@@ -446,7 +547,7 @@ class Telemetry:
                 <= _INT48[1]
             )
             if values:
-                self.pending.append(Batch(role, start, rate, values))
+                self.pending.append(Batch(role, start, end - start, values))
         while len(self.pending) > self.max_batches:
             self.pending.pop(0)
             self.dropped += 1
@@ -471,16 +572,33 @@ class Telemetry:
             ],
         }
 
-    def restore(self, data: Mapping[str, Any]) -> None:
-        """Take back unsent batches saved by :meth:`to_dict` (unknown formats are ignored)."""
-        if data.get("format") != _FORMAT:
-            return
+    def restore(self, data: Mapping[str, Any]) -> bool:
+        """Take back unsent batches saved by :meth:`to_dict` (unknown formats are ignored).
+
+        True when they were saved with the PEN in hex: their mRIDs are rewritten to the
+        decimal ones, and the usage points they were created under are not ours any more.
+        """
+        form = data.get("format")
+        if form not in (_FORMAT, _LEGACY_FORMAT):
+            return False
+        legacy: bool = form == _LEGACY_FORMAT
+        renamed: dict[str, str] = {}
+        if legacy:
+            for role in Role:
+                old = reading_definitions(self.lfdi, role, self.pen, legacy=True)
+                renamed.update(
+                    (o.mrid, n.mrid) for o, n in zip(old, self._definitions[role], strict=True)
+                )
         self.pending = [
             Batch(
                 Role(item["role"]),
                 int(item["start"]),
                 int(item["duration"]),
-                tuple((str(mrid), int(value)) for mrid, value in item["values"]),
+                tuple(
+                    (renamed.get(str(mrid), str(mrid)), int(value))
+                    for mrid, value in item["values"]
+                ),
             )
             for item in data.get("pending", [])
         ][-self.max_batches :]
+        return legacy

@@ -23,7 +23,7 @@ from .sep2.parse import (
 )
 from .sep2.resources import DER, Response
 from .sep2.serialise import mirror_meter_reading_list_xml, mirror_usage_point_xml, response_xml
-from .telemetry import Role, Telemetry
+from .telemetry import Role, Telemetry, mup_mrid
 from .timetable import Timetable
 
 _LOGGER = logging.getLogger(__name__)
@@ -194,6 +194,8 @@ class UsagePoints:
         self._server_time = server_time
         self._changed = changed
         self.links: dict[Role, MupLink] = {}
+        self._announced: dict[Role, set[str]] = {}
+        """Per role, the reading mRIDs we know its usage point defines."""
 
     def post_rate(self) -> int:
         """Seconds between reading posts: the first postRate the server gave, else the default."""
@@ -216,11 +218,14 @@ class UsagePoints:
         if not telemetry.pending or not timetable.is_due("mmr", now):
             return
         for batch in list(telemetry.pending):
-            link = self.links.get(batch.role)
-            if link is None:
-                continue
             body = mirror_meter_reading_list_xml(batch.readings())
             try:
+                link = self.links.get(batch.role)
+                if link is None or not {m for m, _v in batch.values} <= self._announced.get(
+                    batch.role, set()
+                ):
+                    # New (or unknown to us) readings: announce them before posting.
+                    link = await self._create(list_href, batch.role)
                 await self._post_readings(list_href, batch.role, link, body)
             except RequestFailedError:
                 timetable.retry("mmr", now, self.post_rate())
@@ -247,19 +252,27 @@ class UsagePoints:
             await connection.post("MirrorMeterReading", link.href, body)
 
     async def _sync(self, now: float, href: str) -> None:
-        """Learn our usage points (href, postRate) from the list; create missing ones."""
+        """Learn our usage points (href, postRate) from the list; create missing ones.
+
+        One is created only once the site measured something for it, so it never
+        announces readings that are not then posted.
+        """
         try:
             listing = await self._connection.get_list(
                 "MirrorUsagePointList", href, parse_mirror_usage_point_list
             )
             for role in Role:
-                mrid = self._telemetry.usage_point(role).mrid
+                mrid = mup_mrid(self._telemetry.lfdi, role, self._telemetry.pen)
                 known = next((m for m in listing.items if m.mrid.upper() == mrid), None)
                 if known is not None and known.href:
+                    if (old := self.links.get(role)) is None or old.href != known.href:
+                        self._announced.pop(role, None)  # what it defines is not known
                     self.links[role] = MupLink(known.href, known.post_rate)
                 else:
                     self.links.pop(role, None)
-                    await self._create(href, role)
+                    self._announced.pop(role, None)
+                    if self._telemetry.announced(role):
+                        await self._create(href, role)
         except RequestFailedError:
             self._timetable.retry("mup", now, poll_rate("mup", None))
             return
@@ -267,15 +280,22 @@ class UsagePoints:
         self._changed()
 
     async def _create(self, list_href: str, role: Role) -> MupLink:
+        """POST the usage point with every reading measured so far (again, if it exists)."""
         connection = self._connection
         point = self._telemetry.usage_point(role)
         resource = "MirrorUsagePoint"
         answer = await connection.post(resource, list_href, mirror_usage_point_xml(point))
+        known = self.links.get(role)
         if not answer.location:
+            if known is not None:  # an update of the one we know
+                self._announced[role] = {r.mrid for r in point.readings}
+                return known
             connection.record_error(resource, "the server gave no Location for the new usage point")
             raise RequestFailedError()
         created = await connection.get(resource, answer.location, parse_mirror_usage_point)
         link = MupLink(created.href or answer.location, created.post_rate)
         self.links[role] = link
-        _LOGGER.info("Created the %s usage point at %s", role.value, link.href)
+        self._announced[role] = {r.mrid for r in point.readings}
+        if known is None or known.href != link.href:
+            _LOGGER.info("Created the %s usage point at %s", role.value, link.href)
         return link

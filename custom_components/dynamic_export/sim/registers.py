@@ -43,6 +43,12 @@ LIMIT_POINTS = frozenset(
 CONN_POINTS = frozenset({"Conn_WinTms", "Conn_RvrtTms", "Conn"})
 
 _PHASE_VOLTAGE_RAW = round(GRID_VOLTAGE_V * 10)  # V_SF -1
+HOUSEHOLD_VAR = 300.0
+"""Reactive power the household draws (motors, power supplies): the meter imports it.
+
+The inverters run at unity power factor (volt-var gives nothing at nominal voltage), so the
+meter sees only this.
+"""
 _LINE_VOLTAGE_RAW = round(GRID_VOLTAGE_V * math.sqrt(3) * 10)
 
 
@@ -351,6 +357,7 @@ class MeterRegisters:
                         "V_SF": -1,
                         "Hz_SF": -2,
                         "W_SF": self.w_sf,
+                        "VAR_SF": self.w_sf,
                         "TotWh_SF": 0,
                         "Evt": 0,
                     },
@@ -366,11 +373,13 @@ class MeterRegisters:
         grid = meter.reported_power_w
         phase_a = abs(grid) / 3 / GRID_VOLTAGE_V
         img.set(203, "W", to_raw(grid, self.w_sf))
+        img.set(203, "VAR", to_raw(HOUSEHOLD_VAR, self.w_sf))
         img.set(203, "A", to_raw(phase_a * 3, -2))
         img.set(203, "PhV", _PHASE_VOLTAGE_RAW)
         img.set(203, "PPV", _LINE_VOLTAGE_RAW)
         for phase in "ABC":
             img.set(203, f"Wph{phase}", to_raw(grid / 3, self.w_sf))
+            img.set(203, f"VARph{phase}", to_raw(HOUSEHOLD_VAR / 3, self.w_sf))
             img.set(203, f"Aph{phase}", to_raw(phase_a, -2))
             img.set(203, f"PhVph{phase}", _PHASE_VOLTAGE_RAW)
         for pair in ("AB", "BC", "CA"):

@@ -27,6 +27,7 @@ from ..core.numbers import finite_number
 from .codec import PointValue
 from .device import SunSpecDevice
 from .errors import UnsupportedDeviceError
+from .meter import phase_voltages
 
 INVERTER_MODELS = (103, 102, 101, 113, 112, 111)  # preference order
 FLOAT_MODELS = frozenset({111, 112, 113})
@@ -207,6 +208,9 @@ class SunSpecInverter:
             connected=None if self._conn is None else self._conn == CONNECT,
             status=None if status is None else STATUS_NAMES.get(status),
             lifetime_energy_wh=energy,
+            reactive_power_var=finite_number(values["VAr"]),
+            phase_voltage_v=phase_voltages(values, info.phases),
+            frequency_hz=finite_number(values["Hz"]),
         )
 
     def _check_frozen(

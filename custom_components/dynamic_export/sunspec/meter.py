@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ..core.errors import InvalidDeviceDataError
 from ..core.frozen import FrozenCounterCheck, float32_step
-from ..core.measurements import MeterReading
+from ..core.measurements import MeterReading, PhaseValues
 from ..core.numbers import finite_number
 from .codec import PointValue
 from .device import SunSpecDevice
@@ -30,6 +30,16 @@ PHASES = {201: 1, 202: 2, 203: 3, 204: 3, 211: 1, 212: 2, 213: 3, 214: 3}
 FLOAT_MODELS = frozenset({211, 212, 213, 214})
 
 _LOGGER = logging.getLogger(__name__)
+
+
+def phase_voltages(values: Mapping[str, PointValue], phases: int) -> PhaseValues | None:
+    """PhVphA..C of the phases a device has (meters and inverters name them alike)."""
+    measured = [
+        finite_number(values[f"PhVph{p}"]) if i < phases else None for i, p in enumerate("ABC")
+    ]
+    if all(v is None for v in measured):
+        return None
+    return (measured[0], measured[1], measured[2])
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +119,7 @@ class SunSpecMeter:
         if self._invert:
             imported, exported = exported, imported
         voltage = finite_number(values["PhV"])
+        reactive = finite_number(values["VAR"])
         valid_from = self._check_frozen(
             timestamp, sign * power, imported, exported, _resolution(info, values)
         )
@@ -122,6 +133,8 @@ class SunSpecMeter:
             export_energy_wh=exported,
             voltage_v=voltage if voltage is not None else finite_number(values["PhVphA"]),
             frequency_hz=finite_number(values["Hz"]),
+            reactive_power_var=None if reactive is None else sign * reactive,
+            phase_voltage_v=phase_voltages(values, info.phases),
         )
 
     def _check_frozen(

@@ -1016,6 +1016,7 @@ class CsipTestServer:
         if self.state.strict and device_lfdi.upper() != ctx.lfdi:
             raise Reject(400, f"deviceLFDI {device_lfdi} is not the certificate's {ctx.lfdi}")
         mrid = stored.value("mRID") or ""
+        self._check_mup(stored.doc, mrid)
         mup = next(
             (m for m in self._own_mups(ctx) if m.mrid.upper() == mrid.upper()),
             None,
@@ -1026,7 +1027,39 @@ class CsipTestServer:
         else:
             mup.body = stored
         mup.reading_mrids.update(_reading_mrids(stored.doc))
+        mup.reading_types.update(_reading_types(stored.doc))
         return Reply(201, headers={"Location": self._h(f"/mup/{mup.id}")})
+
+    def _check_pen(self, what: str, mrid: str) -> None:
+        pen = self.state.pen
+        if pen is None:
+            return
+        tail = mrid[-8:]
+        if not (tail.isdigit() and int(tail) == pen):
+            raise Reject(
+                400, f"{what} mRID {mrid} does not end with the PEN {pen} (8 decimal digits)"
+            )
+
+    def _check_mup(self, doc: XmlElement, mrid: str) -> None:
+        """What the reference server and runner check of a MirrorUsagePoint."""
+        self._check_pen("MirrorUsagePoint", mrid)
+        readings = list(doc.iter_named("MirrorMeterReading"))
+        for reading in readings:
+            self._check_pen("MirrorMeterReading", reading.value("mRID") or "")
+        if not (self.state.strict and self.state.check_readings):
+            return
+        role_flags = int(doc.value("roleFlags") or "0", 16)
+        if role_flags not in CSIP_ROLE_FLAGS:
+            raise Reject(
+                400, f"roleFlags {role_flags:#04x} is neither a site nor a DER usage point"
+            )
+        for reading in readings:
+            rtype = reading.find("ReadingType")
+            if rtype is None:
+                continue
+            problem = _reading_type_problem(rtype)
+            if problem:
+                raise Reject(400, f"MirrorMeterReading {reading.value('mRID')}: {problem}")
 
     def _get_mup(self, ctx: Ctx, mup_id: str) -> MirrorUsagePoint:
         self._registered(ctx)
@@ -1040,14 +1073,77 @@ class CsipTestServer:
     def _mup_get(self, ctx: Ctx, mup: str) -> Reply:
         return self._xml(self._mup_node(self._get_mup(ctx, mup)))
 
+    @staticmethod
+    def _check_readings(mup: MirrorUsagePoint, readings: list[XmlElement]) -> None:
+        """Each reading was defined (here or in its usage point) and covers whole minutes."""
+        for reading in readings:
+            mrid = (reading.value("mRID") or "").upper()
+            rtype = reading.find("ReadingType")
+            if rtype is None and mrid not in mup.reading_types:
+                raise Reject(400, f"MirrorMeterReading {mrid} has no ReadingType defined")
+            if rtype is not None and (problem := _reading_type_problem(rtype)):
+                raise Reject(400, f"MirrorMeterReading {mrid}: {problem}")
+            for period in _reading_periods(reading):
+                start = int(period.value("start") or "0")
+                duration = int(period.value("duration") or "0")
+                if start % 60 or duration <= 0 or duration % 60:
+                    raise Reject(
+                        400,
+                        f"MirrorMeterReading {mrid}: period start {start} / duration "
+                        f"{duration} s is not whole minutes",
+                    )
+
     def _mup_reading_post(self, ctx: Ctx, mup: str) -> Reply:
         found = self._get_mup(ctx, mup)
         stored = self._read_body(ctx, {"MirrorMeterReading", "MirrorMeterReadingList"})
         mrids = _reading_mrids(stored.doc)
+        readings = (
+            [stored.doc]
+            if stored.doc.name == "MirrorMeterReading"
+            else list(stored.doc.iter_named("MirrorMeterReading"))
+        )
+        for reading in readings:
+            self._check_pen("MirrorMeterReading", reading.value("mRID") or "")
+        if self.state.strict and self.state.check_readings:
+            self._check_readings(found, readings)
         new = not mrids <= found.reading_mrids
         found.reading_mrids.update(mrids)
+        found.reading_types.update(_reading_types(stored.doc))
         found.posts.append(stored)
         return Reply(201 if new else 204)
+
+
+CSIP_ROLE_FLAGS = {0x03, 0x49}
+"""Site (isMirror|isPremisesAggregationPoint) and DER (isMirror|isDER|isSubmeter) usage points."""
+CSIP_UOMS = {38: "W", 63: "var", 29: "V", 33: "Hz"}
+CSIP_QUALIFIERS = {2, 8, 9}
+"""Average, maximum, minimum."""
+KIND_POWER = 37
+
+
+def _reading_type_problem(rtype: XmlElement) -> str | None:
+    """Why a ReadingType is not one CSIP-AUS telemetry uses (None: it is)."""
+    uom = int(rtype.value("uom") or "-1")
+    if uom not in CSIP_UOMS:
+        return f"uom {uom} is not one CSIP-AUS reports ({sorted(CSIP_UOMS)})"
+    kind = rtype.value("kind")
+    if kind is None or int(kind) != KIND_POWER:
+        return f"kind {kind} is not {KIND_POWER} (power), which CSIP-AUS uses for every reading"
+    qualifier = rtype.value("dataQualifier")
+    if qualifier is None or int(qualifier) not in CSIP_QUALIFIERS:
+        return f"dataQualifier {qualifier} is not average, maximum or minimum"
+    return None
+
+
+def _reading_types(doc: XmlElement) -> dict[str, XmlElement]:
+    readings = (
+        [doc] if doc.name == "MirrorMeterReading" else list(doc.iter_named("MirrorMeterReading"))
+    )
+    return {
+        (r.value("mRID") or "").upper(): rtype
+        for r in readings
+        if (rtype := r.find("ReadingType")) is not None
+    }
 
 
 def _reading_mrids(doc: XmlElement) -> set[str]:
@@ -1055,6 +1151,16 @@ def _reading_mrids(doc: XmlElement) -> set[str]:
         [doc] if doc.name == "MirrorMeterReading" else list(doc.iter_named("MirrorMeterReading"))
     )
     return {(r.value("mRID") or "").upper() for r in readings}
+
+
+def _reading_periods(reading: XmlElement) -> list[XmlElement]:
+    """The timePeriods of a MirrorMeterReading's Reading and ReadingSets."""
+    out = [p for r in reading.iter_named("Reading") if (p := r.find("timePeriod")) is not None]
+    for reading_set in reading.iter_named("MirrorReadingSet"):
+        out.extend(
+            p for r in reading_set.iter_named("Reading") if (p := r.find("timePeriod")) is not None
+        )
+    return out
 
 
 def _int_query(ctx: Ctx, name: str, default: int) -> int:

@@ -254,6 +254,8 @@ class MirrorUsagePoint:
     reading_mrids: set[str] = field(default_factory=set)
     posts: list[StoredBody] = field(default_factory=list)
     post_rate: int | None = None
+    reading_types: dict[str, XmlElement] = field(default_factory=dict)
+    """The ReadingType defined for each reading mRID (upper case)."""
 
     def readings(self) -> list[XmlElement]:
         """Every MirrorMeterReading posted to it, flattening MirrorMeterReadingLists."""
@@ -314,6 +316,13 @@ class CsipState:
       (DERControl, DERControlList, DefaultDERControl): namespace prefixes written.
     - ``boolean_digits``: write booleans as 1/0 instead of true/false.
     - ``default_reply_to``: replyTo of new DERControls (a path without the prefix).
+    - ``pen``: the manufacturer's PEN; when set, MirrorUsagePoint and MirrorMeterReading
+      mRIDs must end with it as 8 decimal digits (CSIP-AUS; the reference runner's check),
+      else 400.
+    - ``check_readings``: (with ``strict``) reading definitions must be ones CSIP-AUS
+      reports (uom W/var/V/Hz, kind power, an average/min/max qualifier, a site or DER
+      roleFlags), every reading posted must have been defined, and its period must start on
+      a minute and last whole minutes (the reference runner's checks), else 400.
     """
 
     def __init__(self, *, prefix: str = "", clock: Callable[[], float] = time.time) -> None:
@@ -340,6 +349,8 @@ class CsipState:
         self.boolean_digits = False
         self.default_pin = 111115
         self.default_reply_to = "/rsps/1/rsp"
+        self.pen: int | None = None
+        self.check_readings = True
         self.devices: dict[int, EndDevice] = {}
         self.programs: dict[str, Program] = {}
         self.fsas: dict[str, FunctionSetAssignments] = {}

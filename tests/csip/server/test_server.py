@@ -630,21 +630,33 @@ def _lfdi_of_client(server: CsipTestServer) -> str:
     return device.lfdi
 
 
-def _mup(lfdi: str, mrid: str) -> bytes:
+def _mup(
+    lfdi: str,
+    mrid: str,
+    readings: tuple[str, ...] = ("AB12",),
+    *,
+    uom: int = 38,
+    kind: int = 37,
+    role_flags: str = "03",
+) -> bytes:
+    definitions = "".join(
+        f"<MirrorMeterReading><mRID>{reading}</mRID><ReadingType><dataQualifier>2"
+        f"</dataQualifier><kind>{kind}</kind><uom>{uom}</uom></ReadingType></MirrorMeterReading>"
+        for reading in readings
+    )
     return xml_body(
         f'<MirrorUsagePoint xmlns="{SEP_NS}"><mRID>{mrid}</mRID>'
-        "<description>Site measurement</description><roleFlags>03</roleFlags>"
+        f"<description>Site measurement</description><roleFlags>{role_flags}</roleFlags>"
         f"<serviceCategoryKind>0</serviceCategoryKind><status>1</status><deviceLFDI>{lfdi}"
-        "</deviceLFDI><MirrorMeterReading><mRID>AB12</mRID><ReadingType><kind>37</kind>"
-        "<uom>38</uom></ReadingType></MirrorMeterReading></MirrorUsagePoint>"
+        f"</deviceLFDI>{definitions}</MirrorUsagePoint>"
     )
 
 
-def _reading(mrid: str, value: int) -> bytes:
+def _reading(mrid: str, value: int, *, start: int = 1700000040, duration: int = 300) -> bytes:
     return xml_body(
         f'<MirrorMeterReading xmlns="{SEP_NS}"><mRID>{mrid}</mRID>'
         "<lastUpdateTime>1700000000</lastUpdateTime><nextUpdateTime>1700000300</nextUpdateTime>"
-        "<Reading><timePeriod><duration>300</duration><start>1700000000</start></timePeriod>"
+        f"<Reading><timePeriod><duration>{duration}</duration><start>{start}</start></timePeriod>"
         f"<value>{value}</value></Reading></MirrorMeterReading>"
     )
 
@@ -665,7 +677,10 @@ async def test_mirror_usage_points(client: Client, csip_server: CsipTestServer) 
     assert (listing.attrs["all"], listing.attrs["pollRate"]) == ("1", "300")
     assert (await client.request("POST", "/mup", _mup(lfdi, mrid))).headers["Location"] == location
     assert (await client.request("POST", location, _reading("AB12", -1234))).status == 204
-    assert (await client.request("POST", location, _reading("CD34", 56))).status == 201
+    undefined = await client.request("POST", location, _reading("CD34", 56))
+    assert undefined.status == 400, "a reading its usage point never defined"
+    assert (await client.request("POST", "/mup", _mup(lfdi, mrid, ("AB12", "CD34")))).status == 201
+    assert (await client.request("POST", location, _reading("CD34", 56))).status == 204
     stored = csip_server.state.mup_by_mrid(mrid)
     assert stored is not None
     assert [r.value("Reading/value") for r in stored.readings()] == ["-1234", "56"]
@@ -678,6 +693,38 @@ async def test_mirror_usage_points(client: Client, csip_server: CsipTestServer) 
     assert recreated.status == 201
     assert recreated.headers["Location"] != location
     assert (await client.request("POST", "/mup", _mup("22" * 20, mrid))).status == 400
+
+
+async def test_mirror_usage_point_checks(client: Client, csip_server: CsipTestServer) -> None:  # noqa: F811
+    """What the reference server and runner check: PEN in decimal, reading types, periods."""
+    lfdi = _lfdi_of_client(csip_server)
+    csip_server.state.pen = 62223
+    hex_pen = "AB" * 12 + "0000F30F"
+    decimal = "AB" * 12 + "00062223"
+    reading = "CD" * 12 + "00062223"
+    rejected = await client.request("POST", "/mup", _mup(lfdi, hex_pen, (reading,)))
+    assert rejected.status == 400
+    assert b"PEN 62223" in rejected.body
+    wrong_reading = await client.request("POST", "/mup", _mup(lfdi, decimal, ("CD" * 16,)))
+    assert wrong_reading.status == 400
+    for bad in (
+        _mup(lfdi, decimal, (reading,), uom=61),  # VA is not a CSIP-AUS telemetry reading
+        _mup(lfdi, decimal, (reading,), kind=12),  # energy
+        _mup(lfdi, decimal, (reading,), role_flags="01"),  # neither site nor DER
+    ):
+        assert (await client.request("POST", "/mup", bad)).status == 400
+    created = await client.request("POST", "/mup", _mup(lfdi, decimal, (reading,)))
+    assert created.status == 201
+    location = created.headers["Location"]
+    for start, duration in ((1700000041, 300), (1700000040, 0), (1700000040, 90)):
+        late = await client.request(
+            "POST", location, _reading(reading, 1, start=start, duration=duration)
+        )
+        assert late.status == 400, (start, duration)
+    assert (
+        await client.request("POST", location, _reading("EF" * 12 + "00062224", 1))
+    ).status == 400
+    assert (await client.request("POST", location, _reading(reading, 1))).status == 204
 
 
 # ---------------------------------------------------------------------------------------------
