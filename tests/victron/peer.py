@@ -88,8 +88,10 @@ class GxPeer(FakeModbusServer):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         system: dict[int, int] = dict.fromkeys(SYSTEM_ADDRESSES, 0)
-        if not wide:
+        self.known = SYSTEM_ADDRESSES | GRID_ADDRESSES
+        if not wide:  # older firmware: 2722 is not in its list at all
             del system[MAX_FEED_IN_W], system[MAX_FEED_IN_W + 1]
+            self.known = self.known - {MAX_FEED_IN_W, MAX_FEED_IN_W + 1}
         if not ess_running:
             del system[LIMITER_ACTIVE]  # no hub4 service
         grid: dict[int, int] = dict.fromkeys(GRID_ADDRESSES, 0)
@@ -209,12 +211,11 @@ class GxPeer(FakeModbusServer):
                 count = 1
             addresses = range(address, address + count)
             image = self.units.get(unit)
-            if image is not None and any(a not in image for a in addresses):
-                known = SYSTEM_ADDRESSES | GRID_ADDRESSES
-                if all(a in known for a in addresses):
-                    # Registered, but its service is not at this unit.
-                    self.requests.append(Request(unit, function, address, count))
-                    return bytes([function | 0x80, 10])
+            missing = image is not None and any(a not in image for a in addresses)
+            if missing and all(a in self.known for a in addresses):
+                # Registered, but its service is not at this unit.
+                self.requests.append(Request(unit, function, address, count))
+                return bytes([function | 0x80, 10])
             if function in (6, 16) and (self.read_only or any(a in READ_ONLY for a in addresses)):
                 self.requests.append(Request(unit, function, address, count))
                 return bytes([function | 0x80, 2])

@@ -236,16 +236,29 @@ class VictronGxInverter:
             status="throttled" if curtailing else None,
         )
 
-    def cap_for(self, command: InverterCommand, pv_w: float, grid_w: float) -> int:
-        """The maximum feed-in (W, -1 = no limit) that holds ``command``; see the module doc."""
+    def cap_for(
+        self, command: InverterCommand, pv_w: float, grid_w: float, held_w: int | None = None
+    ) -> int:
+        """The maximum feed-in (W, -1 = no limit) that holds ``command``; see the module doc.
+
+        ``held_w``, the cap the GX holds, is kept while the exact cap is less than a step
+        above it or at most half a step below it: a deadband against rewriting the setting
+        for noise (the controller's own margin covers the half step).
+        """
         if not isinstance(command.connect, bool):
             raise TypeError(f"connect must be a bool, got {command.connect!r}")
         fraction = limit_fraction(command.limit_pct) if command.connect else 0.0
         own = reg.NO_LIMIT if self._own is None else self._own
         if fraction >= 1.0:
             return own
-        generation = self._rating * fraction
-        cap = max(0, reg.floor_to(generation - pv_w - grid_w, self._step()))
+        exact = self._rating * fraction - pv_w - grid_w
+        step = self._step()
+        if held_w is not None and 0 <= held_w <= exact + step / 2 and held_w > exact - step:
+            # Within a step of the cap held: readings taken a moment apart move the exact
+            # value by a few watts every cycle, and each write is a flash write.
+            cap = held_w
+        else:
+            cap = max(0, reg.floor_to(exact, step))
         return cap if own == reg.NO_LIMIT else min(cap, own)
 
     def _step(self) -> int:
@@ -260,7 +273,7 @@ class VictronGxInverter:
         snapshot = self._snapshot
         if snapshot is None or self._clock() - snapshot.time > MAX_SNAPSHOT_AGE_S:
             snapshot, _ = await self._async_snapshot(info)
-        cap = self.cap_for(command, snapshot.pv_w, snapshot.grid_w)
+        cap = self.cap_for(command, snapshot.pv_w, snapshot.grid_w, snapshot.held_w)
         if cap != snapshot.held_w:
             await self._write_cap(info, cap)
             self._snapshot = _Snapshot(snapshot.time, snapshot.pv_w, snapshot.grid_w, cap)

@@ -115,4 +115,4 @@ def feed_in_watts(words: Sequence[int], *, wide: bool) -> int:
 
 def floor_to(watts: float, step_w: int) -> int:
     """``watts`` rounded down to a multiple of ``step_w`` (never up: a cap must hold)."""
-    return int(math.floor(watts / step_w + 1e-9)) * step_w
+    return math.floor(watts / step_w + 1e-9) * step_w
