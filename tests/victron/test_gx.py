@@ -240,6 +240,8 @@ async def test_probe_errors(make_peer: MakePeer, connect: Callable[..., Any]) ->
     no_ess = await make_peer(ess_running=False)
     with pytest.raises(EssUnavailableError):
         await async_probe_gx(connect(no_ess))
+    # The grid meter needs no ESS: a GX without it still serves it as a site meter.
+    assert (await async_probe_grid_meter(connect(no_ess), GRID_UNIT)).phases == 3
     external = await make_peer(ess_mode=3)
     with pytest.raises(EssUnavailableError, match="mode 3"):
         await async_probe_gx(connect(external))

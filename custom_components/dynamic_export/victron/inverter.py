@@ -78,6 +78,24 @@ def limit_fraction(limit_pct: float) -> float:
     return min(100.0, max(0.0, float(limit_pct))) / 100.0
 
 
+async def async_read_gx_serial(connection: RegisterConnection) -> str:
+    """The GX's serial (its VRM portal id) from the system service at unit 100.
+
+    Raises NotVictronGxError when unit 100 holds no system service.
+    """
+    unit = reg.SYSTEM_UNIT
+    try:
+        words = await connection.read_holding_registers(
+            unit, reg.SYSTEM_SERIAL, reg.SYSTEM_SERIAL_REGS
+        )
+    except ModbusExceptionError as err:
+        raise NotVictronGxError(f"unit {unit} has no GX system service: {err}") from err
+    serial = reg.text(words)
+    if serial is None:
+        raise NotVictronGxError(f"unit {unit} reports no GX serial (register 800)")
+    return serial
+
+
 async def async_read_gx(connection: RegisterConnection) -> GxInfo:
     """Identify the GX and its ESS feed-in setting, without writing anything.
 
@@ -85,14 +103,7 @@ async def async_read_gx(connection: RegisterConnection) -> GxInfo:
     running, or ESS mode 3), ModbusExceptionError or DeviceUnavailableError.
     """
     unit = reg.SYSTEM_UNIT
-    try:
-        serial = reg.text(
-            await connection.read_holding_registers(unit, reg.SYSTEM_SERIAL, reg.SYSTEM_SERIAL_REGS)
-        )
-    except ModbusExceptionError as err:
-        raise NotVictronGxError(f"unit {unit} has no GX system service: {err}") from err
-    if serial is None:
-        raise NotVictronGxError(f"unit {unit} reports no GX serial (register 800)")
+    serial = await async_read_gx_serial(connection)
     try:
         (mode,) = await connection.read_holding_registers(unit, reg.HUB4_MODE, 1)
         await connection.read_holding_registers(unit, reg.PV_LIMITER_ACTIVE, 1)

@@ -8,7 +8,7 @@ never raises). Failures are distinct errors the flow maps to form errors.
 from __future__ import annotations
 
 from ..sunspec.connection import RegisterConnection
-from .inverter import GxInfo, async_read_gx
+from .inverter import GxInfo, async_read_gx, async_read_gx_serial
 from .meter import GridMeterInfo, async_read_grid_meter
 
 
@@ -18,6 +18,6 @@ async def async_probe_gx(connection: RegisterConnection) -> GxInfo:
 
 
 async def async_probe_grid_meter(connection: RegisterConnection, unit_id: int) -> GridMeterInfo:
-    """Identify the GX's grid meter at ``unit_id`` (and the GX itself at unit 100)."""
-    await async_read_gx(connection)
+    """Identify the GX's grid meter at ``unit_id`` (and that unit 100 is a GX; ESS or not)."""
+    await async_read_gx_serial(connection)
     return await async_read_grid_meter(connection, unit_id)

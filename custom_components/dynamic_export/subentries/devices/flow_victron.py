@@ -63,6 +63,10 @@ class VictronGxSteps(DeviceSteps):
         self, user_input: dict[str, Any] | None = None
     ) -> SubentryFlowResult:
         """Ask for the address (and the PV rating, or the meter's unit id), and read the GX."""
+        if not self.is_meter and any(
+            sub.subentry_type == SUBENTRY_INVERTER for sub in self._others()
+        ):
+            return self.async_abort(reason="victron_gx_not_alone")
         check = FormCheck()
         errors = check.errors
         current = self._current()
@@ -72,10 +76,6 @@ class VictronGxSteps(DeviceSteps):
                 check.number(user_input, CONF_UNIT_ID, *UNIT_ID_RANGE, whole=True)
             else:
                 check.number(user_input, CONF_RATED_POWER, *RATING_RANGE)
-        if not self.is_meter and any(
-            sub.subentry_type == SUBENTRY_INVERTER for sub in self._others()
-        ):
-            return self.async_abort(reason="victron_gx_not_alone")
         if user_input is not None and not errors:
             data: dict[str, Any] = {
                 CONF_KIND: KIND_VICTRON_GX,
@@ -89,19 +89,21 @@ class VictronGxSteps(DeviceSteps):
             where = f"{data[CONF_HOST]}:{data[CONF_PORT]}"
             try:
                 found = await self._async_probe_victron(data)
-            except (NotVictronGxError, GridMeterUnavailableError) as err:
-                errors["base"] = (
-                    "not_victron_gx" if isinstance(err, NotVictronGxError) else ("no_grid_meter")
-                )
+            except NotVictronGxError as err:
+                errors["base"] = "not_victron_gx"
+                self._log_refusal(where, err)
+            except GridMeterUnavailableError as err:
+                errors["base"] = "no_grid_meter"
                 self._log_refusal(where, err)
             except EssUnavailableError as err:
                 errors["base"] = "no_ess"
                 self._log_refusal(where, err)
             except ModbusExceptionError as err:
-                errors["base"] = (
-                    "unit_not_found" if err.code in GATEWAY_ERRORS else ("unsupported_device")
-                )
-                self._log_refusal(where, err)
+                if err.code in GATEWAY_ERRORS:
+                    errors["base"] = "unit_not_found"
+                else:
+                    errors["base"] = "unsupported_device"
+                    self._log_refusal(where, err)
             except DeviceUnavailableError:
                 errors["base"] = "cannot_connect"
             except DeviceError as err:

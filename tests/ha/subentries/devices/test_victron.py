@@ -256,6 +256,26 @@ async def test_reconfigure_keeps_the_own_setting_and_the_device(
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
+async def test_meter_reconfigure_finds_the_same_meter(
+    hass: HomeAssistant, peers: list[GxPeer]
+) -> None:
+    peer = await _peer(peers)
+    entry = added_site(hass, [gx_meter_subentry(peer)])
+    (sub,) = entry.subentries.values()
+    result = await start_reconfigure(hass, entry, SUBENTRY_METER, sub.subentry_id)
+    assert result["step_id"] == KIND_VICTRON_GX
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], _meter_form(peer, **{CONF_UNIT_ID: 31})
+    )
+    assert result["errors"] == {"base": "no_grid_meter"}
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], _meter_form(peer)
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reconfigure_successful"
+    assert not peer.writes()
+
+
 EXPORT_LIMIT = 1500.0
 AVAILABLE_W = 4500.0
 OWN_FEED_IN = 2000
