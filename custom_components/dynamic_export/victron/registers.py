@@ -6,7 +6,8 @@ its device instance (a grid meter usually at 30 or above; the GX lists them unde
 *Settings → Services → Modbus TCP → Available services*). The GX sends 32-bit values
 **high word first**. A register of a service that is not at the unit answers exception 10
 (gateway path unavailable); an address that is not in the list answers exception 2, as does
-a write the GX does not allow.
+a write the GX does not allow (a read-only register, or Modbus TCP writes not allowed on the
+GX). A value the GX does not have (no PV inverter on the output, say) reads as 0.
 """
 
 from __future__ import annotations
