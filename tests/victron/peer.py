@@ -84,17 +84,23 @@ class GxPeer(FakeModbusServer):
         ess_mode: int = 1,
         ess_running: bool = True,
         phases: int = 3,
+        energy_totals: bool = True,
         time_constant_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         system: dict[int, int] = dict.fromkeys(SYSTEM_ADDRESSES, 0)
         self.known = SYSTEM_ADDRESSES | GRID_ADDRESSES
+        if not energy_totals:
+            self.known = self.known - set(range(GRID_ENERGY, GRID_ENERGY + 4))
         if not wide:  # older firmware: 2722 is not in its list at all
             del system[MAX_FEED_IN_W], system[MAX_FEED_IN_W + 1]
             self.known = self.known - {MAX_FEED_IN_W, MAX_FEED_IN_W + 1}
         if not ess_running:
             del system[LIMITER_ACTIVE]  # no hub4 service
         grid: dict[int, int] = dict.fromkeys(GRID_ADDRESSES, 0)
+        if not energy_totals:  # older firmware: no 2634-2637 in its list
+            for address in range(GRID_ENERGY, GRID_ENERGY + 4):
+                del grid[address]
         super().__init__({SYSTEM_UNIT: system, GRID_UNIT: grid})
         self.system = system
         self.grid = grid
@@ -196,6 +202,8 @@ class GxPeer(FakeModbusServer):
         if LIMITER_ACTIVE in self.system:
             self.system[LIMITER_ACTIVE] = int(self.ceiling_w() < self.available_w - 1)
         for offset, wh in ((0, self._import_wh), (2, self._export_wh)):
+            if GRID_ENERGY not in self.grid:
+                break
             raw = int(wh / 10)  # 0.01 kWh
             self.grid[GRID_ENERGY + offset] = raw >> 16
             self.grid[GRID_ENERGY + offset + 1] = raw & 0xFFFF

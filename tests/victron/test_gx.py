@@ -22,6 +22,7 @@ from custom_components.dynamic_export.victron.probe import async_probe_grid_mete
 
 from .conftest import StepClock
 from .peer import (
+    GRID_ENERGY,
     GRID_UNIT,
     GX_SERIAL,
     MAX_FEED_IN_100W,
@@ -294,3 +295,40 @@ async def test_wide_register_word_order(make_peer: MakePeer, make_gx: MakeGx) ->
     peer = await make_peer(max_feed_in_w=70_000)
     assert (peer.system[MAX_FEED_IN_W], peer.system[MAX_FEED_IN_W + 1]) == (1, 4464)
     assert (await make_gx(peer).async_setup()).max_feed_in_w == 70_000
+
+
+async def test_meter_without_energy_totals_reads_power(
+    make_peer: MakePeer, make_meter: Callable[..., VictronGridMeter], clock: StepClock
+) -> None:
+    """Older firmware has no 2634-2637: energy is unknown, power still read (asked once)."""
+    peer = await make_peer(available_w=0, load_w=600, energy_totals=False)
+    meter = make_meter(peer)
+    await settle(peer, clock)
+    for _ in range(3):
+        reading = await meter.async_read()
+        assert reading.grid_power_w == 600.0
+        assert reading.import_energy_wh is None
+    assert len([r for r in peer.requests if r.address == GRID_ENERGY]) == 1
+
+
+async def test_noise_within_a_step_does_not_rewrite_the_cap(
+    make_peer: MakePeer, make_gx: MakeGx, clock: StepClock
+) -> None:
+    """The exact cap moves by a few watts with every reading; the setting is not rewritten."""
+    peer = await make_peer(available_w=4000, load_w=500)
+    gx = make_gx(peer)
+    await settle(peer, clock)
+    await gx.async_read()
+    await gx.async_apply(limit(2000 / RATING_W * 100))  # cap = 2000 - 4000 + 3500 = 1500
+    held = peer.max_feed_in_w
+    await settle(peer, clock)
+    for noise in (-15.0, 10.0, -18.0, 40.0):  # within (-25, +50) W of it, a few W to spare
+        reading = await gx.async_read()
+        grid = peer.load_w - peer.output_w
+        exact = held + noise  # the share that gives this cap on this reading
+        await gx.async_apply(limit((exact + reading.ac_power_w + grid) / RATING_W * 100))
+    assert len(peer.feed_in_writes()) == 1
+    reading = await gx.async_read()
+    grid = peer.load_w - peer.output_w
+    await gx.async_apply(limit((held - 40 + reading.ac_power_w + grid) / RATING_W * 100))
+    assert peer.max_feed_in_w == held - 50  # more than half a step below: written, down
