@@ -102,14 +102,22 @@ KIND_OPENDTU: Final = "opendtu"
 KIND_POWERWALL: Final = "powerwall"
 KIND_HA_ENTITY: Final = "ha_entity"
 KIND_SOLAREDGE: Final = "solaredge"
+KIND_VICTRON_GX: Final = "victron_gx"
 DEVICE_KINDS_INVERTER: Final = (
     KIND_SUNSPEC_TCP,
     KIND_SUNSPEC_RTU,
     KIND_SOLAREDGE,
+    KIND_VICTRON_GX,
     KIND_OPENDTU,
     KIND_HA_ENTITY,
 )
-DEVICE_KINDS_METER: Final = (KIND_SUNSPEC_TCP, KIND_SUNSPEC_RTU, KIND_POWERWALL, KIND_HA_ENTITY)
+DEVICE_KINDS_METER: Final = (
+    KIND_SUNSPEC_TCP,
+    KIND_SUNSPEC_RTU,
+    KIND_POWERWALL,
+    KIND_VICTRON_GX,
+    KIND_HA_ENTITY,
+)
 
 # SunSpec over RS-485 (Modbus RTU)
 CONF_SERIAL_PORT: Final = "serial_port"
@@ -133,6 +141,12 @@ CONF_FALLBACK_LIMIT: Final = "fallback_limit"
 """% of the rating the inverter holds by itself once we stop writing (its command timeout)."""
 DEFAULT_SOLAREDGE_PORT: Final = 1502
 DEFAULT_SOLAREDGE_FALLBACK: Final = 0.0
+
+# Victron GX (ESS) over Modbus TCP: the GX as the inverter (maximum feed-in), its grid meter
+CONF_OWN_FEED_IN: Final = "own_feed_in"
+"""The GX's maximum feed-in found when it was added (W, -1 none): written back on release."""
+DEFAULT_VICTRON_PORT: Final = 502
+DEFAULT_VICTRON_METER_UNIT_ID: Final = 30
 
 # Home Assistant entities as devices
 CONF_POWER_ENTITY: Final = "power_entity"

@@ -26,6 +26,7 @@ from .flow_opendtu import OpenDtuSteps
 from .flow_powerwall import PowerwallSteps
 from .flow_solaredge import SolarEdgeSteps
 from .flow_sunspec import SunSpecRtuSteps, SunSpecTcpSteps
+from .flow_victron import VictronGxSteps, has_victron_gx
 
 
 class _KindMenu(SunSpecTcpSteps):
@@ -43,7 +44,7 @@ class _KindMenu(SunSpecTcpSteps):
 
 
 class InverterSubentryFlow(
-    _KindMenu, SunSpecRtuSteps, SolarEdgeSteps, OpenDtuSteps, HaEntityInverterSteps
+    _KindMenu, SunSpecRtuSteps, SolarEdgeSteps, VictronGxSteps, OpenDtuSteps, HaEntityInverterSteps
 ):
     """Add an inverter: SunSpec (TCP or RS-485), SolarEdge, OpenDTU, or HA entities."""
 
@@ -52,11 +53,15 @@ class InverterSubentryFlow(
     is_meter = False
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
-        """Choose the kind of inverter."""
+        """Choose the kind of inverter; a site driven through a Victron GX takes no other."""
+        if has_victron_gx(self._get_entry().subentries.values()):
+            return self.async_abort(reason="site_has_victron_gx")
         return self.async_show_menu(step_id="user", menu_options=list(DEVICE_KINDS_INVERTER))
 
 
-class MeterSubentryFlow(_KindMenu, SunSpecRtuSteps, PowerwallSteps, HaEntityMeterSteps):
+class MeterSubentryFlow(
+    _KindMenu, SunSpecRtuSteps, PowerwallSteps, VictronGxSteps, HaEntityMeterSteps
+):
     """Add the site meter at the grid connection point (one per site)."""
 
     default_unit_id = DEFAULT_METER_UNIT_ID

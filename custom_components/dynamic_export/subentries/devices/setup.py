@@ -29,6 +29,7 @@ from ...const import (
     CONF_LIMIT_ENTITY,
     CONF_LIMIT_UNIT,
     CONF_MAX_AGE,
+    CONF_OWN_FEED_IN,
     CONF_PARITY,
     CONF_PHASES,
     CONF_POWER_ENTITY,
@@ -51,6 +52,7 @@ from ...const import (
     KIND_SOLAREDGE,
     KIND_SUNSPEC_RTU,
     KIND_SUNSPEC_TCP,
+    KIND_VICTRON_GX,
     LIMIT_UNIT_WATT,
 )
 from ...core.errors import DeviceError, DeviceUnavailableError
@@ -66,6 +68,8 @@ from ...sunspec.connection import ConnectionPool, RegisterConnection, SerialSett
 from ...sunspec.device import SunSpecDevice
 from ...sunspec.inverter import InverterInfo, SunSpecInverter
 from ...sunspec.meter import MeterInfo, SunSpecMeter
+from ...victron.inverter import VictronGxInverter
+from ...victron.meter import VictronGridMeter
 from .ha_entities import HaEntityInverter, HaEntityMeter
 from .handles import Identity, InverterHandle, MeterHandle
 
@@ -121,6 +125,8 @@ async def async_build_inverters(ctx: DeviceContext, sub: ConfigSubentry) -> list
         return [InverterHandle(sub.subentry_id, sub, sub.title, client, _identity(info), rating)]
     if kind == KIND_SOLAREDGE:
         return [await _async_solaredge_inverter(ctx, sub)]
+    if kind == KIND_VICTRON_GX:
+        return [await _async_victron_gx(ctx, sub)]
     if kind == KIND_OPENDTU:
         return await _async_opendtu_inverters(ctx, sub)
     if kind == KIND_HA_ENTITY:
@@ -152,6 +158,17 @@ async def async_build_meter(ctx: DeviceContext, sub: ConfigSubentry) -> MeterHan
         return MeterHandle(sub, sub.title, client, _identity(meter_info), phases)
     if kind == KIND_POWERWALL:
         return _powerwall_meter(ctx, sub)
+    if kind == KIND_VICTRON_GX:
+        grid = VictronGridMeter(
+            ctx.pool.get(sub.data[CONF_HOST], sub.data[CONF_PORT]), sub.data[CONF_UNIT_ID]
+        )
+        grid_info = await async_try_setup(grid, sub.title)
+        grid_identity = Identity(
+            "Victron Energy", "GX grid meter", grid_info.serial_number if grid_info else None
+        )
+        return MeterHandle(
+            sub, sub.title, grid, grid_identity, grid_info.phases if grid_info else 1
+        )
     if kind == KIND_HA_ENTITY:
         meter = HaEntityMeter(
             ctx.hass,
@@ -236,6 +253,27 @@ async def _async_solaredge_inverter(ctx: DeviceContext, sub: ConfigSubentry) -> 
     identity = (
         Identity(info.manufacturer, info.model, info.serial_number, info.version) if info else None
     )
+    return InverterHandle(sub.subentry_id, sub, sub.title, client, identity, rating)
+
+
+async def _async_victron_gx(ctx: DeviceContext, sub: ConfigSubentry) -> InverterHandle:
+    """A Victron GX driven through its ESS maximum feed-in, rated at the PV it manages.
+
+    Its own feed-in setting, read when it was added, is what releasing writes back. The
+    setting is persistent, so the site's revert timeout does not apply.
+    """
+    data = sub.data
+    own = data.get(CONF_OWN_FEED_IN)
+    rating = float(data[CONF_RATED_POWER])
+    client = VictronGxInverter(
+        ctx.pool.get(data[CONF_HOST], data[CONF_PORT]),
+        rated_power_w=rating,
+        own_limit_w=int(own)
+        if isinstance(own, int | float) and not isinstance(own, bool)
+        else None,
+    )
+    info = await async_try_setup(client, sub.title)
+    identity = Identity("Victron Energy", "GX (ESS)", info.serial_number if info else None)
     return InverterHandle(sub.subentry_id, sub, sub.title, client, identity, rating)
 
 
