@@ -22,11 +22,30 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PACKAGE = "custom_components.dynamic_export"
-PLAIN = ("core", "csip", "sunspec", "opendtu", "powerwall", "solaredge", "limiters", "sim")
+PLAIN = (
+    "core",
+    "csip",
+    "sunspec",
+    "opendtu",
+    "powerwall",
+    "solaredge",
+    "sungrow",
+    "limiters",
+    "sim",
+)
 """Packages that run without Home Assistant (the simulator, the benchmark, the tests)."""
 HA_LAYER = ("subentries",)
 """Sub-packages of the Home Assistant layer: the HA side of each subentry kind."""
-DEVICES_AND_LIMITERS = ("sunspec", "opendtu", "powerwall", "solaredge", "csip", "limiters", "sim")
+DEVICES_AND_LIMITERS = (
+    "sunspec",
+    "opendtu",
+    "powerwall",
+    "solaredge",
+    "sungrow",
+    "csip",
+    "limiters",
+    "sim",
+)
 WIRE_LEVEL = "csip.sep2"
 
 
