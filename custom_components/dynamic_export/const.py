@@ -102,10 +102,12 @@ KIND_OPENDTU: Final = "opendtu"
 KIND_POWERWALL: Final = "powerwall"
 KIND_HA_ENTITY: Final = "ha_entity"
 KIND_SOLAREDGE: Final = "solaredge"
+KIND_SUNGROW: Final = "sungrow"
 DEVICE_KINDS_INVERTER: Final = (
     KIND_SUNSPEC_TCP,
     KIND_SUNSPEC_RTU,
     KIND_SOLAREDGE,
+    KIND_SUNGROW,
     KIND_OPENDTU,
     KIND_HA_ENTITY,
 )
@@ -133,6 +135,9 @@ CONF_FALLBACK_LIMIT: Final = "fallback_limit"
 """% of the rating the inverter holds by itself once we stop writing (its command timeout)."""
 DEFAULT_SOLAREDGE_PORT: Final = 1502
 DEFAULT_SOLAREDGE_FALLBACK: Final = 0.0
+
+# Sungrow SG/SH over Modbus TCP (host, port and unit id as for SunSpec)
+DEFAULT_SUNGROW_PORT: Final = 502
 
 # Home Assistant entities as devices
 CONF_POWER_ENTITY: Final = "power_entity"

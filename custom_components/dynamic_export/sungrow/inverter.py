@@ -33,7 +33,7 @@ from typing import Protocol
 
 from ..core.errors import InvalidDeviceDataError
 from ..core.measurements import InverterCommand, InverterReading
-from ..sunspec.connection import RegisterConnection
+from ..sunspec.connection import ModbusTcpConnection, RegisterConnection
 from ..sunspec.errors import ModbusExceptionError
 from . import registers as reg
 from .errors import NotSungrowError, PowerLimitUnsupportedError
@@ -51,6 +51,12 @@ RISE_STEPS = 1.5
 """A held limit rises only when the command is this many steps above it (hysteresis)."""
 REWRITE_AFTER_S = 60.0
 """The same value is written to a register at most once in this time."""
+
+
+def pace_for_winet(connection: ModbusTcpConnection) -> ModbusTcpConnection:
+    """Pace a connection as a WiNet-S dongle needs (harmless on the inverter's LAN port)."""
+    connection.pace(settle_after_connect_s=SETTLE_AFTER_CONNECT_S, min_gap_s=MIN_REQUEST_GAP_S)
+    return connection
 
 
 class SungrowConnection(RegisterConnection, Protocol):
