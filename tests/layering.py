@@ -32,6 +32,7 @@ PLAIN = (
     "limiters",
     "sim",
     "victron",
+    "sungrow",
 )
 """Packages that run without Home Assistant (the simulator, the benchmark, the tests)."""
 HA_LAYER = ("subentries",)
@@ -45,6 +46,7 @@ DEVICES_AND_LIMITERS = (
     "limiters",
     "sim",
     "victron",
+    "sungrow",
 )
 WIRE_LEVEL = "csip.sep2"
 

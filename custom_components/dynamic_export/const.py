@@ -103,11 +103,13 @@ KIND_POWERWALL: Final = "powerwall"
 KIND_HA_ENTITY: Final = "ha_entity"
 KIND_SOLAREDGE: Final = "solaredge"
 KIND_VICTRON_GX: Final = "victron_gx"
+KIND_SUNGROW: Final = "sungrow"
 DEVICE_KINDS_INVERTER: Final = (
     KIND_SUNSPEC_TCP,
     KIND_SUNSPEC_RTU,
     KIND_SOLAREDGE,
     KIND_VICTRON_GX,
+    KIND_SUNGROW,
     KIND_OPENDTU,
     KIND_HA_ENTITY,
 )
@@ -147,6 +149,8 @@ CONF_OWN_FEED_IN: Final = "own_feed_in"
 """The GX's maximum feed-in found when it was added (W, -1 none): written back on release."""
 DEFAULT_VICTRON_PORT: Final = 502
 DEFAULT_VICTRON_METER_UNIT_ID: Final = 30
+# Sungrow SG/SH over Modbus TCP (host, port and unit id as for SunSpec)
+DEFAULT_SUNGROW_PORT: Final = 502
 
 # Home Assistant entities as devices
 CONF_POWER_ENTITY: Final = "power_entity"

@@ -102,6 +102,9 @@ class _PymodbusConnection:
         self._client: ModbusBaseClient | None = None
         self._lost = asyncio.Event()
         self._quiet_until = 0.0
+        self._settle_s = 0.0
+        self._gap_s = 0.0
+        self._next_request_at = 0.0
 
     @property
     def timeout_s(self) -> float:
@@ -117,15 +120,36 @@ class _PymodbusConnection:
         """A pymodbus client that never retries or reconnects on its own (we do)."""
         raise NotImplementedError
 
+    def pace(self, *, settle_after_connect_s: float = 0.0, min_gap_s: float = 0.0) -> None:
+        """Slow the connection down for a gateway that needs it (the slowest need wins).
+
+        ``settle_after_connect_s``: wait after each new connection before the first request;
+        ``min_gap_s``: keep this gap between one answer and the next request. A Sungrow
+        WiNet-S dongle drops or garbles requests that come too soon.
+        """
+        if settle_after_connect_s < 0 or min_gap_s < 0:
+            raise ValueError("pacing times cannot be negative")
+        self._settle_s = max(self._settle_s, settle_after_connect_s)
+        self._gap_s = max(self._gap_s, min_gap_s)
+
     async def read_holding_registers(self, unit_id: int, address: int, count: int) -> list[int]:
         """Read holding registers, split into requests of at most 125 registers."""
+        return await self._read(unit_id, address, count, input_registers=False)
+
+    async def read_input_registers(self, unit_id: int, address: int, count: int) -> list[int]:
+        """Read input registers (FC4), split into requests of at most 125 registers."""
+        return await self._read(unit_id, address, count, input_registers=True)
+
+    async def _read(
+        self, unit_id: int, address: int, count: int, *, input_registers: bool
+    ) -> list[int]:
         _check_address(address, count)
         registers: list[int] = []
         async with self._lock:
             while len(registers) < count:
                 start = address + len(registers)
                 size = min(MAX_READ_REGISTERS, count - len(registers))
-                registers.extend(await self._read_chunk(unit_id, start, size))
+                registers.extend(await self._read_chunk(unit_id, start, size, input_registers))
         return registers
 
     async def write_registers(self, unit_id: int, address: int, values: Sequence[int]) -> None:
@@ -149,14 +173,19 @@ class _PymodbusConnection:
         async with self._lock:
             self._drop()
 
-    async def _read_chunk(self, unit_id: int, address: int, count: int) -> list[int]:
+    async def _read_chunk(
+        self, unit_id: int, address: int, count: int, input_registers: bool = False
+    ) -> list[int]:
         kwargs: dict[str, Any] = {_UNIT_KEYWORD: unit_id}
-        what = f"reading {count} registers at {address}"
-        response = await self._execute(
-            unit_id,
-            lambda client: client.read_holding_registers(address, count=count, **kwargs),
-            what,
-        )
+        kind = "input registers" if input_registers else "registers"
+        what = f"reading {count} {kind} at {address}"
+
+        def call(client: ModbusBaseClient) -> Awaitable[ModbusPDU]:
+            if input_registers:
+                return client.read_input_registers(address, count=count, **kwargs)
+            return client.read_holding_registers(address, count=count, **kwargs)
+
+        response = await self._execute(unit_id, call, what)
         registers = list(response.registers)
         if len(registers) != count:
             raise DeviceResponseError(
@@ -168,6 +197,9 @@ class _PymodbusConnection:
         """Run one request; must be called with the lock held."""
         with library_log.on_our_behalf():
             client = await self._connected_client()
+            wait_s = self._next_request_at - asyncio.get_running_loop().time()
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)  # a paced gateway (see pace)
             request = asyncio.ensure_future(call(client))
         lost = asyncio.ensure_future(self._lost.wait())
         try:
@@ -184,6 +216,7 @@ class _PymodbusConnection:
             request.cancel()
             lost.cancel()
             await asyncio.gather(request, lost, return_exceptions=True)
+            self._next_request_at = asyncio.get_running_loop().time() + self._gap_s
         where = self._where(unit_id)
         if request not in done:
             self._drop()
@@ -232,6 +265,8 @@ class _PymodbusConnection:
         if not connected:
             client.close()
             raise DeviceUnavailableError(f"cannot connect to {self.endpoint}")
+        if self._settle_s > 0:
+            await asyncio.sleep(self._settle_s)  # a paced gateway (see pace)
         self._client = client
         self._lost = lost
         return client

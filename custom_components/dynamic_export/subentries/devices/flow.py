@@ -25,6 +25,7 @@ from .flow_ha_entities import HaEntityInverterSteps, HaEntityMeterSteps
 from .flow_opendtu import OpenDtuSteps
 from .flow_powerwall import PowerwallSteps
 from .flow_solaredge import SolarEdgeSteps
+from .flow_sungrow import SungrowSteps
 from .flow_sunspec import SunSpecRtuSteps, SunSpecTcpSteps
 from .flow_victron import VictronGxSteps, has_victron_gx
 
@@ -44,9 +45,15 @@ class _KindMenu(SunSpecTcpSteps):
 
 
 class InverterSubentryFlow(
-    _KindMenu, SunSpecRtuSteps, SolarEdgeSteps, VictronGxSteps, OpenDtuSteps, HaEntityInverterSteps
+    _KindMenu,
+    SunSpecRtuSteps,
+    SolarEdgeSteps,
+    SungrowSteps,
+    VictronGxSteps,
+    OpenDtuSteps,
+    HaEntityInverterSteps,
 ):
-    """Add an inverter: SunSpec (TCP or RS-485), SolarEdge, OpenDTU, or HA entities."""
+    """Add an inverter: SunSpec, SolarEdge, Sungrow, Victron GX, OpenDTU or HA entities."""
 
     default_unit_id = DEFAULT_INVERTER_UNIT_ID
     fallback_title = "SunSpec inverter"

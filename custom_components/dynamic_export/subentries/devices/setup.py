@@ -50,6 +50,7 @@ from ...const import (
     KIND_OPENDTU,
     KIND_POWERWALL,
     KIND_SOLAREDGE,
+    KIND_SUNGROW,
     KIND_SUNSPEC_RTU,
     KIND_SUNSPEC_TCP,
     KIND_VICTRON_GX,
@@ -64,6 +65,7 @@ from ...powerwall.errors import CertificateChangedError
 from ...powerwall.meter import PowerwallMeter
 from ...solaredge.inverter import SolarEdgeInverter
 from ...storage import SiteStore
+from ...sungrow.inverter import Baseline, SungrowInverter, pace_for_winet
 from ...sunspec.connection import ConnectionPool, RegisterConnection, SerialSettings
 from ...sunspec.device import SunSpecDevice
 from ...sunspec.inverter import InverterInfo, SunSpecInverter
@@ -127,6 +129,9 @@ async def async_build_inverters(ctx: DeviceContext, sub: ConfigSubentry) -> list
         return [await _async_solaredge_inverter(ctx, sub)]
     if kind == KIND_VICTRON_GX:
         return [await _async_victron_gx(ctx, sub)]
+
+    if kind == KIND_SUNGROW:
+        return [await _async_sungrow_inverter(ctx, sub)]
     if kind == KIND_OPENDTU:
         return await _async_opendtu_inverters(ctx, sub)
     if kind == KIND_HA_ENTITY:
@@ -275,6 +280,55 @@ async def _async_victron_gx(ctx: DeviceContext, sub: ConfigSubentry) -> Inverter
     info = await async_try_setup(client, sub.title)
     identity = Identity("Victron Energy", "GX (ESS)", info.serial_number if info else None)
     return InverterHandle(sub.subentry_id, sub, sub.title, client, identity, rating)
+
+
+STORE_SUNGROW_BASELINES = "sungrow_baselines"
+"""Store key: per subentry, the power limitation a Sungrow inverter had before we limited it."""
+
+
+async def _async_sungrow_inverter(ctx: DeviceContext, sub: ConfigSubentry) -> InverterHandle:
+    """A Sungrow inverter on the site's shared, WiNet-S-paced connection.
+
+    Sungrow holds a limit with no revert timer, so the site hands it back when it stops; the
+    installer's own limitation (the baseline) is stored before the first write, because after
+    a crash the inverter still holds our limit and only the store knows what to restore.
+    """
+    data = sub.data
+    key = sub.subentry_id
+
+    def stored() -> dict[str, Any]:
+        kept = ctx.store.data.get(STORE_SUNGROW_BASELINES) if ctx.store is not None else None
+        return dict(kept) if isinstance(kept, dict) else {}
+
+    baseline: Baseline | None = None
+    raw = stored().get(key)
+    if isinstance(raw, dict):
+        try:
+            baseline = Baseline(int(raw["switch"]), int(raw["ratio"]))
+        except (KeyError, TypeError, ValueError) as err:
+            _LOGGER.warning("%s: ignoring a stored baseline that is not valid: %s", sub.title, err)
+
+    def keep(value: Baseline | None) -> None:
+        if ctx.store is None:
+            return
+        kept = stored()
+        if value is None:
+            kept.pop(key, None)
+        else:
+            kept[key] = {"switch": value.switch, "ratio": value.ratio}
+        ctx.store.schedule_save(STORE_SUNGROW_BASELINES, kept)
+
+    client = SungrowInverter(
+        pace_for_winet(ctx.pool.get(data[CONF_HOST], data[CONF_PORT])),
+        data[CONF_UNIT_ID],
+        baseline=baseline,
+        on_baseline=keep,
+    )
+    info = await async_try_setup(client, sub.title)
+    read_w = info.rated_power_w if info else None
+    rating = known_rating(ctx, key, read_w=read_w, configured_w=data.get(CONF_RATED_POWER))
+    identity = Identity(info.manufacturer, info.model, info.serial_number) if info else None
+    return InverterHandle(key, sub, sub.title, client, identity, rating)
 
 
 STORE_OPENDTU_BASELINES = "opendtu_baselines"
