@@ -35,6 +35,7 @@ from ...sunspec.errors import ModbusExceptionError
 from ...validation import FormCheck
 from .flow_base import DeviceSteps
 from .flow_sunspec import GATEWAY_ERRORS, RTU_UNIT_ID_RANGE
+from .naming import device_title
 
 SUNGROW_UNIT_ID = number_selector(*RTU_UNIT_ID_RANGE, 1, "", checked_by_step=True)
 """Sungrow slave addresses are 1-247 (1 unless the installer changed it)."""
@@ -90,7 +91,9 @@ class SungrowSteps(DeviceSteps):
                 info = probe.info
                 data[CONF_RATED_POWER] = info.rated_power_w
                 serial = info.serial_number or where
-                return self._finish(f"Sungrow {info.family.name} ({serial})", data, serial)
+                family = f"Sungrow {info.family.name}"
+                title = device_title(None, family, serial, family)
+                return self._finish(title, data, serial)
         fields: dict[Any, Any] = {
             vol.Required(CONF_HOST): selector.TextSelector(),
             vol.Required(CONF_PORT, default=DEFAULT_SUNGROW_PORT): PORT,

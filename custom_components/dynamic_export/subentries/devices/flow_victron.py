@@ -43,6 +43,7 @@ from ...victron.meter import GridMeterInfo
 from ...victron.probe import async_probe_grid_meter, async_probe_gx
 from .flow_base import MAX_RATING_W, DeviceSteps
 from .flow_sunspec import GATEWAY_ERRORS
+from .naming import device_title
 
 RATING_RANGE = (1, MAX_RATING_W)
 PV_RATING = number_selector(*RATING_RANGE, 1, "W", checked_by_step=True)
@@ -115,12 +116,11 @@ class VictronGxSteps(DeviceSteps):
                     # may hold one of our caps now.
                     own = current.data.get(CONF_OWN_FEED_IN) if current else None
                     data[CONF_OWN_FEED_IN] = found.max_feed_in_w if own is None else own
-                    title = f"Victron GX ({found.serial_number})"
+                    title = device_title(None, "Victron GX", found.serial_number, "Victron GX")
                     return self._finish(title, data, f"victron-gx-{found.serial_number}")
                 serial = found.serial_number or f"{where} unit {data[CONF_UNIT_ID]}"
-                return self._finish(
-                    f"Victron grid meter ({serial})", data, f"victron-grid-{serial}"
-                )
+                title = device_title(None, "Victron grid meter", serial, "Victron grid meter")
+                return self._finish(title, data, f"victron-grid-{serial}")
         fields: dict[Any, Any] = {
             vol.Required(CONF_HOST): selector.TextSelector(),
             vol.Required(CONF_PORT, default=DEFAULT_VICTRON_PORT): PORT,

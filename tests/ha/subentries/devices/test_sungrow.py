@@ -36,7 +36,7 @@ from ...sites import added_site, entity_meter_subentry, limiter_subentry, setup_
 
 
 def _title(variant: Variant) -> str:
-    return f"Sungrow {variant.family.upper()} ({variant.serial})"
+    return f"Sungrow {variant.family.upper()} {variant.serial[-4:]}"  # the family, a short id
 
 
 def _closed_port() -> int:

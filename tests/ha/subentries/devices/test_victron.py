@@ -39,8 +39,8 @@ from ...sites import (
     site_entry,
 )
 
-GX_TITLE = f"Victron GX ({GX_SERIAL})"
-METER_TITLE = f"Victron grid meter ({METER_SERIAL})"
+GX_TITLE = f"Victron GX {GX_SERIAL[-4:]}"  # the model and a short id
+METER_TITLE = f"Victron grid meter {METER_SERIAL[-4:]}"
 PV_RATING_W = 5000.0
 
 
