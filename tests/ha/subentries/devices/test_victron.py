@@ -328,7 +328,7 @@ async def test_gx_holds_the_export_limit_through_load_steps(
         writes = peer.feed_in_writes()
         assert 1 <= len(writes) <= 6, writes
         meter_power = hass.states.get(
-            f"sensor.victron_grid_meter_{METER_SERIAL.lower()}_grid_power"
+            f"sensor.victron_grid_meter_{METER_SERIAL[-4:].lower()}_grid_power"
         )
         assert meter_power is not None
         assert float(meter_power.state) == pytest.approx(-EXPORT_LIMIT, abs=250)
