@@ -359,3 +359,50 @@ async def test_reactive_power_voltage_and_frequency(make_peer, make_connection) 
     assert_close(reading.frequency_hz, 50.01)
     bare, _ = await _inverter(make_peer, make_connection, inverter_image(101))
     assert (await bare.async_read()).reactive_power_var is None
+
+
+def _with_available(w_aval: int | None) -> DeviceImage:
+    """An inverter image whose model 122 has ``WAval`` (W at SF 0; None: unimplemented)."""
+    image = inverter_image(103)
+    if w_aval is not None:
+        image.registers.update(image.encode(122, "WAval", w_aval))
+        image.registers.update(image.encode(122, "WAval_SF", 0))
+    return image
+
+
+async def test_available_power_is_read_from_model_122_every_ten_seconds(
+    make_peer, make_connection
+) -> None:
+    """WAval reaches the reading; model 122 is asked at most every 10 s, not every cycle."""
+    clock = Clock()
+    image = _with_available(6200)
+    inverter, server = await _inverter(make_peer, make_connection, image, clock=clock)
+    status_address = image.locations[122]
+
+    def status_reads() -> int:
+        return sum(
+            1
+            for r in server.requests
+            if r.function == 3 and r.address <= status_address < r.address + r.count
+        )
+
+    assert (await inverter.async_read()).available_w == 6200.0
+    reads = status_reads()
+    await server.set_registers(1, image.encode(122, "WAval", 5100))
+    clock.now += 5.0
+    assert (await inverter.async_read()).available_w == 6200.0  # the last value still stands
+    assert status_reads() == reads
+    clock.now += 5.0
+    assert (await inverter.async_read()).available_w == 5100.0
+    assert status_reads() == reads + 1
+
+
+@pytest.mark.parametrize("w_aval", [None, 0, 20000])
+async def test_available_power_not_filled_in_is_not_used(
+    make_peer, make_connection, w_aval: int | None
+) -> None:
+    """Unimplemented, below the output (headroom, or never filled in) or past the rating."""
+    inverter, _ = await _inverter(make_peer, make_connection, _with_available(w_aval))
+    reading = await inverter.async_read()
+    assert reading.ac_power_w > 50.0
+    assert reading.available_w is None

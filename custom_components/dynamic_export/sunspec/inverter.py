@@ -26,12 +26,13 @@ from ..core.measurements import InverterCommand, InverterReading
 from ..core.numbers import finite_number
 from .codec import PointValue
 from .device import SunSpecDevice
-from .errors import UnsupportedDeviceError
+from .errors import ModbusExceptionError, UnsupportedDeviceError
 from .meter import phase_voltages
 
 INVERTER_MODELS = (103, 102, 101, 113, 112, 111)  # preference order
 FLOAT_MODELS = frozenset({111, 112, 113})
 CONTROLS_MODEL = 123
+STATUS_MODEL = 122
 SETTINGS_MODEL = 121
 NAMEPLATE_MODEL = 120
 PHASES = {101: 1, 102: 2, 103: 3, 111: 1, 112: 2, 113: 3}
@@ -53,6 +54,13 @@ CONNECT = 1
 DISCONNECT = 0
 ENABLED = 1
 DISABLED = 0
+
+AVAILABLE_READ_EVERY_S = 10.0
+"""How often model 122's ``WAval`` is read: it is for automations, not for control."""
+AVAILABLE_MAX_AGE_S = 30.0
+"""A ``WAval`` older than this is not passed on."""
+AVAILABLE_TOLERANCE_W = 50.0
+"""``WAval`` this far below the output is not available power (a vendor fills it otherwise)."""
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -100,6 +108,8 @@ class SunSpecInverter:
         self._conn_revert_supported = True
         self._frozen_check = FrozenCounterCheck()
         self._said_no_energy = False
+        self._reads_available = False  # set up: the device has model 122
+        self._available: tuple[float, float] | None = None  # WAval (W) and when it was read
 
     @property
     def device(self) -> SunSpecDevice:
@@ -141,6 +151,7 @@ class SunSpecInverter:
             )
         rated_power_w = await self._read_rating(set(models))
         self._update_controls(await self._device.async_read_model(CONTROLS_MODEL))
+        self._reads_available = STATUS_MODEL in models
         self._info = InverterInfo(
             manufacturer=common.manufacturer,
             model=common.model,
@@ -199,6 +210,7 @@ class SunSpecInverter:
         self._check_frozen(timestamp, power, energy, _energy_step(info, values, energy))
         enabled = _int(controls["WMaxLim_Ena"])
         status = _int(values["St"])
+        available = await self._read_available(timestamp, info.rated_power_w, power)
         return InverterReading(
             timestamp=timestamp,
             ac_power_w=power,
@@ -211,7 +223,35 @@ class SunSpecInverter:
             reactive_power_var=finite_number(values["VAr"]),
             phase_voltage_v=phase_voltages(values, info.phases),
             frequency_hz=finite_number(values["Hz"]),
+            available_w=available,
         )
+
+    async def _read_available(self, now: float, rating_w: float, power_w: float) -> float | None:
+        """Model 122's ``WAval`` (what the inverter could produce), read every 10 s.
+
+        Vendors do not all fill it: unimplemented, or below the output (e.g. headroom rather
+        than what the panels have), it is not used, and a device whose model 122 cannot be
+        read is not asked again.
+        """
+        if not self._reads_available:
+            return None
+        last = self._available
+        if last is None or now - last[1] >= AVAILABLE_READ_EVERY_S:
+            try:
+                status = await self._device.async_read_model(STATUS_MODEL)
+            except ModbusExceptionError as err:
+                self._reads_available = False
+                _LOGGER.debug("unit %s: model 122 not readable (%s)", self._device.unit_id, err)
+                return None
+            value = finite_number(status["WAval"])
+            self._available = None if value is None else (value, now)
+            last = self._available
+        if last is None or now - last[1] > AVAILABLE_MAX_AGE_S:
+            return None
+        value = last[0]
+        if not 0 <= value <= rating_w * 1.5 or value < power_w - AVAILABLE_TOLERANCE_W:
+            return None
+        return value
 
     def _check_frozen(
         self, now: float, power_w: float, energy_wh: float | None, step_wh: float
