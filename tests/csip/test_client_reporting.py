@@ -239,3 +239,15 @@ def test_measurements_from_cycle() -> None:
     )
     assert frozen.site_power_w is None  # frozen values are not reported to the utility
     assert frozen.der_power_w == 3000.0
+
+
+async def test_a_feed_in_cap_does_not_advertise_a_generation_limit(h: Harness) -> None:
+    """A Victron GX caps feed-in only: the site claims export and import limits, not generation."""
+    inverters: dict[str, Any] = {
+        "gx": SimpleNamespace(supports_connect=False, limits_generation=False)
+    }
+    site = site_capability(meter=object(), inverters=inverters, ratings={"gx": 5000.0})
+    assert ControlType.GENERATION_LIMIT not in site.controls
+    client = h.client()
+    await h.run(client, replace(MEASUREMENTS, capability=site))
+    assert latest(h, "dercap").value("doeModesSupported") == "03"

@@ -180,6 +180,14 @@ class VictronGxInverter:
         return False
 
     @property
+    def limits_generation(self) -> bool:
+        """False: the GX caps feed-in at its grid point; generation never goes below the load.
+
+        The site then does not advertise a generation limit to a utility (``core.capability``).
+        """
+        return False
+
+    @property
     def limit_step_pct(self) -> float:
         """0: the limit read back is the command itself while the GX holds our cap."""
         return 0.0
