@@ -142,6 +142,8 @@ class CsipClient:
         self._dcap: DeviceCapability | None = None
         # the control cycle's side
         self._measurements: SiteMeasurements | None = None
+        self._measured_at: int | None = None
+        """Server time of the cycle that gave ``_measurements``."""
         self._limiter_enabled = True
         self._site_control = True
         self._opted_out = False
@@ -178,6 +180,7 @@ class CsipClient:
         self._measurements = measurements
         self._site_control = measurements.control_enabled
         server_now = self.server_time(now)
+        self._measured_at = server_now
         self._update_opt_out(server_now)
         self.telemetry.add(server_now, measurements, self._usage_points.post_rate())
         self._watch_import(self.server_clock.steady(now), measurements)
@@ -193,6 +196,7 @@ class CsipClient:
                 server_now,
                 set_grad_w=default_set_grad_w(self.schedule.set_grad_w),
                 control_enabled=not self._opted_out,
+                measured_at=self._measured_at,
             )
         except ValueError as err:
             self._connection.warn_once("observe", "DER values cannot be reported: %s", err)
