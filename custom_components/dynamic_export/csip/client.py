@@ -249,12 +249,22 @@ class CsipClient:
         self._wake.set()
 
     def _update_opt_out(self, server_now: int) -> None:
+        """Answer running events by whether the site follows them now.
+
+        Control or the limiter off: opted out; on again: opted back in (each change once
+        per event; also for an event left before a restart).
+        """
         opted_out = not (self._limiter_enabled and self._site_control)
-        if opted_out and not self._opted_out:
-            running = self.schedule.running(server_now)
-            if running:
-                _LOGGER.info("Control is off: opting out of %s", ", ".join(r.mrid for r in running))
-            self.tracker.opt_out(running, server_now)
+        running = self.schedule.running(server_now)
+        if opted_out != self._opted_out and running:
+            _LOGGER.info(
+                "Control is %s: opting %s %s",
+                "off" if opted_out else "on",
+                "out of" if opted_out else "back in to",
+                ", ".join(r.mrid for r in running),
+            )
+        choose = self.tracker.opt_out if opted_out else self.tracker.opt_in
+        if choose(running, server_now) or opted_out != self._opted_out:
             self._changed()
         self._opted_out = opted_out
 
