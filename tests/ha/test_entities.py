@@ -28,7 +28,6 @@ from .sites import (
     sunspec_site,
 )
 
-
 PACED_W = STEPS[UnitOfPower.WATT]
 
 
