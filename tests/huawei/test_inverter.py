@@ -125,6 +125,18 @@ async def test_a_prediction_below_the_output_is_not_available_power(
     assert (await inverter.async_read()).available_w is None
 
 
+async def test_a_prediction_of_zero_while_producing_is_not_filled_in(
+    make_peer: MakePeer, make_inverter: MakeInverter
+) -> None:
+    """A model that leaves MPPT_PREDICTED_POWER at 0 does not claim 0 W available."""
+    peer = await make_peer(available_w=0.0)
+    inverter = make_inverter(peer)
+    assert (await inverter.async_read()).available_w == 0.0  # night: 0 is the truth
+    peer.output_source = lambda: 30.0  # producing a little, within the tolerance
+    settle(peer, AVAILABLE_READ_EVERY_S)
+    assert (await inverter.async_read()).available_w is None
+
+
 async def test_implausible_values_are_refused(
     make_peer: MakePeer, make_inverter: MakeInverter
 ) -> None:

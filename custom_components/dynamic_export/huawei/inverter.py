@@ -248,9 +248,10 @@ class HuaweiInverter:
     async def _read_available(self, now: float, rating_w: float, power_w: float) -> float | None:
         """MPPT_PREDICTED_POWER as available power, only where it is sane.
 
-        What Huawei means by it is not documented: it is passed on only when it is at least
-        the output (less a little) and at most 1.5 × the rating; a device that cannot read it
-        is not asked again.
+        What Huawei means by it is not documented, and a user reports it always 0 on one model
+        (a 30KTL-M3): it is passed on only when it is at least the output (less a little), not
+        0 while the inverter produces, and at most 1.5 × the rating; a device that cannot read
+        it is not asked again.
         """
         if not self._reads_available:
             return None
@@ -270,6 +271,8 @@ class HuaweiInverter:
             return None
         if value > rating_w * 1.5 or value < power_w - AVAILABLE_TOLERANCE_W:
             return None
+        if value == 0 and power_w > 0:
+            return None  # not filled in
         return value
 
     async def _write(self, value: int) -> None:
