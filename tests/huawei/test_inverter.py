@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable
 from typing import Any
@@ -382,3 +383,20 @@ def test_pacing_is_what_the_sdongle_needs() -> None:
     connection = pace_for_sdongle(ModbusTcpConnection("127.0.0.1", 1))
     assert connection._settle_s == 1.5
     assert connection._gap_s == 0.05
+
+
+async def test_a_connection_dropped_for_another_client_is_a_device_error(
+    make_peer: MakePeer, make_connection: MakeConnection
+) -> None:
+    """Knocked off while it waits after connecting (the dongle took another client): the
+    request fails as the device being unavailable, and the next one reconnects."""
+    peer = await make_peer()
+    first = make_connection(peer)
+    first.pace(settle_after_connect_s=0.3)
+    setup = asyncio.create_task(HuaweiInverter(first, peer.unit).async_setup())
+    await asyncio.sleep(0.1)  # connected, settling
+    await async_probe(make_connection(peer), peer.unit)  # another client
+    assert peer.kicked == 1
+    with pytest.raises(DeviceUnavailableError):
+        await setup
+    await HuaweiInverter(first, peer.unit).async_setup()
