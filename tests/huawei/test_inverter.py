@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,7 @@ from custom_components.dynamic_export.core.errors import (
     InvalidDeviceDataError,
 )
 from custom_components.dynamic_export.core.measurements import InverterCommand
+from custom_components.dynamic_export.core.write_policy import WritePolicy
 from custom_components.dynamic_export.huawei import registers as reg
 from custom_components.dynamic_export.huawei.errors import (
     DeratingUnsupportedError,
@@ -400,3 +402,26 @@ async def test_a_connection_dropped_for_another_client_is_a_device_error(
     with pytest.raises(DeviceUnavailableError):
         await setup
     await HuaweiInverter(first, peer.unit).async_setup()
+
+
+async def test_a_steady_hour_writes_a_handful(
+    make_peer: MakePeer, make_inverter: MakeInverter
+) -> None:
+    """An hour of 1 s commands wavering ±1 % around 47 %, then 49 %, through the write policy
+    (deadband 1 %), reading back every 10 s: the persistent derating is written a few times."""
+    peer = await make_peer()
+    inverter = make_inverter(peer)
+    policy = WritePolicy(deadband_pct=1.0)
+    rng = random.Random(14)
+    reading = await inverter.async_read()
+    for second in range(3600):
+        cmd = command((47.0 if second < 1800 else 49.0) + rng.uniform(-1.0, 1.0))
+        if policy.should_write(
+            "inv", cmd, reading, 0.0, float(second), step_pct=inverter.limit_step_pct
+        ):
+            await inverter.async_apply(cmd)
+            policy.record("inv", cmd, float(second))
+        if second % 10 == 0:
+            reading = await inverter.async_read()
+    assert 1 <= len(peer.derating_writes()) <= 6, peer.derating_writes()
+    assert peer.flash_writes == len(peer.derating_writes())
