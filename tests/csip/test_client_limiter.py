@@ -20,7 +20,7 @@ from custom_components.dynamic_export.csip.selection import Source
 
 from .client_harness import MEASUREMENTS, Harness
 
-RECEIVED, STARTED, COMPLETED, OPTED_OUT = 1, 2, 3, 4
+RECEIVED, STARTED, COMPLETED, OPTED_OUT, OPTED_IN = 1, 2, 3, 4, 5
 
 
 async def cycle(h: Harness, limiter: CsipLimiter, seconds: float = 0) -> Controls:
@@ -82,6 +82,70 @@ async def test_control_switched_off_opts_out(h: Harness) -> None:
     await limiter.client.run_due()
     assert h.state.response_statuses(running.mrid) == [RECEIVED, STARTED, OPTED_OUT]
     assert limiter.controls(h.clock()).export_limit == 800.0
+
+
+async def test_limiter_switched_on_again_opts_back_in(h: Harness) -> None:
+    """Back on during an event: "opted in", and its end is answered "completed" again; off
+    once more: "opted out" once more. An event that began while off is opted in too."""
+    running = h.state.add_control("1", duration=600, op_mod_exp_lim_w=800)
+    later = h.state.add_control("1", start=h.now() + 700, duration=300, op_mod_exp_lim_w=700)
+    limiter = CsipLimiter("CSIP-AUS", h.client())
+    await cycle(h, limiter)
+    limiter.enabled = False
+    await cycle(h, limiter, 10)
+    limiter.enabled = True
+    assert (await cycle(h, limiter, 10)).export_limit == 800.0
+    assert h.state.response_statuses(running.mrid) == [RECEIVED, STARTED, OPTED_OUT, OPTED_IN]
+    limiter.enabled = False
+    await cycle(h, limiter, 10)
+    limiter.enabled = True
+    await cycle(h, limiter, 10)
+    assert h.state.response_statuses(running.mrid) == [
+        RECEIVED,
+        STARTED,
+        OPTED_OUT,
+        OPTED_IN,
+        OPTED_OUT,
+        OPTED_IN,
+    ]
+    await cycle(h, limiter, 600)
+    assert h.state.response_statuses(running.mrid)[-1] == COMPLETED
+    limiter.enabled = False
+    await cycle(h, limiter, 100)
+    assert h.state.response_statuses(later.mrid) == [RECEIVED, OPTED_OUT]
+    limiter.enabled = True
+    await cycle(h, limiter, 10)
+    await cycle(h, limiter, 300)
+    assert h.state.response_statuses(later.mrid) == [RECEIVED, OPTED_OUT, OPTED_IN, COMPLETED]
+    assert not limiter.status().opted_out
+    h.assert_documents_valid()
+
+
+async def test_control_switched_on_again_opts_back_in(h: Harness) -> None:
+    """The site's control switch works the same way: off opts out, on opts back in."""
+    running = h.state.add_control("1", duration=600, op_mod_exp_lim_w=800)
+    limiter = CsipLimiter("CSIP-AUS", h.client())
+    await cycle(h, limiter)
+    off = replace(MEASUREMENTS, control_enabled=False)
+    h.clock.advance(5)
+    await limiter.async_tick(h.clock(), off)
+    await limiter.client.run_due()
+    await cycle(h, limiter, 5)
+    assert h.state.response_statuses(running.mrid) == [RECEIVED, STARTED, OPTED_OUT, OPTED_IN]
+
+
+async def test_opted_out_before_a_restart_is_opted_back_in(h: Harness) -> None:
+    """Left while off, then restarted with control on: the event is opted back in."""
+    running = h.state.add_control("1", duration=600, op_mod_exp_lim_w=800)
+    first = CsipLimiter("CSIP-AUS", h.client())
+    await cycle(h, first)
+    first.enabled = False
+    await cycle(h, first, 10)
+    saved = json.loads(json.dumps(first.to_dict()))
+    await first.async_stop()
+    second = CsipLimiter("CSIP-AUS", h.client(restore=saved))
+    await cycle(h, second, 10)
+    assert h.state.response_statuses(running.mrid) == [RECEIVED, STARTED, OPTED_OUT, OPTED_IN]
 
 
 async def test_background_task_runs_and_stops(h: Harness) -> None:

@@ -6,6 +6,7 @@ from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
+from custom_components.dynamic_export.core.available_power import AvailablePower, Method
 from custom_components.dynamic_export.core.capability import site_capability
 from custom_components.dynamic_export.core.controller import FailSafeReason
 from custom_components.dynamic_export.core.controls import ControlType
@@ -198,6 +199,7 @@ def test_measurements_from_cycle() -> None:
         inverters={"a": online, "b": offline, "c": other},
         control_enabled=False,
         plan=SimpleNamespace(fail_safe_reason=None),
+        available_power=None,
     )
     ratings = {"a": 5000.0, "b": 3000.0, "c": 1000.0}
     m = measurements_from_cycle(snapshot, ratings)  # type: ignore[arg-type]
@@ -251,3 +253,109 @@ async def test_a_feed_in_cap_does_not_advertise_a_generation_limit(h: Harness) -
     client = h.client()
     await h.run(client, replace(MEASUREMENTS, capability=site))
     assert latest(h, "dercap").value("doeModesSupported") == "03"
+
+
+def _snapshot(*readings: InverterReading, **fields: Any) -> Any:
+    """A cycle snapshot with these inverter readings (what measurements_from_cycle reads)."""
+    base: dict[str, Any] = {
+        "meter": MeterReading(timestamp=0.0, grid_power_w=500.0),
+        "meter_error": None,
+        "inverters": {f"inv{i}": InverterStatus(r) for i, r in enumerate(readings)},
+        "control_enabled": True,
+        "plan": SimpleNamespace(fail_safe_reason=None),
+        "available_power": None,
+    }
+    return SimpleNamespace(**(base | fields))
+
+
+async def test_status_says_what_the_inverters_say(h: Harness) -> None:
+    """inverterStatus from the inverters' states; a fault sets the fault bit, not available."""
+    producing = InverterReading(0.0, 2000.0, 5000.0, connected=True, status="throttled")
+    client = h.client()
+    await h.run(client, measurements_from_cycle(_snapshot(producing), {"inv0": 5000.0}))
+    status = latest(h, "ders")
+    assert status.value("inverterStatus/value") == "5", "forced power reduction"
+    assert status.value("genConnectStatus/value") == "07"
+    faulty = InverterReading(0.0, 0.0, 3000.0, connected=True, status="fault")
+    both = measurements_from_cycle(_snapshot(producing, faulty), {"inv0": 5000.0, "inv1": 3000.0})
+    assert both.fault
+    await h.step(client, 10, both)
+    status = latest(h, "ders")
+    assert status.value("inverterStatus/value") == "7"
+    assert status.value("inverterStatus/dateTime") == str(h.now())
+    assert status.value("genConnectStatus/value") == "15", "connected, operating, fault"
+    assert status.value("stateOfChargeStatus") is None, "no storage: no state of charge"
+    h.assert_documents_valid()
+
+
+def test_inverter_states_in_2030_5_terms() -> None:
+    """SunSpec's states map one to one; OpenDTU's 'producing' is throttled under a limit."""
+
+    def status(**kw: Any) -> int | None:
+        reading = InverterReading(0.0, 0.0, 1000.0, **kw)
+        return measurements_from_cycle(_snapshot(reading), {}).inverter_status
+
+    assert status(status="mppt") == 4
+    assert status(status="sleeping") == 2
+    assert status(status="off") == 1
+    assert status(status="producing") == 4
+    assert status(status="producing", limit_enabled=True, limit_pct=40.0) == 5
+    assert status(status="idle") == 2
+    assert status() is None, "an inverter that does not say is not reported as off"
+    off = measurements_from_cycle(_snapshot(InverterReading(0.0, 0.0, 1000.0, status="off")), {})
+    assert off.connected is False
+    assert off.available_w == 0.0
+
+
+async def test_local_control_while_off_or_in_fail_safe(h: Harness) -> None:
+    """localControlModeStatus is remote only while the server's limits are what the site
+    follows: control off (monitor only), the limiter off or fail-safe make it local."""
+    client = h.client()
+    await h.run(client)
+    assert latest(h, "ders").value("localControlModeStatus/value") == "1"
+    await h.step(client, 10, replace(MEASUREMENTS, fail_safe=True))
+    assert latest(h, "ders").value("localControlModeStatus/value") == "0"
+    assert latest(h, "ders").value("localControlModeStatus/dateTime") == str(h.now())
+    await h.step(client, 10)
+    assert latest(h, "ders").value("localControlModeStatus/value") == "1"
+    await h.step(client, 10, replace(MEASUREMENTS, control_enabled=False))
+    assert latest(h, "ders").value("localControlModeStatus/value") == "0"
+    await h.step(client, 10)
+    client.set_limiter_enabled(False, h.clock())
+    await h.step(client, 10)
+    assert latest(h, "ders").value("localControlModeStatus/value") == "0"
+    assert latest(h, "derg").value("modesEnabled") == "00000000"
+    assert latest(h, "derg").value("doeModesEnabled") == "00"
+    h.assert_documents_valid()
+
+
+def test_fail_safe_is_carried_from_the_cycle() -> None:
+    plan = SimpleNamespace(fail_safe_reason=FailSafeReason.NO_METER)
+    m = measurements_from_cycle(_snapshot(plan=plan), {})
+    assert m.fail_safe
+    assert not measurements_from_cycle(_snapshot(), {}).fail_safe
+
+
+async def test_reading_time_is_when_the_site_was_measured(h: Harness) -> None:
+    """Re-sent unchanged, DERStatus and DERAvailability keep the time of the last reading:
+    a site that stopped measuring is not reported as read just now."""
+    h.state.set_poll_rate("der", 60)
+    client = h.client()
+    await h.run(client)
+    measured = h.now()
+    await h.step(client, 60, None)
+    await h.step(client, 60, None)
+    assert puts(h, "ders") == 3
+    assert latest(h, "ders").value("readingTime") == str(measured)
+    assert latest(h, "dera").value("readingTime") == str(measured)
+    await h.step(client, 60)
+    assert latest(h, "ders").value("readingTime") == str(h.now())
+
+
+def test_available_power_is_the_estimate_not_the_rating() -> None:
+    """statWAvail is what the inverters could produce now (the cycle's estimate), not
+    the rating of those online, which a sleeping site at night would overstate."""
+    reading = InverterReading(0.0, 800.0, 5000.0, connected=True, status="mppt")
+    estimate = AvailablePower(1200.0, Method.SIBLINGS)
+    m = measurements_from_cycle(_snapshot(reading, available_power=estimate), {"inv0": 5000.0})
+    assert m.available_w == 1200.0

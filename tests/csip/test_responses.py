@@ -157,6 +157,43 @@ def test_opting_out_of_running_events_drops_a_pending_started() -> None:
     assert drain(tracker, T0 + 600) == [("A", R.OPTED_OUT), ("A", R.CANCELLED)]
 
 
+def test_opting_back_in_and_out_again() -> None:
+    """Each change of mind is told once; "completed" follows an opt-in, not an opt-out."""
+    tracker = ResponseTracker()
+    tracker.record([ev(R.RECEIVED), ev(R.STARTED)])
+    assert not tracker.opt_in([ref("A")], T0 + 10), "never left: nothing to opt back in to"
+    assert tracker.opt_out([ref("A")], T0 + 20)
+    assert not tracker.opt_out([ref("A")], T0 + 25)
+    assert tracker.opt_in([ref("A")], T0 + 30)
+    assert tracker.opt_out([ref("A")], T0 + 40)
+    assert tracker.opt_in([ref("A")], T0 + 50)
+    tracker.record([ev(R.COMPLETED, at=T0 + 600)])
+    assert drain(tracker, T0 + 600) == [
+        ("A", R.RECEIVED),
+        ("A", R.OPTED_OUT),
+        ("A", R.OPTED_IN),
+        ("A", R.OPTED_OUT),
+        ("A", R.OPTED_IN),
+        ("A", R.COMPLETED),
+    ]
+
+
+def test_choices_survive_a_restart() -> None:
+    tracker = ResponseTracker()
+    tracker.record([ev(R.RECEIVED), ev(R.STARTED)])
+    tracker.opt_out([ref("A")], T0 + 20)
+    saved = json.loads(json.dumps(tracker.to_dict()))
+    restored = ResponseTracker.from_dict(saved)
+    restored.record([ev(R.COMPLETED, at=T0 + 600)])
+    assert R.COMPLETED not in [s for _, s in drain(restored, T0 + 600)]
+    restored = ResponseTracker.from_dict(saved)
+    assert restored.opt_in([ref("A")], T0 + 30)
+    del saved["choices"]  # saved by an older version: an opt-out there was final
+    older = ResponseTracker.from_dict(saved)
+    assert not older.opt_out([ref("A")], T0 + 30)
+    assert older.opt_in([ref("A")], T0 + 30)
+
+
 def test_persistence_round_trip() -> None:
     tracker = ResponseTracker(retry_s=10)
     tracker.record([ev(R.RECEIVED), ev(R.STARTED), ev(R.RECEIVED, "B")])

@@ -36,6 +36,7 @@ async def test_simulated_site_gives_every_reading_all_06_expects(socket_enabled:
         inverters={"inv": InverterStatus(inverter)},
         control_enabled=True,
         plan=SimpleNamespace(fail_safe_reason=None),
+        available_power=None,
     )
     m = measurements_from_cycle(snapshot, {"inv": 5000.0})  # type: ignore[arg-type]
     assert m.site_reactive_var == pytest.approx(HOUSEHOLD_VAR)

@@ -142,6 +142,8 @@ class CsipClient:
         self._dcap: DeviceCapability | None = None
         # the control cycle's side
         self._measurements: SiteMeasurements | None = None
+        self._measured_at: int | None = None
+        """Server time of the cycle that gave ``_measurements``."""
         self._limiter_enabled = True
         self._site_control = True
         self._opted_out = False
@@ -178,6 +180,7 @@ class CsipClient:
         self._measurements = measurements
         self._site_control = measurements.control_enabled
         server_now = self.server_time(now)
+        self._measured_at = server_now
         self._update_opt_out(server_now)
         self.telemetry.add(server_now, measurements, self._usage_points.post_rate())
         self._watch_import(self.server_clock.steady(now), measurements)
@@ -193,6 +196,7 @@ class CsipClient:
                 server_now,
                 set_grad_w=default_set_grad_w(self.schedule.set_grad_w),
                 control_enabled=not self._opted_out,
+                measured_at=self._measured_at,
             )
         except ValueError as err:
             self._connection.warn_once("observe", "DER values cannot be reported: %s", err)
@@ -245,12 +249,22 @@ class CsipClient:
         self._wake.set()
 
     def _update_opt_out(self, server_now: int) -> None:
+        """Answer running events by whether the site follows them now.
+
+        Control or the limiter off: opted out; on again: opted back in (each change once
+        per event; also for an event left before a restart).
+        """
         opted_out = not (self._limiter_enabled and self._site_control)
-        if opted_out and not self._opted_out:
-            running = self.schedule.running(server_now)
-            if running:
-                _LOGGER.info("Control is off: opting out of %s", ", ".join(r.mrid for r in running))
-            self.tracker.opt_out(running, server_now)
+        running = self.schedule.running(server_now)
+        if opted_out != self._opted_out and running:
+            _LOGGER.info(
+                "Control is %s: opting %s %s",
+                "off" if opted_out else "on",
+                "out of" if opted_out else "back in to",
+                ", ".join(r.mrid for r in running),
+            )
+        choose = self.tracker.opt_out if opted_out else self.tracker.opt_in
+        if choose(running, server_now) or opted_out != self._opted_out:
             self._changed()
         self._opted_out = opted_out
 

@@ -16,6 +16,13 @@ only inverters, and a site without controllable load cannot enforce a load limit
 opModLoadLimW is not advertised unless the site says it can. ``rtgMaxW`` (and DERSettings'
 ``setMaxW``) is the capability's sum of ratings. While control is off (monitor only, or
 the CSIP limiter disabled) DERSettings reports no mode enabled.
+
+DERStatus says what the inverters say: genConnectStatus (connected, available unless
+one is in fault, operating, fault), inverterStatus (the most telling inverter state:
+fault, then throttled, then tracking MPPT, ...; left out when no inverter reports one),
+operationalModeStatus, and localControlModeStatus: remote only while the site follows
+the server (control on, limiter on, not in fail-safe), local otherwise. No state of
+charge: the site has no storage. ``readingTime`` is when the site was last measured.
 """
 
 from __future__ import annotations
@@ -26,7 +33,13 @@ from enum import StrEnum
 
 from ..core.controls import ControlType
 from .ramp import AS4777_GRAD_W
-from .sep2.codes import ConnectStatus, DERControlType, DOEControlType, OperationalModeStatus
+from .sep2.codes import (
+    ConnectStatus,
+    DERControlType,
+    DOEControlType,
+    LocalControlModeStatus,
+    OperationalModeStatus,
+)
 from .sep2.der import DERAvailability, DERCapability, DERSettings, DERStatus, StatusValue
 from .sep2.serialise import (
     der_availability_xml,
@@ -116,7 +129,9 @@ class _Track:
 def _connect_bits(m: SiteMeasurements) -> int:
     bits = ConnectStatus(0)
     if m.connected or m.operating:
-        bits |= ConnectStatus.CONNECTED | ConnectStatus.AVAILABLE
+        bits |= ConnectStatus.CONNECTED
+        if not m.fault:
+            bits |= ConnectStatus.AVAILABLE
     if m.operating:
         bits |= ConnectStatus.OPERATING
     if m.fault:
@@ -139,11 +154,24 @@ class DerReporter:
         self._tracks = {kind: _Track() for kind in Kind}
         self._status_since: dict[str, tuple[int, int]] = {}
         self._settings_since: tuple[DERSettings, int] | None = None
+        self._observed_at: int | None = None
+        """Server time of the measurements the documents stand on (their readingTime)."""
 
     def observe(
-        self, m: SiteMeasurements, server_now: int, *, set_grad_w: int, control_enabled: bool
+        self,
+        m: SiteMeasurements,
+        server_now: int,
+        *,
+        set_grad_w: int,
+        control_enabled: bool,
+        measured_at: int | None = None,
     ) -> None:
-        """Rebuild the documents from one cycle's measurements (no I/O)."""
+        """Rebuild the documents from one cycle's measurements (no I/O).
+
+        ``measured_at`` (server time, default ``server_now``) is when ``m`` was measured:
+        the readingTime of DERStatus and DERAvailability, so measurements that stopped
+        coming are not passed off as new.
+        """
         tracks = self._tracks
         site = m.capability
         advertised = self.enforced if site is None else self.enforced & site.controls
@@ -169,11 +197,20 @@ class DerReporter:
             if self._settings_since is None or self._settings_since[0] != settings:
                 self._settings_since = (settings, server_now)
             tracks[Kind.SETTINGS].current = replace(settings, updated_time=self._settings_since[1])
+        remote = control_enabled and not m.fail_safe
+        local_mode = LocalControlModeStatus.REMOTE if remote else LocalControlModeStatus.LOCAL
         tracks[Kind.STATUS].current = DERStatus(
             reading_time=0,
             gen_connect_status=self._since("gen", _connect_bits(m), server_now),
+            inverter_status=(
+                None
+                if m.inverter_status is None
+                else self._since("inverter", m.inverter_status, server_now)
+            ),
+            local_control_mode_status=self._since("local", int(local_mode), server_now),
             operational_mode_status=self._since("mode", _operational_mode(m), server_now),
         )
+        self._observed_at = server_now if measured_at is None else measured_at
         available = m.available_w
         if available is None and m.rated_w is not None and m.connected is not False:
             available = m.rated_w
@@ -203,7 +240,8 @@ class DerReporter:
                 changed = track.current != track.sent and elapsed >= MIN_CHANGE_S
                 if not changed and elapsed < rate:
                     continue
-            out.append(Report(kind, _body(track.current, server_now), track.current))
+            reading_time = server_now if self._observed_at is None else self._observed_at
+            out.append(Report(kind, _body(track.current, reading_time), track.current))
         return out
 
     def next_due(self, rate: float, kinds: Iterable[Kind] = tuple(Kind)) -> float | None:
@@ -239,11 +277,12 @@ class DerReporter:
         return self._tracks[kind].sent_at
 
 
-def _body(document: Document, server_now: int) -> bytes:
+def _body(document: Document, reading_time: int) -> bytes:
+    """The XML of ``document``; status and availability read at ``reading_time``."""
     if isinstance(document, DERCapability):
         return der_capability_xml(document)
     if isinstance(document, DERSettings):
         return der_settings_xml(document)
     if isinstance(document, DERStatus):
-        return der_status_xml(replace(document, reading_time=server_now))
-    return der_availability_xml(replace(document, reading_time=server_now))
+        return der_status_xml(replace(document, reading_time=reading_time))
+    return der_availability_xml(replace(document, reading_time=reading_time))

@@ -3,6 +3,12 @@
 Decision logic only: the client POSTs what :meth:`ResponseTracker.due` yields
 and reports back with :meth:`~ResponseTracker.sent` or
 :meth:`~ResponseTracker.failed`. Time is server-time Unix seconds.
+
+The user's choice follows the site: control or the CSIP limiter off answers running
+events "opted out" (4) and a start "opted out" instead of "started"; switched on again
+during an event, it is "opted in" (5) and its end "completed" (3) again. Each change of
+mind is told once; after an opt-out that stands, neither "started" nor "completed" is
+sent.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ USER_RESPONSE = 0x04
 
 _FORMAT = 1
 _AFTER_OPT_OUT = (ResponseStatus.STARTED, ResponseStatus.COMPLETED)
+"""Not sent while the user has opted out of the event."""
+_CHOICES = (ResponseStatus.OPTED_OUT, ResponseStatus.OPTED_IN)
 
 
 def wanted(response_required: int, status: ResponseStatus) -> bool:
@@ -74,6 +82,8 @@ class ResponseTracker:
         self._pending: list[_Pending] = []
         self._history: dict[tuple[str, ResponseStatus], int] = {}
         """(mRID, status) ever queued, with when: the duplicate filter."""
+        self._choice: dict[str, ResponseStatus] = {}
+        """The user's last answer per mRID (opted out or back in); absent: taking part."""
 
     # -- intake -------------------------------------------------------------------------
 
@@ -89,19 +99,41 @@ class ResponseTracker:
                 status = ResponseStatus.OPTED_OUT
             self._queue(event.control, status, event.at)
 
-    def opt_out(self, controls: Iterable[ControlRef], now: int) -> None:
-        """Tell the server we left these running events (user turned control off)."""
-        for control in controls:
-            self._queue(control, ResponseStatus.OPTED_OUT, now)
+    def opt_out(self, controls: Iterable[ControlRef], now: int) -> bool:
+        """Tell the server we left these running events (control or the limiter off).
 
-    def _queue(self, control: ControlRef, status: ResponseStatus, at: int) -> None:
+        True when a Response was queued: an event already opted out is not told again.
+        """
+        return self._choose(controls, ResponseStatus.OPTED_OUT, now)
+
+    def opt_in(self, controls: Iterable[ControlRef], now: int) -> bool:
+        """Tell the server we take part again in these running events we had left.
+
+        Only events opted out get "opted in"; after it, their end is answered "completed"
+        again. True when a Response was queued.
+        """
+        return self._choose(controls, ResponseStatus.OPTED_IN, now)
+
+    def _choose(self, controls: Iterable[ControlRef], status: ResponseStatus, now: int) -> bool:
+        queued = False
+        for control in controls:  # every control, not only up to the first queued
+            queued = self._queue(control, status, now) or queued
+        return queued
+
+    def _queue(self, control: ControlRef, status: ResponseStatus, at: int) -> bool:
+        """Queue one Response unless it is unwanted or already told; True if queued."""
         key = (control.mrid, status)
         if control.reply_to is None or not wanted(control.response_required, status):
-            return
-        if key in self._history:
-            return
-        if status in _AFTER_OPT_OUT and (control.mrid, ResponseStatus.OPTED_OUT) in self._history:
-            return
+            return False
+        if status in _CHOICES:
+            # The user may change their mind again: each change is told once.
+            if self._choice.get(control.mrid, ResponseStatus.OPTED_IN) == status:
+                return False
+            self._choice[control.mrid] = status
+        elif key in self._history:
+            return False
+        if status in _AFTER_OPT_OUT and self._choice.get(control.mrid) == ResponseStatus.OPTED_OUT:
+            return False
         self._history[key] = at
         if status == ResponseStatus.OPTED_OUT:
             self._pending = [
@@ -112,6 +144,7 @@ class ResponseTracker:
         expires = control.end if status == ResponseStatus.STARTED else None
         response = OutgoingResponse(control.reply_to, control.mrid, status, at)
         self._pending.append(_Pending(response, expires, next_try=at))
+        return True
 
     # -- sending ------------------------------------------------------------------------
 
@@ -130,8 +163,14 @@ class ResponseTracker:
         return out
 
     def sent(self, mrid: str, status: ResponseStatus) -> None:
-        """The server accepted the Response: stop tracking it."""
-        self._pending = [p for p in self._pending if not _is(p, mrid, status)]
+        """The server accepted the Response: stop tracking the oldest such one.
+
+        A user who changed their mind twice has two opt-outs queued.
+        """
+        for pending in self._pending:
+            if _is(pending, mrid, status):
+                self._pending.remove(pending)
+                return
 
     def failed(
         self, mrid: str, status: ResponseStatus, now: int, *, permanent: bool = False
@@ -164,6 +203,8 @@ class ResponseTracker:
         self._history = {
             k: at for k, at in self._history.items() if k in queued or now - at < self.history_s
         }
+        known = {mrid for mrid, _ in self._history}
+        self._choice = {m: c for m, c in self._choice.items() if m in known}
 
     # -- persistence --------------------------------------------------------------------
 
@@ -184,6 +225,7 @@ class ResponseTracker:
                 for p in self._pending
             ],
             "history": [[m, int(s), at] for (m, s), at in self._history.items()],
+            "choices": [[m, int(c)] for m, c in self._choice.items()],
         }
 
     @classmethod
@@ -210,6 +252,13 @@ class ResponseTracker:
             )
         for mrid, status, at in data["history"]:
             tracker._history[(str(mrid), ResponseStatus(status))] = int(at)
+        if "choices" in data:
+            for mrid, choice in data["choices"]:
+                tracker._choice[str(mrid)] = ResponseStatus(choice)
+        else:  # saved before opting back in existed: an opt-out was final
+            for mrid, status in tracker._history:
+                if status == ResponseStatus.OPTED_OUT:
+                    tracker._choice[mrid] = status
         return tracker
 
 

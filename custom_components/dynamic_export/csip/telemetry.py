@@ -39,11 +39,13 @@ from ..core.capability import SiteCapability
 from ..core.controller import FailSafeReason
 from ..core.controls import ControlType
 from ..core.cycle import CycleSnapshot
+from ..core.measurements import InverterReading
 from .sep2.codes import (
     COMMODITY_ELECTRICITY_SECONDARY,
     DataQualifier,
     DERType,
     FlowDirection,
+    InverterStatus,
     Kind,
     PhaseCode,
     RoleFlags,
@@ -69,7 +71,8 @@ class SiteMeasurements:
     Phase tuples are (A, B, C). ``rated_w`` and friends describe all inverters together;
     ``available_w`` is what they could produce now (e.g. the rating of those online).
     ``control_enabled`` False means the user turned control off (monitor only): running
-    CSIP events are then answered "opted out". ``capability`` describes what the site's
+    CSIP events are then answered "opted out". ``fail_safe`` and ``inverter_status`` feed
+    DERStatus. ``capability`` describes what the site's
     devices can enforce; DERCapability and DERSettings advertise no more than that (without
     one, what the client's configuration says it enforces, rated at ``rated_w``).
     """
@@ -95,8 +98,12 @@ class SiteMeasurements:
     connected: bool | None = None
     operating: bool | None = None
     fault: bool = False
+    inverter_status: int | None = None
+    """The site's 2030.5 InverterStatusType, from the inverters that report a state."""
     available_w: float | None = None
     control_enabled: bool = True
+    fail_safe: bool = False
+    """The site holds its fail-safe level (no usable meter), not the server's limits."""
     capability: SiteCapability | None = None
 
     @property
@@ -137,7 +144,8 @@ def measurements_from_cycle(
     values: the utility is never sent stale readings as new. Voltages are per phase where
     the device measures phases; a meter's single voltage is sent as an average, not as
     phase A. DER values: powers add up, voltages and frequency are averaged over the
-    inverters that report them.
+    inverters that report them. The inverters' states give the site's inverterStatus and
+    fault; the available power is the cycle's estimate (else the rating of those online).
     """
     stale = snapshot.plan.fail_safe_reason is FailSafeReason.METER_STALE
     meter = snapshot.meter if snapshot.meter_error is None and not stale else None
@@ -145,6 +153,13 @@ def measurements_from_cycle(
     rated = sum(ratings.values()) or sum(r.rated_power_w for r in readings) or None
     site_phases = None if meter is None else meter.phase_voltage_v
     der_phases = _mean_phases([r.phase_voltage_v for r in readings])
+    known = [s for r in readings if (s := inverter_status(r)) is not None]
+    estimate = snapshot.available_power
+    available = (
+        estimate.watts
+        if estimate is not None
+        else sum(r.rated_power_w for r in readings if _connected(r))
+    )
     return SiteMeasurements(
         site_power_w=None if meter is None else meter.grid_power_w,
         site_phase_power_w=None if meter is None else meter.phase_power_w,
@@ -159,12 +174,67 @@ def measurements_from_cycle(
         rated_w=rated,
         rated_va=rated_va,
         der_type=der_type,
-        connected=any(r.connected is not False for r in readings) if readings else None,
-        operating=any(r.ac_power_w > 0 for r in readings) if readings else None,
-        available_w=sum(r.rated_power_w for r in readings if r.connected is not False),
+        connected=any(_connected(r) for r in readings) if readings else None,
+        operating=any(_operating(r) for r in readings) if readings else None,
+        fault=InverterStatus.FAULT in known,
+        inverter_status=max(known, key=_STATUS_WEIGHT.__getitem__) if known else None,
+        available_w=available,
         control_enabled=snapshot.control_enabled,
+        fail_safe=snapshot.plan.fail_safe_reason is not None,
         capability=capability,
     )
+
+
+_STATUS_NAMES: dict[str, InverterStatus] = {
+    "off": InverterStatus.OFF,
+    "sleeping": InverterStatus.SLEEPING,
+    "idle": InverterStatus.SLEEPING,
+    "starting": InverterStatus.STARTING,
+    "mppt": InverterStatus.MPPT,
+    "throttled": InverterStatus.THROTTLED,
+    "shutting_down": InverterStatus.SHUTTING_DOWN,
+    "fault": InverterStatus.FAULT,
+    "standby": InverterStatus.STANDBY,
+}
+_STATUS_WEIGHT: dict[InverterStatus, int] = {
+    status: weight
+    for weight, status in enumerate(
+        (
+            InverterStatus.OFF,
+            InverterStatus.SLEEPING,
+            InverterStatus.STANDBY,
+            InverterStatus.SHUTTING_DOWN,
+            InverterStatus.STARTING,
+            InverterStatus.MPPT,
+            InverterStatus.THROTTLED,
+            InverterStatus.FAULT,
+        )
+    )
+}
+"""Which inverter's state speaks for the site: a fault first, then one held below what it
+could make, then one producing; the quieter states last."""
+_PRODUCING = frozenset({InverterStatus.MPPT, InverterStatus.THROTTLED})
+
+
+def inverter_status(reading: InverterReading) -> InverterStatus | None:
+    """An inverter's state in 2030.5 terms (None when it does not say).
+
+    OpenDTU only says "producing": held below its rating by a limit that counts as
+    throttled, otherwise as tracking the maximum power point.
+    """
+    if reading.status == "producing":
+        limited = reading.limit_enabled and (reading.limit_pct or 100.0) < 100.0
+        return InverterStatus.THROTTLED if limited else InverterStatus.MPPT
+    return None if reading.status is None else _STATUS_NAMES.get(reading.status)
+
+
+def _connected(reading: InverterReading) -> bool:
+    """On the grid: not reported open, and not switched off."""
+    return reading.connected is not False and inverter_status(reading) is not InverterStatus.OFF
+
+
+def _operating(reading: InverterReading) -> bool:
+    return reading.ac_power_w > 0 or inverter_status(reading) in _PRODUCING
 
 
 def _total(values: Iterable[float | None]) -> float | None:

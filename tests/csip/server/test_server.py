@@ -609,6 +609,37 @@ async def test_put_bodies_are_checked_and_stored(
     assert device.der_capability.raw == xml_body(cap)  # rejected bodies are not stored
     assert (await client.request("DELETE", "/edev/1/cp")).status == 405
 
+    # Enumerated values outside IEEE 2030.5's enumerations are refused, as the reference
+    # server's enumerated types refuse them.
+    for bad_value in (
+        status.replace(
+            "<readingTime>",
+            "<inverterStatus><dateTime>1</dateTime><value>11</value></inverterStatus><readingTime>",
+        ),
+        status.replace(
+            "<readingTime>",
+            "<localControlModeStatus><dateTime>1</dateTime><value>2</value>"
+            "</localControlModeStatus><readingTime>",
+        ),
+        status.replace(
+            "<readingTime>",
+            "<operationalModeStatus><dateTime>1</dateTime><value>4</value>"
+            "</operationalModeStatus><readingTime>",
+        ),
+    ):
+        refused = await client.request("PUT", "/edev/1/der/1/ders", xml_body(bad_value))
+        assert refused.status == 400, bad_value
+        assert "is not a" in refused.body.decode()
+    ok = status.replace(
+        "<readingTime>",
+        "<inverterStatus><dateTime>1</dateTime><value>10</value>"
+        "</inverterStatus><localControlModeStatus><dateTime>1</dateTime><value>1</value>"
+        "</localControlModeStatus><readingTime>",
+    )
+    assert (await client.request("PUT", "/edev/1/der/1/ders", xml_body(ok))).status == 204
+    evse = cap.replace("<type>4</type>", "<type>7</type>")
+    assert (await client.request("PUT", "/edev/1/der/1/dercap", xml_body(evse))).status == 400
+
 
 async def test_responses_are_stored_in_order(client: Client, csip_server: CsipTestServer) -> None:  # noqa: F811
     lfdi = _lfdi_of_client(csip_server)

@@ -245,7 +245,12 @@ _RES = {"href": "anyURI"}
 _SUB = {"href": "anyURI", "subscribable": "UInt8"}
 
 _UNIT_VALUE = (_req("multiplier", "Int8"), _req("value", "UInt16"))
-_STATUS_U8 = (_req("dateTime", "Int64"), _req("value", "UInt8"))
+
+
+def _status(values: str) -> tuple[Particle, ...]:
+    """A DERStatus value whose UInt8 must be one of the enumeration ``values``."""
+    return (_req("dateTime", "Int64"), _req("value", values))
+
 
 # Link and ListLink elements an EndDevice may carry, in schema order (with their kind).
 _EDEV_PARTICLES = (
@@ -291,10 +296,10 @@ SCHEMA: dict[str, ComplexType] = {
     ),
     "DateTimeInterval": ComplexType((_req("duration", "UInt32"), _req("start", "Int64"))),
     "ConnectStatusType": ComplexType((_req("dateTime", "Int64"), _req("value", "HexBinary8"))),
-    "InverterStatusType": ComplexType(_STATUS_U8),
-    "LocalControlModeStatusType": ComplexType(_STATUS_U8),
-    "OperationalModeStatusType": ComplexType(_STATUS_U8),
-    "StorageModeStatusType": ComplexType(_STATUS_U8),
+    "InverterStatusType": ComplexType(_status("InverterStatus")),
+    "LocalControlModeStatusType": ComplexType(_status("LocalControlMode")),
+    "OperationalModeStatusType": ComplexType(_status("OperationalMode")),
+    "StorageModeStatusType": ComplexType(_status("StorageMode")),
     "StateOfChargeStatusType": ComplexType((_req("dateTime", "Int64"), _req("value", "UInt16"))),
     "ManufacturerStatusType": ComplexType((_req("dateTime", "Int64"), _req("value", "String6"))),
     "EndDevice": ComplexType(_EDEV_PARTICLES, _SUB),
@@ -325,7 +330,7 @@ SCHEMA: dict[str, ComplexType] = {
             _p("rtgUnderExcitedPF", "PowerFactor"),
             _p("rtgUnderExcitedW", "ActivePower"),
             _p("rtgVNom", "VoltageRMS"),
-            _req("type", "UInt8"),
+            _req("type", "DERType"),
             _req("doeModesSupported", "HexBinary8", CSIP_NS),
         ),
         _RES,
@@ -503,6 +508,15 @@ _HEX_OCTETS = {
     "HexBinary160": 20,
 }
 _STRING_MAX = {"String6": 6, "String32": 32, "String192": 192}
+_ENUMS: dict[str, frozenset[int]] = {
+    "DERType": frozenset({0, 1, 2, 3, 4, 5, 6, 80, 81, 82, 83}),
+    "InverterStatus": frozenset(range(11)),
+    "LocalControlMode": frozenset({0, 1}),
+    "OperationalMode": frozenset(range(4)),
+    "StorageMode": frozenset(range(3)),
+}
+"""UInt8 values restricted to IEEE 2030.5 enumerations, as the reference server reads them
+(a value outside is refused, not stored)."""
 _INT_RE = re.compile(r"[+-]?[0-9]+")
 _HEX_RE = re.compile(r"(?:[0-9A-Fa-f]{2})*")
 
@@ -510,6 +524,11 @@ _HEX_RE = re.compile(r"(?:[0-9A-Fa-f]{2})*")
 def check_simple(type_name: str, text: str | None) -> str | None:
     """Why ``text`` is not a valid value of the simple type, or ``None`` when it is."""
     value = text or ""
+    if type_name in _ENUMS:
+        problem = check_simple("UInt8", text)
+        if problem is None and int(value) not in _ENUMS[type_name]:
+            problem = f"{value} is not a {type_name} value"
+        return problem
     if type_name in _INT_RANGES:
         low, high = _INT_RANGES[type_name]
         if not _INT_RE.fullmatch(value):

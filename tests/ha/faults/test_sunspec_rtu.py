@@ -329,7 +329,7 @@ async def test_unplugged_as_a_write_goes_out(
     await hass.services.async_call(
         "number",
         "set_value",
-        {ATTR_ENTITY_ID: "number.export_limit_export_limit", "value": 500},
+        {ATTR_ENTITY_ID: "number.export_limit", "value": 500},
         blocking=True,
     )
     await wait_for(lambda: not bus.plugged, 5, "the write that pulls the adapter")

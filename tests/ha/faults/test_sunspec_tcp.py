@@ -475,7 +475,7 @@ async def test_disconnect_mid_write_writes_again(
     await hass.services.async_call(
         "number",
         "set_value",
-        {ATTR_ENTITY_ID: "number.export_limit_export_limit", "value": 500},
+        {ATTR_ENTITY_ID: "number.export_limit", "value": 500},
         blocking=True,
     )
     await wait_for(lambda: 1 not in sim.write_drops, 5, "the write that drops the connection")

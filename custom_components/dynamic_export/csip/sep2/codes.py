@@ -94,6 +94,30 @@ class OperationalModeStatus(IntEnum):
     TEST = 3
 
 
+class InverterStatus(IntEnum):
+    """DERStatus inverterStatus: the same states as SunSpec's ``St`` (1-8)."""
+
+    NOT_APPLICABLE = 0
+    OFF = 1
+    SLEEPING = 2
+    STARTING = 3
+    MPPT = 4
+    THROTTLED = 5
+    """Forced power reduction / derating."""
+    SHUTTING_DOWN = 6
+    FAULT = 7
+    STANDBY = 8
+    TEST = 9
+    MANUFACTURER = 10
+
+
+class LocalControlModeStatus(IntEnum):
+    """DERStatus localControlModeStatus: who is in charge of the DER's output."""
+
+    LOCAL = 0
+    REMOTE = 1
+
+
 class RoleFlags(IntFlag):
     """UsagePoint roleFlags."""
 
