@@ -33,6 +33,7 @@ PLAIN = (
     "sim",
     "victron",
     "sungrow",
+    "huawei",
 )
 """Packages that run without Home Assistant (the simulator, the benchmark, the tests)."""
 HA_LAYER = ("subentries",)
@@ -47,6 +48,7 @@ DEVICES_AND_LIMITERS = (
     "sim",
     "victron",
     "sungrow",
+    "huawei",
 )
 WIRE_LEVEL = "csip.sep2"
 

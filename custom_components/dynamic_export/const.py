@@ -104,12 +104,14 @@ KIND_HA_ENTITY: Final = "ha_entity"
 KIND_SOLAREDGE: Final = "solaredge"
 KIND_VICTRON_GX: Final = "victron_gx"
 KIND_SUNGROW: Final = "sungrow"
+KIND_HUAWEI: Final = "huawei"
 DEVICE_KINDS_INVERTER: Final = (
     KIND_SUNSPEC_TCP,
     KIND_SUNSPEC_RTU,
     KIND_SOLAREDGE,
     KIND_VICTRON_GX,
     KIND_SUNGROW,
+    KIND_HUAWEI,
     KIND_OPENDTU,
     KIND_HA_ENTITY,
 )
@@ -151,6 +153,10 @@ DEFAULT_VICTRON_PORT: Final = 502
 DEFAULT_VICTRON_METER_UNIT_ID: Final = 30
 # Sungrow SG/SH over Modbus TCP (host, port and unit id as for SunSpec)
 DEFAULT_SUNGROW_PORT: Final = 502
+# Huawei SUN2000 over Modbus TCP: an SDongle on 502 (6607 on newer firmware and the
+# inverter's own Wi-Fi), unit 1 (some dongles use 0)
+DEFAULT_HUAWEI_PORT: Final = 502
+DEFAULT_HUAWEI_UNIT_ID: Final = 1
 
 # Home Assistant entities as devices
 CONF_POWER_ENTITY: Final = "power_entity"

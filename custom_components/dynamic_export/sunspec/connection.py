@@ -200,7 +200,13 @@ class _PymodbusConnection:
             wait_s = self._next_request_at - asyncio.get_running_loop().time()
             if wait_s > 0:
                 await asyncio.sleep(wait_s)  # a paced gateway (see pace)
-            request = asyncio.ensure_future(call(client))
+            try:
+                request = asyncio.ensure_future(call(client))
+            except ModbusException as err:
+                # Closed while we waited (settling or pacing): a gateway that serves one
+                # client dropped us for another. Pymodbus refuses at once; reconnect next time.
+                self._drop()
+                raise DeviceUnavailableError(f"{self._where(unit_id)}: {what}: {err}") from err
         lost = asyncio.ensure_future(self._lost.wait())
         try:
             done, _ = await asyncio.wait(

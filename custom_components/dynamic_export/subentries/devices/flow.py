@@ -22,6 +22,7 @@ from ...const import (
     SUBENTRY_METER,
 )
 from .flow_ha_entities import HaEntityInverterSteps, HaEntityMeterSteps
+from .flow_huawei import HuaweiSteps
 from .flow_opendtu import OpenDtuSteps
 from .flow_powerwall import PowerwallSteps
 from .flow_solaredge import SolarEdgeSteps
@@ -49,11 +50,12 @@ class InverterSubentryFlow(
     SunSpecRtuSteps,
     SolarEdgeSteps,
     SungrowSteps,
+    HuaweiSteps,
     VictronGxSteps,
     OpenDtuSteps,
     HaEntityInverterSteps,
 ):
-    """Add an inverter: SunSpec, SolarEdge, Sungrow, Victron GX, OpenDTU or HA entities."""
+    """Add an inverter: SunSpec, SolarEdge, Sungrow, Huawei, Victron GX, OpenDTU or HA entities."""
 
     default_unit_id = DEFAULT_INVERTER_UNIT_ID
     fallback_title = "SunSpec inverter"

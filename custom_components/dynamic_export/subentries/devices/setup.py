@@ -47,6 +47,7 @@ from ...const import (
     DEFAULT_SOLAREDGE_FALLBACK,
     DOMAIN,
     KIND_HA_ENTITY,
+    KIND_HUAWEI,
     KIND_OPENDTU,
     KIND_POWERWALL,
     KIND_SOLAREDGE,
@@ -58,6 +59,8 @@ from ...const import (
 )
 from ...core.errors import DeviceError, DeviceUnavailableError
 from ...core.measurements import MeterReading
+from ...huawei.inverter import Baseline as HuaweiBaseline
+from ...huawei.inverter import HuaweiInverter, pace_for_sdongle
 from ...opendtu.client import OpenDtuClient
 from ...opendtu.inverter import OpenDtuInverter
 from ...powerwall.client import PowerwallClient
@@ -132,6 +135,8 @@ async def async_build_inverters(ctx: DeviceContext, sub: ConfigSubentry) -> list
 
     if kind == KIND_SUNGROW:
         return [await _async_sungrow_inverter(ctx, sub)]
+    if kind == KIND_HUAWEI:
+        return [await _async_huawei_inverter(ctx, sub)]
     if kind == KIND_OPENDTU:
         return await _async_opendtu_inverters(ctx, sub)
     if kind == KIND_HA_ENTITY:
@@ -328,6 +333,63 @@ async def _async_sungrow_inverter(ctx: DeviceContext, sub: ConfigSubentry) -> In
     read_w = info.rated_power_w if info else None
     rating = known_rating(ctx, key, read_w=read_w, configured_w=data.get(CONF_RATED_POWER))
     identity = Identity(info.manufacturer, info.model, info.serial_number) if info else None
+    return InverterHandle(key, sub, sub.title, client, identity, rating)
+
+
+STORE_HUAWEI_BASELINES = "huawei_baselines"
+"""Store key: per subentry, the derating (0.1 %) a Huawei inverter had before we limited it."""
+
+
+async def _async_huawei_inverter(ctx: DeviceContext, sub: ConfigSubentry) -> InverterHandle:
+    """A Huawei SUN2000 on the site's shared, SDongle-paced connection.
+
+    The dongle takes one client at a time, so every unit behind it (and the flow's check while
+    the site runs) shares the pool's one connection. Huawei keeps a derating with no revert
+    timer: the installer's value (the baseline) is stored before the first write, as for
+    Sungrow, because after a crash only the store knows what to restore.
+    """
+    data = sub.data
+    key = sub.subentry_id
+
+    def stored() -> dict[str, Any]:
+        kept = ctx.store.data.get(STORE_HUAWEI_BASELINES) if ctx.store is not None else None
+        return dict(kept) if isinstance(kept, dict) else {}
+
+    baseline: HuaweiBaseline | None = None
+    raw = stored().get(key)
+    if raw is not None:
+        try:
+            baseline = HuaweiBaseline(int(raw))
+        except (TypeError, ValueError) as err:
+            _LOGGER.warning("%s: ignoring a stored baseline that is not valid: %s", sub.title, err)
+
+    def keep(value: HuaweiBaseline | None) -> None:
+        if ctx.store is None:
+            return
+        kept = stored()
+        if value is None:
+            kept.pop(key, None)
+        else:
+            kept[key] = value.derating
+        ctx.store.schedule_save(STORE_HUAWEI_BASELINES, kept)
+
+    client = HuaweiInverter(
+        pace_for_sdongle(ctx.pool.get(data[CONF_HOST], data[CONF_PORT])),
+        data[CONF_UNIT_ID],
+        baseline=baseline,
+        on_baseline=keep,
+    )
+    info = await async_try_setup(client, sub.title)
+    read_w = info.rated_power_w if info else None
+    rating = known_rating(ctx, key, read_w=read_w, configured_w=data.get(CONF_RATED_POWER))
+    identity = Identity(info.manufacturer, info.model, info.serial_number) if info else None
+    if info is not None and info.export_control_mode not in (None, 0):
+        _LOGGER.info(
+            "%s also limits export by itself (active power control mode %s); the site's "
+            "limit is the derating, the inverter's own limit stays as the installer set it",
+            sub.title,
+            info.export_control_mode,
+        )
     return InverterHandle(key, sub, sub.title, client, identity, rating)
 
 
