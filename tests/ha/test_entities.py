@@ -18,7 +18,7 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.dynamic_export.const import CONF_CONTROL_ENABLED
 from custom_components.dynamic_export.core.controller import ControlState
-from custom_components.dynamic_export.entity import STEPS
+from custom_components.dynamic_export.entity import SPACING_S, STEPS
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
 
 from .helpers import site_device, state_of, wait_for
@@ -39,11 +39,11 @@ async def test_entity_states_follow_the_site(hass: HomeAssistant, sim: Simulated
     """Site, inverter and meter entities show the simulated site's values."""
     entry = await setup_site(hass, _site(sim, export_limit=1000))
     await wait_for(lambda: abs(sim.site.export_w - 1000) < 60, 8, "export at 1000 W")
-    # Power sensors are paced: they may stay up to one step (200 W) from the truth until
-    # their next write (at most a minute later), so they are checked within that step.
+    # Power sensors are paced: one that moved by a step writes at most every SPACING_S, and
+    # one that moved by less may stay up to a step (200 W) from the truth until its heartbeat.
     await wait_for(
         lambda: abs(float(state_of(hass, "sensor.meter_grid_power")) + 1000) < PACED_W + 80,
-        3,
+        SPACING_S + 3,
         "meter entity",
     )
 
