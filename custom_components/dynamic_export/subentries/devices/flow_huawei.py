@@ -24,17 +24,15 @@ from ...const import (
     DEFAULT_HUAWEI_UNIT_ID,
     KIND_HUAWEI,
 )
-from ...core.errors import DeviceError, DeviceUnavailableError
+from ...core.errors import DeviceError
 from ...huawei.errors import DeratingUnsupportedError, NotHuaweiError
 from ...huawei.inverter import pace_for_sdongle
 from ...huawei.probe import HuaweiProbe, async_probe
 from ...runtime import loaded_pool
 from ...selectors import PORT, PORT_RANGE, number_selector
 from ...sunspec.connection import ConnectionPool
-from ...sunspec.errors import ModbusExceptionError
 from ...validation import FormCheck
-from .flow_base import DeviceSteps
-from .flow_sunspec import GATEWAY_ERRORS
+from .flow_sunspec import ModbusTcpChecks
 from .naming import device_title
 
 HUAWEI_UNIT_ID_RANGE = (0, 247)
@@ -42,7 +40,13 @@ HUAWEI_UNIT_ID_RANGE = (0, 247)
 HUAWEI_UNIT_ID = number_selector(*HUAWEI_UNIT_ID_RANGE, 1, "", checked_by_step=True)
 
 
-class HuaweiSteps(DeviceSteps):
+HUAWEI_REFUSALS: dict[type[DeviceError], str] = {
+    NotHuaweiError: "not_huawei",
+    DeratingUnsupportedError: "no_derating",
+}
+
+
+class HuaweiSteps(ModbusTcpChecks):
     """A Huawei SUN2000: host, port (502) and unit id (1)."""
 
     async def async_step_huawei(
@@ -61,33 +65,13 @@ class HuaweiSteps(DeviceSteps):
                 CONF_PORT: int(user_input[CONF_PORT]),
                 CONF_UNIT_ID: int(user_input[CONF_UNIT_ID]),
             }
-            address = (data[CONF_HOST], data[CONF_PORT], data[CONF_UNIT_ID])
-            if any(
-                (sub.data.get(CONF_HOST), sub.data.get(CONF_PORT), sub.data.get(CONF_UNIT_ID))
-                == address
-                for sub in self._others()
-            ):
+            if self._address_taken(data):
                 return self.async_abort(reason="already_configured")
             where = f"{data[CONF_HOST]}:{data[CONF_PORT]} unit {data[CONF_UNIT_ID]}"
             try:
                 probe = await self._async_probe_huawei(data)
-            except NotHuaweiError as err:
-                errors["base"] = "not_huawei"
-                self._log_refusal(where, err)
-            except DeratingUnsupportedError as err:
-                errors["base"] = "no_derating"
-                self._log_refusal(where, err)
-            except ModbusExceptionError as err:
-                if err.code in GATEWAY_ERRORS:
-                    errors["base"] = "unit_not_found"
-                else:
-                    errors["base"] = "unsupported_device"
-                    self._log_refusal(where, err)
-            except DeviceUnavailableError:
-                errors["base"] = "cannot_connect"
             except DeviceError as err:
-                errors["base"] = "unsupported_device"
-                self._log_refusal(where, err)
+                errors["base"] = self._probe_error(where, err, HUAWEI_REFUSALS)
             else:
                 info = probe.info
                 data[CONF_RATED_POWER] = info.rated_power_w

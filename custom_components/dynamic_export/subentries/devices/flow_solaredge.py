@@ -26,23 +26,28 @@ from ...const import (
     DEFAULT_SOLAREDGE_PORT,
     KIND_SOLAREDGE,
 )
-from ...core.errors import DeviceError, DeviceUnavailableError
+from ...core.errors import DeviceError
 from ...runtime import loaded_pool
 from ...selectors import PORT, PORT_RANGE, UNIT_ID, UNIT_ID_RANGE, number_selector
 from ...solaredge.errors import NotSolarEdgeError, PowerControlUnsupportedError
 from ...solaredge.probe import SolarEdgeProbe, async_probe
 from ...sunspec.connection import ConnectionPool
-from ...sunspec.errors import ModbusExceptionError, NotSunSpecError
+from ...sunspec.errors import NotSunSpecError
 from ...validation import FormCheck
-from .flow_base import DeviceSteps
-from .flow_sunspec import GATEWAY_ERRORS
+from .flow_sunspec import ModbusTcpChecks
 from .naming import device_title
 
 FALLBACK_RANGE = (0, 100)
 FALLBACK_PERCENT = number_selector(*FALLBACK_RANGE, 1, "%", checked_by_step=True)
 
 
-class SolarEdgeSteps(DeviceSteps):
+SOLAREDGE_REFUSALS: dict[type[DeviceError], str] = {
+    NotSolarEdgeError: "not_solaredge",
+    PowerControlUnsupportedError: "no_power_control",
+}
+
+
+class SolarEdgeSteps(ModbusTcpChecks):
     """A SolarEdge inverter: host, port (1502 by default), unit id and fallback limit."""
 
     async def async_step_solaredge(
@@ -63,35 +68,15 @@ class SolarEdgeSteps(DeviceSteps):
                 CONF_UNIT_ID: int(user_input[CONF_UNIT_ID]),
                 CONF_FALLBACK_LIMIT: float(user_input[CONF_FALLBACK_LIMIT]),
             }
-            address = (data[CONF_HOST], data[CONF_PORT], data[CONF_UNIT_ID])
-            if any(
-                (sub.data.get(CONF_HOST), sub.data.get(CONF_PORT), sub.data.get(CONF_UNIT_ID))
-                == address
-                for sub in self._others()
-            ):
+            if self._address_taken(data):
                 return self.async_abort(reason="already_configured")
             where = f"{data[CONF_HOST]}:{data[CONF_PORT]} unit {data[CONF_UNIT_ID]}"
             try:
                 probe = await self._async_probe_solaredge(data)
             except NotSunSpecError:
                 errors["base"] = "not_sunspec"
-            except NotSolarEdgeError as err:
-                errors["base"] = "not_solaredge"
-                self._log_refusal(where, err)
-            except PowerControlUnsupportedError as err:
-                errors["base"] = "no_power_control"
-                self._log_refusal(where, err)
-            except ModbusExceptionError as err:
-                if err.code in GATEWAY_ERRORS:
-                    errors["base"] = "unit_not_found"
-                else:
-                    errors["base"] = "unsupported_device"
-                    self._log_refusal(where, err)
-            except DeviceUnavailableError:
-                errors["base"] = "cannot_connect"
             except DeviceError as err:
-                errors["base"] = "unsupported_device"
-                self._log_refusal(where, err)
+                errors["base"] = self._probe_error(where, err, SOLAREDGE_REFUSALS)
             else:
                 info = probe.info
                 data[CONF_RATED_POWER] = info.rated_power_w

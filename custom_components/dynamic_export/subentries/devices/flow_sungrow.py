@@ -24,24 +24,28 @@ from ...const import (
     DEFAULT_SUNGROW_PORT,
     KIND_SUNGROW,
 )
-from ...core.errors import DeviceError, DeviceUnavailableError
+from ...core.errors import DeviceError
 from ...runtime import loaded_pool
 from ...selectors import PORT, PORT_RANGE, number_selector
 from ...sungrow.errors import NotSungrowError, PowerLimitUnsupportedError
 from ...sungrow.inverter import pace_for_winet
 from ...sungrow.probe import SungrowProbe, async_probe
 from ...sunspec.connection import ConnectionPool
-from ...sunspec.errors import ModbusExceptionError
 from ...validation import FormCheck
-from .flow_base import DeviceSteps
-from .flow_sunspec import GATEWAY_ERRORS, RTU_UNIT_ID_RANGE
+from .flow_sunspec import RTU_UNIT_ID_RANGE, ModbusTcpChecks
 from .naming import device_title
 
 SUNGROW_UNIT_ID = number_selector(*RTU_UNIT_ID_RANGE, 1, "", checked_by_step=True)
 """Sungrow slave addresses are 1-247 (1 unless the installer changed it)."""
 
 
-class SungrowSteps(DeviceSteps):
+SUNGROW_REFUSALS: dict[type[DeviceError], str] = {
+    NotSungrowError: "not_sungrow",
+    PowerLimitUnsupportedError: "no_power_limitation",
+}
+
+
+class SungrowSteps(ModbusTcpChecks):
     """A Sungrow inverter: host, port (502) and unit id."""
 
     async def async_step_sungrow(
@@ -60,33 +64,13 @@ class SungrowSteps(DeviceSteps):
                 CONF_PORT: int(user_input[CONF_PORT]),
                 CONF_UNIT_ID: int(user_input[CONF_UNIT_ID]),
             }
-            address = (data[CONF_HOST], data[CONF_PORT], data[CONF_UNIT_ID])
-            if any(
-                (sub.data.get(CONF_HOST), sub.data.get(CONF_PORT), sub.data.get(CONF_UNIT_ID))
-                == address
-                for sub in self._others()
-            ):
+            if self._address_taken(data):
                 return self.async_abort(reason="already_configured")
             where = f"{data[CONF_HOST]}:{data[CONF_PORT]} unit {data[CONF_UNIT_ID]}"
             try:
                 probe = await self._async_probe_sungrow(data)
-            except NotSungrowError as err:
-                errors["base"] = "not_sungrow"
-                self._log_refusal(where, err)
-            except PowerLimitUnsupportedError as err:
-                errors["base"] = "no_power_limitation"
-                self._log_refusal(where, err)
-            except ModbusExceptionError as err:
-                if err.code in GATEWAY_ERRORS:
-                    errors["base"] = "unit_not_found"
-                else:
-                    errors["base"] = "unsupported_device"
-                    self._log_refusal(where, err)
-            except DeviceUnavailableError:
-                errors["base"] = "cannot_connect"
             except DeviceError as err:
-                errors["base"] = "unsupported_device"
-                self._log_refusal(where, err)
+                errors["base"] = self._probe_error(where, err, SUNGROW_REFUSALS)
             else:
                 info = probe.info
                 data[CONF_RATED_POWER] = info.rated_power_w

@@ -7,6 +7,7 @@ id. Either way the device is read before it is saved.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from homeassistant.config_entries import ConfigEntry, SubentryFlowResult
@@ -350,3 +351,34 @@ class SunSpecRtuSteps(SunSpecSteps):
         finally:
             if not shared:
                 await pool.close()
+
+
+class ModbusTcpChecks(DeviceSteps):
+    """What the vendor Modbus TCP kinds (SolarEdge, Sungrow, Huawei) check the same way."""
+
+    def _address_taken(self, data: Mapping[str, Any]) -> bool:
+        """True when another subentry of the site already uses this host, port and unit."""
+        address = (data[CONF_HOST], data[CONF_PORT], data[CONF_UNIT_ID])
+        return any(
+            (sub.data.get(CONF_HOST), sub.data.get(CONF_PORT), sub.data.get(CONF_UNIT_ID))
+            == address
+            for sub in self._others()
+        )
+
+    def _probe_error(
+        self, where: str, err: DeviceError, vendor: Mapping[type[DeviceError], str]
+    ) -> str:
+        """The form error for a failed connection test; logged where the form says so.
+
+        ``vendor`` maps the family's own refusals (not that device, no control) to errors.
+        """
+        for kind, reason in vendor.items():
+            if isinstance(err, kind):
+                self._log_refusal(where, err)
+                return reason
+        if isinstance(err, ModbusExceptionError) and err.code in GATEWAY_ERRORS:
+            return "unit_not_found"
+        if isinstance(err, DeviceUnavailableError):
+            return "cannot_connect"
+        self._log_refusal(where, err)
+        return "unsupported_device"
