@@ -18,9 +18,10 @@ from homeassistant.config_entries import (
     ConfigSubentryFlow,
     SubentryFlowResult,
 )
-from homeassistant.const import CONF_NAME
+from homeassistant.const import CONF_HOST, CONF_NAME, CONF_PORT
 from homeassistant.helpers import selector
 
+from ...const import CONF_UNIT_ID
 from ...selectors import number_selector
 
 _LOGGER = logging.getLogger(__name__)
@@ -60,6 +61,15 @@ class DeviceSteps(ConfigSubentryFlow):
     def _current(self) -> ConfigSubentry | None:
         """The subentry being reconfigured (None while adding)."""
         return self._get_reconfigure_subentry() if self.source == SOURCE_RECONFIGURE else None
+
+    def _address_taken(self, data: Mapping[str, Any]) -> bool:
+        """True when another subentry of the site already uses this host, port and unit id."""
+        address = (data[CONF_HOST], data[CONF_PORT], data[CONF_UNIT_ID])
+        return any(
+            (sub.data.get(CONF_HOST), sub.data.get(CONF_PORT), sub.data.get(CONF_UNIT_ID))
+            == address
+            for sub in self._others()
+        )
 
     def _others(self) -> list[ConfigSubentry]:
         """The site's other subentries."""

@@ -128,13 +128,7 @@ class SunSpecTcpSteps(SunSpecSteps):
                 CONF_UNIT_ID: int(user_input[CONF_UNIT_ID]),
             }
             address = (data[CONF_HOST], data[CONF_PORT], data[CONF_UNIT_ID])
-            taken = any(
-                (sub.data.get(CONF_HOST), sub.data.get(CONF_PORT), sub.data.get(CONF_UNIT_ID))
-                == address
-                for sub in entry.subentries.values()
-                if current is None or sub.subentry_id != current.subentry_id
-            )
-            if taken:
+            if self._address_taken(data):
                 return self.async_abort(reason="already_configured")
             try:
                 title, unique_id = await self._async_probe_tcp(*address, data)
@@ -354,16 +348,7 @@ class SunSpecRtuSteps(SunSpecSteps):
 
 
 class ModbusTcpChecks(DeviceSteps):
-    """What the vendor Modbus TCP kinds (SolarEdge, Sungrow, Huawei) check the same way."""
-
-    def _address_taken(self, data: Mapping[str, Any]) -> bool:
-        """True when another subentry of the site already uses this host, port and unit."""
-        address = (data[CONF_HOST], data[CONF_PORT], data[CONF_UNIT_ID])
-        return any(
-            (sub.data.get(CONF_HOST), sub.data.get(CONF_PORT), sub.data.get(CONF_UNIT_ID))
-            == address
-            for sub in self._others()
-        )
+    """How the vendor Modbus TCP kinds (SolarEdge, Sungrow, Huawei) explain a failed test."""
 
     def _probe_error(
         self, where: str, err: DeviceError, vendor: Mapping[type[DeviceError], str]
