@@ -36,6 +36,7 @@ from custom_components.dynamic_export.const import (
 from custom_components.dynamic_export.core.controller import ControlState
 from custom_components.dynamic_export.core.errors import DeviceResponseError
 from custom_components.dynamic_export.core.measurements import InverterCommand
+from custom_components.dynamic_export.entity import SPACING_S
 from custom_components.dynamic_export.subentries.devices.ha_entities import (
     EntityValueError,
     HaEntityInverter,
@@ -43,7 +44,7 @@ from custom_components.dynamic_export.subentries.devices.ha_entities import (
     number_range,
 )
 
-from ...helpers import start_reconfigure, start_subentry_flow, wait_for
+from ...helpers import start_reconfigure, start_subentry_flow, state_of, wait_for
 from ...peers import (
     GRID,
     PCT_BACKING,
@@ -308,8 +309,12 @@ async def test_entity_devices_hold_the_export_limit(
     steady = site.window(start + 26, start + 30)
     assert all(EXPORT_LIMIT - 150 <= s.export_w <= EXPORT_LIMIT + 50 for s in steady), steady
 
-    grid = float(hass.states.get("sensor.grid_grid_power").state)
-    assert abs(grid + EXPORT_LIMIT) < 200  # shown in W, + import / − export
+    # Shown in W, + import / − export; paced, so a move of a step shows within SPACING_S.
+    await wait_for(
+        lambda: abs(float(state_of(hass, "sensor.grid_grid_power")) + EXPORT_LIMIT) < 200,
+        SPACING_S + 3,
+        "the grid power sensor near the export limit",
+    )
     assert float(hass.states.get("sensor.pv2_power_limit").state) < 100
     assert float(hass.states.get("sensor.pv1_rated_power").state) == 4000
     assert hass.states.get("sensor.home_control_state").state == ControlState.CONTROLLING
