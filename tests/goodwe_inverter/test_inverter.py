@@ -32,7 +32,15 @@ from custom_components.dynamic_export.goodwe_inverter.inverter import (
 from custom_components.dynamic_export.goodwe_inverter.probe import async_probe
 
 from .conftest import JumpClock, client_of, library_timers_done
-from .peer import DEVICE_INFO, EXPORT_LIMIT, EXPORT_SWITCH, MODEL, SERIAL, GoodWeEtPeer
+from .peer import (
+    DEVICE_INFO,
+    EXPORT_LIMIT,
+    EXPORT_SWITCH,
+    METER_COMM_STATUS,
+    MODEL,
+    SERIAL,
+    GoodWeEtPeer,
+)
 
 type MakePeer = Callable[..., Any]
 type MakeInverter = Callable[..., GoodWeInverter]
@@ -174,6 +182,25 @@ async def test_disconnect_is_zero_export(make_peer: MakePeer, make_inverter: Mak
     await inverter.async_apply(command(80.0, connect=False))
     assert (peer.export_switch, peer.export_limit_w) == (1, 0)
     assert peer.ceiling_w() == 700.0  # generation covers the load, nothing leaves the site
+
+
+async def test_a_silent_meter_makes_the_inverter_unavailable(
+    make_peer: MakePeer, make_inverter: MakeInverter
+) -> None:
+    """Its export limit follows its meter: without the meter nothing holds export."""
+    peer = await make_peer()
+    inverter = make_inverter(peer)
+    await inverter.async_read()
+    peer.registers[METER_COMM_STATUS] = 0
+    with pytest.raises(NoGoodWeMeterError):
+        await inverter.async_read()
+    with pytest.raises(NoGoodWeMeterError):
+        await inverter.async_apply(command(40.0))  # nothing is written on stale numbers
+    assert not peer.limit_writes()
+    peer.registers[METER_COMM_STATUS] = 1
+    await inverter.async_read()
+    await inverter.async_apply(command(40.0))
+    assert peer.export_switch == 1
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, True, "50"])

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from ..core.errors import InvalidDeviceDataError
 from ..core.measurements import InverterCommand, InverterReading
 from .client import EXPORT_ENABLED, EXPORT_LIMIT, EtIdentity, EtRuntime, GoodWeEtClient
+from .errors import NoGoodWeMeterError
 
 DEFAULT_STEP_W = 50
 """Export limits are written in steps of this many watts."""
@@ -182,6 +183,14 @@ class GoodWeInverter:
             raise InvalidDeviceDataError(
                 f"GoodWe at {self._client.host}: output {runtime.ac_power_w:g} W is implausible "
                 f"for a {info.rated_power_w:g} W inverter"
+            )
+        if not runtime.meter_ok:
+            # Its export limit follows the meter: without it, neither our translation nor
+            # the limit itself holds anything. Unavailable, the site counts it at its rating.
+            self._snapshot = None
+            raise NoGoodWeMeterError(
+                f"GoodWe at {self._client.host}: the inverter does not hear its meter, so its "
+                "export limit holds nothing"
             )
         snapshot = _Snapshot(timestamp, runtime)
         self._snapshot = snapshot
