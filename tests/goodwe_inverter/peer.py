@@ -11,8 +11,13 @@ switch at 47509 and the limit in W at 47510), independently of the library's own
   the exception code (2: no such register, 3: a value the setting cannot hold).
 - **the export limit** persists: it survives :meth:`restart`, and every write that changes a
   setting counts as a ``flash_write``.
-- faults: ``drop`` answers nothing to the next requests (UDP loses them), ``reply_delay_s``
-  answers late, ``exceptions`` refuses a register.
+- **its clock** (``clock``, local time) is the running data's timestamp at 35100, as a live
+  inverter's is.
+- faults: ``drop`` answers nothing to the next requests (UDP loses their answers),
+  ``lose_writes`` loses the next write requests before the inverter sees them,
+  ``drop_write_answers`` takes the next writes but loses their answers, ``reply_delay_s``
+  answers late, ``exceptions`` refuses a register, ``silent`` answers nothing at all (off the
+  network), ``frozen`` keeps serving the last running data (timestamp included).
 
 Port 8899 is fixed by the protocol (goodwe 0.3 cannot use another), so each peer binds its
 own loopback address (127.x.y.z) and parallel test runs never collide.
@@ -31,6 +36,7 @@ import errno
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 PORT = 8899
 ADDRESS = 0xF7
@@ -125,7 +131,12 @@ class GoodWeEtPeer(asyncio.DatagramProtocol):
         self.requests: list[Request] = []
         self.flash_writes = 0
         self.drop = 0
+        self.lose_writes = 0
+        self.drop_write_answers = 0
         self.reply_delay_s = 0.0
+        self.silent = False
+        self.frozen = False
+        self.clock: Callable[[], datetime] = datetime.now
         self.exceptions: dict[int, int] = {}
         self.host = ""
         self._transport: asyncio.DatagramTransport | None = None
@@ -134,7 +145,6 @@ class GoodWeEtPeer(asyncio.DatagramProtocol):
         self._set(MODEL_AT, _text(MODEL, 5))
         self._set(FIRMWARE_AT, _text("04029-05-S11", 6))
         self._set(ARM_FIRMWARE_AT, _text("02041-19-S00", 6))
-        self._set(TIMESTAMP, [(26 << 8) | 12, (7 << 8) | 10, 0])  # 2026-12-07 10:00:00
         self.registers[BATTERY_MODE] = 0
         self.registers[WORK_MODE] = 1
         self._set(E_TOTAL, [123_456 >> 16, 123_456 & 0xFFFF])  # 12,345.6 kWh
@@ -178,6 +188,17 @@ class GoodWeEtPeer(asyncio.DatagramProtocol):
         return [r for r in self.requests if r.function in (6, 16)]
 
     def _refresh(self) -> None:
+        if self.frozen:
+            return  # the last running data, served again
+        now = self.clock()
+        self._set(
+            TIMESTAMP,
+            [
+                ((now.year - 2000) << 8) | now.month,
+                (now.day << 8) | now.hour,
+                (now.minute << 8) | now.second,
+            ],
+        )
         output = self.output_w()
         export = output - self.load_now()
         self.registers[TOTAL_INVERTER_POWER] = _s16(output)
@@ -212,8 +233,17 @@ class GoodWeEtPeer(asyncio.DatagramProtocol):
         self._transport = transport
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
+        if self.silent:
+            return
+        write = len(data) > 1 and data[1] in (6, 16)
+        if write and self.lose_writes > 0:
+            self.lose_writes -= 1
+            return
         answer = self._answer(data)
         if answer is None:
+            return
+        if write and self.drop_write_answers > 0 and answer[3] in (6, 16):
+            self.drop_write_answers -= 1
             return
         if self.drop > 0:
             self.drop -= 1

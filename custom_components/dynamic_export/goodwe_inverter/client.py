@@ -18,6 +18,7 @@ import inspect
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import goodwe  # type: ignore[import-untyped]
@@ -63,6 +64,8 @@ class EtRuntime:
     """Power at the inverter's own meter, + export (35140)."""
     lifetime_energy_wh: float | None
     meter_ok: bool
+    inverter_time: datetime | None = None
+    """The running data's timestamp (35100): the inverter's clock when it took the data."""
 
 
 def _number(data: Mapping[str, Any], key: str) -> float:
@@ -164,6 +167,7 @@ class GoodWeEtClient:
             export_w=_number(data, "active_power"),
             lifetime_energy_wh=energy,
             meter_ok=data.get("meter_comm_status") == METER_OK,
+            inverter_time=stamp if isinstance(stamp := data.get("timestamp"), datetime) else None,
         )
 
     async def async_read_setting(self, setting: str) -> int:

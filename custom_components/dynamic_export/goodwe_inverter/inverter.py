@@ -26,6 +26,13 @@ controller's own margin covers the half step), the switch only when it is off, a
 value never twice within a minute. There is no revert timer (``revert_timeout_s`` = 0): if
 Home Assistant stops, the last export limit stays in force, which keeps export within it.
 
+**Frozen data.** The running data carries the inverter's clock (35100). A live inverter's
+timestamp moves; one that stands still for ``FROZEN_AFTER_S`` of our clock, after it was seen
+to move, means the values are served again, not measured: the read fails, so the site counts
+the inverter at its rating (and its export limit, persistent, still holds at its meter). Any
+change counts as moving, so the inverter setting its clock (NTP, daylight saving) never
+trips it. The lifetime energy (0.1 kWh steps) is not used: it would take minutes to judge.
+
 **Handing back.** Before the first write the installer's switch and limit are kept as the
 baseline and reported through ``on_baseline`` so the site can store them: after a crash the
 inverter still holds our limit and only the store knows what to restore. Release writes the
@@ -34,10 +41,12 @@ baseline back.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from ..core.errors import InvalidDeviceDataError
 from ..core.measurements import InverterCommand, InverterReading
@@ -52,8 +61,12 @@ SETTINGS_MAX_AGE_S = 30.0
 """The switch and limit are read again after this long (someone may change them in the app)."""
 REWRITE_AFTER_S = 60.0
 """The same value is written to a setting at most once in this time."""
+FROZEN_AFTER_S = 10.0
+"""Running data whose timestamp stood still this long (after it moved once) is frozen."""
 MAX_LIMIT_W = 0xFFFF
 ON, OFF = 1, 0
+
+_LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +126,10 @@ class GoodWeInverter:
         self._written_w: int | None = None  # the limit we wrote last
         self._commanded_pct: float | None = None  # the command it stood for
         self._last_write: dict[str, tuple[int, float]] = {}  # setting -> (value, time)
+        self._stamp: datetime | None = None  # the running data's timestamp, last read
+        self._stamp_moved_at = -math.inf  # our clock when it last changed
+        self._stamp_moves = False  # seen to change: only then is standing still judged
+        self._said_no_stamp = False
         self.writes: list[tuple[str, int]] = []  # settings written (diagnostics, tests)
 
     @property
@@ -179,6 +196,8 @@ class GoodWeInverter:
     async def _async_snapshot(self, info: EtIdentity) -> _Snapshot:
         timestamp = self._clock()
         runtime = await self._client.async_runtime()
+        self._snapshot = None
+        self._check_frozen(timestamp, runtime.inverter_time)
         if abs(runtime.ac_power_w) > 2 * info.rated_power_w:
             raise InvalidDeviceDataError(
                 f"GoodWe at {self._client.host}: output {runtime.ac_power_w:g} W is implausible "
@@ -187,7 +206,6 @@ class GoodWeInverter:
         if not runtime.meter_ok:
             # Its export limit follows the meter: without it, neither our translation nor
             # the limit itself holds anything. Unavailable, the site counts it at its rating.
-            self._snapshot = None
             raise NoGoodWeMeterError(
                 f"GoodWe at {self._client.host}: the inverter does not hear its meter, so its "
                 "export limit holds nothing"
@@ -195,6 +213,28 @@ class GoodWeInverter:
         snapshot = _Snapshot(timestamp, runtime)
         self._snapshot = snapshot
         return snapshot
+
+    def _check_frozen(self, now: float, stamp: datetime | None) -> None:
+        """Fail the read while the running data's timestamp stands still (see the docstring)."""
+        if stamp is None:
+            if not self._said_no_stamp:
+                self._said_no_stamp = True
+                _LOGGER.warning(
+                    "GoodWe at %s reports no running-data timestamp: frozen values cannot be "
+                    "detected",
+                    self._client.host,
+                )
+            return
+        if stamp != self._stamp:
+            self._stamp_moves = self._stamp_moves or self._stamp is not None
+            self._stamp, self._stamp_moved_at = stamp, now
+            return
+        still_s = now - self._stamp_moved_at
+        if self._stamp_moves and still_s >= FROZEN_AFTER_S:
+            raise InvalidDeviceDataError(
+                f"GoodWe at {self._client.host}: values look frozen: the running data's "
+                f"timestamp has stood at {stamp:%H:%M:%S} for {still_s:.0f} s"
+            )
 
     async def async_read(self) -> InverterReading:
         """Output, the rating, and the limit in force as a share of the rating.
