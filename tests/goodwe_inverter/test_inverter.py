@@ -10,13 +10,17 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 from custom_components.dynamic_export.core.capability import site_capability
 from custom_components.dynamic_export.core.controls import ControlType
-from custom_components.dynamic_export.core.errors import DeviceUnavailableError
+from custom_components.dynamic_export.core.errors import (
+    DeviceUnavailableError,
+    InvalidDeviceDataError,
+)
 from custom_components.dynamic_export.core.measurements import InverterCommand
 from custom_components.dynamic_export.goodwe_inverter.client import GoodWeEtClient
 from custom_components.dynamic_export.goodwe_inverter.errors import (
@@ -24,6 +28,7 @@ from custom_components.dynamic_export.goodwe_inverter.errors import (
     NotGoodWeEtError,
 )
 from custom_components.dynamic_export.goodwe_inverter.inverter import (
+    FROZEN_AFTER_S,
     REWRITE_AFTER_S,
     SETTINGS_MAX_AGE_S,
     Baseline,
@@ -258,6 +263,61 @@ async def test_lost_answers_are_retried_and_a_silent_inverter_is_unavailable(
     with pytest.raises(DeviceUnavailableError):
         await client.async_runtime()
     assert time.monotonic() - started < 3 * 0.3 + 1.0
+
+
+async def test_a_lost_answer_is_retried_right_after_a_failed_request(make_peer: MakePeer) -> None:
+    """goodwe 0.4 keeps its retry count after a request that failed: without the client
+    setting it back, the next lost datagram would fail a read its retry would have saved."""
+    peer = await make_peer()
+    client = client_of(peer, retries=1)
+    await client.async_identify()
+    peer.silent = True  # off the network for one request: every try lost
+    with pytest.raises(DeviceUnavailableError):
+        await client.async_runtime()
+    peer.silent = False
+    peer.drop = 1  # back, and the first answer is lost: the retry gets it
+    assert (await client.async_runtime()).meter_ok
+    peer.drop = 1  # and again on the request after
+    assert (await client.async_runtime()).meter_ok
+
+
+async def test_frozen_running_data_is_refused_until_its_clock_moves(
+    make_peer: MakePeer, make_inverter: MakeInverter, clock: JumpClock
+) -> None:
+    """The running data's timestamp stands still: after FROZEN_AFTER_S the read fails; an
+    inverter clock set back an hour is a move, not a freeze."""
+    peer = await make_peer()
+    stamp = [datetime(2026, 6, 1, 12, 0, 0)]
+    peer.clock = lambda: stamp[0]
+    inverter = make_inverter(peer)
+    await inverter.async_read()
+    stamp[0] += timedelta(seconds=1)
+    await inverter.async_read()  # seen to move: from now on a stand-still is judged
+    clock.jump(FROZEN_AFTER_S - 1)
+    await inverter.async_read()  # still within the bound
+    clock.jump(1)
+    with pytest.raises(InvalidDeviceDataError, match="values look frozen: the running data's "):
+        await inverter.async_read()
+    with pytest.raises(InvalidDeviceDataError, match="stood at 12:00:01 for 10 s"):
+        await inverter.async_apply(command(40.0))  # nothing is written on frozen values
+    assert not peer.limit_writes()
+    stamp[0] -= timedelta(hours=1)  # the inverter set its clock back
+    await inverter.async_read()
+    clock.jump(FROZEN_AFTER_S - 1)
+    stamp[0] += timedelta(seconds=1)
+    await inverter.async_read()
+
+
+async def test_an_inverter_whose_clock_never_moves_is_never_judged(
+    make_peer: MakePeer, make_inverter: MakeInverter, clock: JumpClock
+) -> None:
+    """A timestamp that has not moved since start-up cannot tell frozen from live."""
+    peer = await make_peer()
+    peer.clock = lambda: datetime(2026, 6, 1, 12, 0, 0)
+    inverter = make_inverter(peer)
+    for _ in range(3):
+        await inverter.async_read()
+        clock.jump(2 * FROZEN_AFTER_S)
 
 
 async def test_the_library_does_not_block_the_event_loop(make_peer: MakePeer) -> None:

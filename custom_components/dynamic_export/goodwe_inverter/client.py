@@ -75,6 +75,19 @@ def _number(data: Mapping[str, Any], key: str) -> float:
     return float(value)
 
 
+def _restore_retries(inverter: Any) -> None:
+    """Give the next request its retries again (goodwe 0.4 keeps one protocol per inverter).
+
+    goodwe 0.4 counts retries on the inverter's protocol object and sets the count back to 0
+    only on a valid answer: after a request that failed, every later one gets no retry until
+    one is answered, so a single lost datagram fails a read. goodwe 0.3 makes a protocol per
+    request and has nothing to reset.
+    """
+    protocol: Any = getattr(inverter, "_protocol", None)
+    if isinstance(getattr(protocol, "_retry", None), int):
+        protocol._retry = 0  # the library has no public way
+
+
 class GoodWeEtClient:
     """One ET-family inverter at ``host`` (UDP 8899, address 0xF7), through the library."""
 
@@ -109,6 +122,7 @@ class GoodWeEtClient:
 
     async def _call[T](self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         self.requests += 1
+        _restore_retries(self._inverter)
         try:
             async with asyncio.timeout(self._deadline_s):
                 return await call()
