@@ -16,7 +16,8 @@ switch at 47509 and the limit in W at 47510), independently of the library's own
 - faults: ``drop`` answers nothing to the next requests (UDP loses their answers),
   ``lose_writes`` loses the next write requests before the inverter sees them,
   ``drop_write_answers`` takes the next writes but loses their answers, ``reply_delay_s``
-  answers late, ``exceptions`` refuses a register, ``silent`` answers nothing at all (off the
+  answers late, ``exceptions`` refuses a register (reads and writes), ``write_exceptions``
+  only writes to it, ``silent`` answers nothing at all (off the
   network), ``frozen`` keeps serving the last running data (timestamp included).
 
 Port 8899 is fixed by the protocol (goodwe 0.3 cannot use another), so each peer binds its
@@ -138,6 +139,7 @@ class GoodWeEtPeer(asyncio.DatagramProtocol):
         self.frozen = False
         self.clock: Callable[[], datetime] = datetime.now
         self.exceptions: dict[int, int] = {}
+        self.write_exceptions: dict[int, int] = {}
         self.host = ""
         self._transport: asyncio.DatagramTransport | None = None
         self._set(DEVICE_INFO, [1, rating_w, 1])
@@ -305,8 +307,9 @@ class GoodWeEtPeer(asyncio.DatagramProtocol):
         targets = range(address, address + len(words))
         if any(a not in WRITABLE for a in targets):
             return bytes((function | 0x80, 2))
-        if address in self.exceptions:
-            return bytes((function | 0x80, self.exceptions[address]))
+        refused = self.write_exceptions.get(address, self.exceptions.get(address))
+        if refused is not None:
+            return bytes((function | 0x80, refused))
         if EXPORT_SWITCH in targets and words[EXPORT_SWITCH - address] not in (0, 1):
             return bytes((function | 0x80, 3))
         for a, word in zip(targets, words, strict=True):
