@@ -23,6 +23,7 @@ DEVICES: dict[str, str] = {
     "powerwall": "Powerwall 2",
     "ha_entities": "HA entities",
     "csip": "CSIP-AUS server",
+    "goodwe": "GoodWe",
 }
 """Device kind (the test module's suffix) -> how the README names it."""
 

@@ -69,7 +69,128 @@ from ..sites import (
 from ..subentries.devices.test_goodwe import INVERTER, TITLE, goodwe_subentry
 from .matrix import Outcome, covers
 
-OUTCOMES: dict[str, Outcome] = {}
+OUTCOMES: dict[str, Outcome] = {
+    "timeout": Outcome(
+        site_does=(
+            "Counted at its rating; nothing is written to it. Its own export limit, kept in "
+            "its memory and held at its own meter, keeps export within the last limit "
+            "written. A lost datagram is asked again by the library within the cycle (1 s "
+            "per try, one retry) and changes nothing"
+        ),
+        how_fast=(
+            "Unavailable at the cycle whose read fails: ≤ 2 s of tries + 1 cycle (measured "
+            "3.0 s); back the first cycle it answers (measured 1.0 s)"
+        ),
+        user_sees=(
+            "`binary_sensor.<inverter>_connection` off, error 'GoodWe at <host>: reading the "
+            "runtime data: No valid response received even after 1 retries'; its sensors "
+            "unavailable; WARNING '<inverter> unavailable: …', INFO '<inverter> is back'"
+        ),
+    ),
+    "exception": Outcome(
+        site_does=(
+            "A refused read (e.g. exception 6, busy): counted at its rating, as for no "
+            "answer. A refused export limit: asked again every cycle; meanwhile the inverter "
+            "keeps the limit it holds"
+        ),
+        how_fast=(
+            "Read: the next cycle (measured 0.1 s). Limit: the first cycle after the "
+            "inverter accepts (measured 0.5 s)"
+        ),
+        user_sees=(
+            "Connection off with '… reading the runtime data refused (SLAVE DEVICE BUSY)' or "
+            "'… writing grid_export_limit = N refused (SLAVE DEVICE FAILURE)'; WARNING '… "
+            "unavailable: …' or '… does not take its limit: …', INFO '… takes its limit again'"
+        ),
+    ),
+    "disconnect_mid_write": Outcome(
+        site_does=(
+            "UDP has no connection: a write's datagram or its answer is lost. One loss: the "
+            "library's retry writes the same value (one flash write). Every try lost: the "
+            "write counts as failed; the next cycle reads the limit the inverter holds and "
+            "writes only if it differs (taken: nothing more; lost: written again)"
+        ),
+        how_fast="One loss: within the cycle. Every try lost: the next cycle",
+        user_sees=(
+            "WARNING '<inverter> does not take its limit: GoodWe at <host>: writing "
+            "grid_export_limit = N: No valid response …', unavailable for that cycle; then "
+            "INFO '… takes its limit again'"
+        ),
+    ),
+    "slow_reply": Outcome(
+        site_does=(
+            "Answers within the library's 1 s per try: control goes on, each read waits for "
+            "two answers. Later: asked again, then as no answer (goodwe 0.4 never takes a "
+            "late answer, each try has its own socket; goodwe 0.3 takes the first try's "
+            "answer during the retry, so up to 2 s works there)"
+        ),
+        how_fast="Below 1 s: no effect. Above: as no answer",
+        user_sees="Below: nothing (cycles take longer). Above: as no answer",
+    ),
+    "gone_at_start": Outcome(
+        site_does=(
+            "The site starts; the inverter is counted at the rating stored when it was added, "
+            "and only its own export limit (the installer's, or ours from before) holds it "
+            "until it answers; set up and controlled at the first cycle it answers"
+        ),
+        how_fast="Control at the first cycle after it answers (measured 1.1 s)",
+        user_sees=(
+            "WARNING '<inverter> is not ready (…); will keep trying'; connection off; control "
+            "state controlling (the site's meter answers)"
+        ),
+    ),
+    "back_after_an_hour": Outcome(
+        site_does=(
+            "Unavailable for the hour while its export limit (kept through its restart) holds "
+            "export within the last limit. When it answers, control resumes; the controller, "
+            "which could not count its output meanwhile, ramps its share up at 25 %/s, so "
+            "the export limit is lowered for a cycle and written back (two flash writes)"
+        ),
+        how_fast="The first cycle it answers",
+        user_sees=(
+            "Connection off for the hour, WARNING '… unavailable: …' once; INFO '… is back'"
+        ),
+    ),
+    "frozen_data": Outcome(
+        site_does=(
+            "Told by the running data's timestamp (the inverter's clock): standing still ≥ "
+            "10 s after it was seen to move, the read fails, the inverter is counted at its "
+            "rating and nothing is written on those values. A timestamp that never moved "
+            "since start-up is not judged (one missing: WARNING once). The meter block has "
+            "no timestamp: frozen meter values behind a live clock go unnoticed"
+        ),
+        how_fast=(
+            "The first cycle 10 s after the timestamp last moved; live again the first "
+            "cycle it moves"
+        ),
+        user_sees=(
+            "Connection off with '… values look frozen: the running data's timestamp has "
+            "stood at HH:MM:SS for 10 s'; WARNING '… unavailable: …', INFO '… is back'"
+        ),
+    ),
+    "restart_during_control": Outcome(
+        site_does=(
+            "The inverter keeps our last export limit (in its memory, no revert timer) while "
+            "Home Assistant is away, so export stays within it. Handing back later restores "
+            "the installer's setting stored before our first write, not our own limit the "
+            "inverter then holds"
+        ),
+        how_fast="Limit held throughout; control from the first cycle (≤ 1 flash write)",
+        user_sees=(
+            "Control state controlling from the first cycle; WARNING '… could not be handed "
+            "back: …' if the inverter is unreachable when the site unloads (the store keeps "
+            "what to restore)"
+        ),
+    ),
+    "clock_jump": Outcome(
+        site_does=(
+            "Nothing: the loop runs on the monotonic clock, and any change of the inverter's "
+            "own timestamp (its clock set, daylight saving) counts as live"
+        ),
+        how_fast="No effect (tested: both clocks ±1 h)",
+        user_sees="Nothing",
+    ),
+}
 
 EXPORT_LIMIT = 1500.0
 OWN_LIMIT_W = 4000  # the installer's export limit (on): what handing back restores
