@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -53,12 +54,17 @@ def clock() -> JumpClock:
 
 
 @pytest.fixture
-async def make_peer() -> AsyncIterator[Callable[..., Any]]:
-    """Start simulated inverters; all stop after the test."""
+async def make_peer(clock: JumpClock) -> AsyncIterator[Callable[..., Any]]:
+    """Start simulated inverters; all stop after the test.
+
+    Their own clocks (the running data's timestamp) jump with the site's, so a jump never
+    looks like running data that stood still.
+    """
     peers: list[GoodWeEtPeer] = []
 
     async def _make(**kwargs: Any) -> GoodWeEtPeer:
         peer = GoodWeEtPeer(**kwargs)
+        peer.clock = lambda: datetime.now() + timedelta(seconds=clock.offset)
         await peer.start()
         peers.append(peer)
         return peer
