@@ -113,7 +113,7 @@ class GoodWeInverter:
         self._written_w: int | None = None  # the limit we wrote last
         self._commanded_pct: float | None = None  # the command it stood for
         self._last_write: dict[str, tuple[int, float]] = {}  # setting -> (value, time)
-        self.writes: list[tuple[str, int]] = []  # settings written (diagnostics, tests)
+        self.writes = 0  # settings written (diagnostics, tests)
 
     @property
     def info(self) -> EtIdentity | None:
@@ -298,7 +298,7 @@ class GoodWeInverter:
         await self._write(setting, value)
 
     async def _write(self, setting: str, value: int) -> None:
-        self.writes.append((setting, value))
+        self.writes += 1
         await self._client.async_write_setting(setting, value)
         self._last_write[setting] = (value, self._clock())
 
