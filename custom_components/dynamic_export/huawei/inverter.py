@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..core.errors import InvalidDeviceDataError
+from ..core.frozen import FrozenCounterCheck
 from ..core.measurements import InverterCommand, InverterReading
 from ..core.persistent_limit import DEFAULT_STEP_PCT, PersistentLimit
 from ..sunspec.connection import ModbusTcpConnection, RegisterConnection
@@ -158,6 +159,7 @@ class HuaweiInverter:
         self._clock = clock
         self._info: HuaweiInfo | None = None
         self._held: int | None = None  # the derating as last read or written
+        self._frozen_check = FrozenCounterCheck()
         self._available: tuple[float | None, float] | None = None  # (value, read at)
         self._reads_available = True
         self.writes = 0  # register writes sent (diagnostics, tests)
@@ -227,6 +229,7 @@ class HuaweiInverter:
         energy = (
             None if energy_raw == reg.NOT_AVAILABLE_U32 else energy_raw * reg.ENERGY_WH_PER_COUNT
         )
+        self._check_frozen(timestamp, power, energy)
         status = block[reg.DEVICE_STATUS - reg.ACTIVE_POWER]
         return InverterReading(
             timestamp=timestamp,
@@ -239,6 +242,21 @@ class HuaweiInverter:
             lifetime_energy_wh=energy,
             available_w=await self._read_available(timestamp, info.rated_power_w, power),
         )
+
+    def _check_frozen(self, now: float, power_w: float, energy_wh: float | None) -> None:
+        """Fail the read while the values look frozen (a dongle serving its last ones).
+
+        The energy yield counter (0.01 kWh) must move while the power reading says energy
+        flows; a counter that updates rarely is never judged (see core.frozen).
+        """
+        check = self._frozen_check
+        valid_from = check.observe(now, power_w, energy_wh, None, reg.ENERGY_WH_PER_COUNT)
+        if valid_from is not None:
+            raise InvalidDeviceDataError(
+                f"unit {self._unit_id}: values look frozen: lifetime energy unchanged "
+                f"for {now - valid_from:.0f} s while its power reading adds up to "
+                f"{check.still_wh:.0f} Wh"
+            )
 
     async def _read_available(self, now: float, rating_w: float, power_w: float) -> float | None:
         """MPPT_PREDICTED_POWER as available power, only where it is sane.

@@ -32,6 +32,7 @@ from typing import Protocol
 
 from ..core import persistent_limit
 from ..core.errors import InvalidDeviceDataError
+from ..core.frozen import FrozenCounterCheck
 from ..core.measurements import InverterCommand, InverterReading
 from ..core.persistent_limit import PersistentLimit
 from ..sunspec.connection import ModbusTcpConnection, RegisterConnection
@@ -170,6 +171,7 @@ class SungrowInverter:
         self._clock = clock
         self._info: SungrowInfo | None = None
         self._held: tuple[int, int] | None = None  # (switch, ratio) as last read or written
+        self._frozen_check = FrozenCounterCheck()
         self.writes = 0  # register writes sent (diagnostics, tests)
 
     @property
@@ -235,6 +237,7 @@ class SungrowInverter:
             )
         energy_raw = reg.decode_u32(energy_words)
         energy = None if energy_raw == 0xFFFF_FFFF else energy_raw * fmap.energy_scale_wh
+        self._check_frozen(timestamp, power, energy, fmap.energy_scale_wh)
         return InverterReading(
             timestamp=timestamp,
             ac_power_w=float(power),
@@ -245,6 +248,23 @@ class SungrowInverter:
             status=None,
             lifetime_energy_wh=energy,
         )
+
+    def _check_frozen(
+        self, now: float, power_w: float, energy_wh: float | None, step_wh: float
+    ) -> None:
+        """Fail the read while the values look frozen (a WiNet-S serving its last ones).
+
+        The total energy counter must move while the power reading says energy flows; it is
+        coarse (SH 0.1 kWh, SG 1 kWh), so this catches a stale dongle late, but it does.
+        """
+        check = self._frozen_check
+        valid_from = check.observe(now, power_w, energy_wh, None, step_wh)
+        if valid_from is not None:
+            raise InvalidDeviceDataError(
+                f"unit {self._unit_id}: values look frozen: lifetime energy unchanged "
+                f"for {now - valid_from:.0f} s while its power reading adds up to "
+                f"{check.still_wh:.0f} Wh"
+            )
 
     async def _write(self, address: int, values: Sequence[int]) -> None:
         self.writes += 1
