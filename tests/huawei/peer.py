@@ -15,7 +15,8 @@ with:
 
 Fault hooks: ``hang`` (no answers), ``reply_delay_s``, ``drop_next`` / ``drop_next_write``
 (close before the request is read), ``drop_after_next_write`` (close after the write took
-effect, unanswered), ``exceptions``,
+effect, unanswered), ``exceptions``, ``refuse_settings`` (exception 4 to every derating
+write),
 ``frozen`` (the measurements stop moving) and :meth:`start` at the old port after a stop.
 
 Physics: the output follows min(available, derating × Pmax) with a first-order lag.
@@ -107,6 +108,7 @@ class HuaweiPeer(FakeModbusServer):
         # Fault hooks (the fault matrix): answer late, close instead of answering (before or
         # after the request took effect), serve frozen measurements.
         self.reply_delay_s = 0.0
+        self.refuse_settings = False  # every derating write answers exception 4
         self.drop_next_write = 0
         self.drop_after_next_write = 0
         self.frozen = False
@@ -233,6 +235,11 @@ class HuaweiPeer(FakeModbusServer):
                 values = list(struct.unpack(f">{count}H", pdu[6 : 6 + 2 * count]))
             if DERATING in range(address, address + len(values)):
                 raw = values[DERATING - address]
+                if self.refuse_settings:
+                    self.requests.append(
+                        Request(unit, function, address, len(values), tuple(values))
+                    )
+                    return bytes([function | 0x80, 4])
                 if raw > 1000:  # a negative I16 or above 100 %
                     self.requests.append(
                         Request(unit, function, address, len(values), tuple(values))

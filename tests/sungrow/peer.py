@@ -17,7 +17,8 @@ The quirks the client has to live with:
 
 Fault hooks: ``hang`` (no answers), ``reply_delay_s``, ``drop_next`` / ``drop_next_write``
 (close before the request is read), ``drop_after_next_write`` (close after the write took
-effect, unanswered), ``exceptions``,
+effect, unanswered), ``exceptions``, ``refuse_settings`` (exception 4 to every limitation
+write),
 ``frozen`` (the measurements stop moving) and :meth:`start` at the old port after a stop.
 
 Physics: with the switch on (0xAA) the output may reach ratio × rating, otherwise the rating;
@@ -141,6 +142,7 @@ class SungrowPeer(FakeModbusServer):
         # Fault hooks (the fault matrix): answer late, close instead of answering (before or
         # after the request took effect), serve frozen measurements.
         self.reply_delay_s = 0.0
+        self.refuse_settings = False  # every write to the limitation answers exception 4
         self.drop_next_write = 0
         self.drop_after_next_write = 0
         self.frozen = False
@@ -189,10 +191,14 @@ class SungrowPeer(FakeModbusServer):
         self.advance()
         self._output_w = 0.0
 
+    @property
+    def limit_addresses(self) -> set[int]:
+        """The wire addresses of the power limitation (switch and ratio)."""
+        return {at(self.variant.switch_doc), at(self.variant.ratio_doc)}
+
     def limit_writes(self) -> list[Request]:
         """Writes to the power limitation (switch or ratio)."""
-        wanted = {at(self.variant.switch_doc), at(self.variant.ratio_doc)}
-        return [r for r in self.writes() if r.address in wanted]
+        return [r for r in self.writes() if r.address in self.limit_addresses]
 
     def advance(self) -> None:
         """Move the simulation to the peer clock's now."""
@@ -316,6 +322,9 @@ class SungrowPeer(FakeModbusServer):
             values = list(struct.unpack(f">{count}H", pdu[6 : 6 + 2 * count]))
         for offset, value in enumerate(values):
             target = address + offset
+            if self.refuse_settings and target in self.limit_addresses:
+                self.requests.append(Request(UNIT, function, address, len(values), tuple(values)))
+                return bytes([function | 0x80, 4])
             if target == at(self.variant.switch_doc) and value not in (ON, OFF):
                 return bytes([function | 0x80, 4])
             if target == at(self.variant.ratio_doc) and value > 1000:
