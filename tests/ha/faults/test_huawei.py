@@ -141,7 +141,9 @@ OUTCOMES: dict[str, Outcome] = {
             "The inverter keeps our derating while Home Assistant is away (no revert timer: "
             "it stays limited however long). After the restart control resumes without "
             "rewriting a derating it holds; the installer's derating stored before our first "
-            "write is what handing back restores, not our own limit still in force"
+            "write is what handing back restores, not our own limit still in force. "
+            "Huawei has no fallback of its own for the derating: if the load falls while "
+            "Home Assistant is away, export rises above the limit and nothing lowers it"
         ),
         how_fast="Limit held throughout; controlled from the first cycle",
         user_sees="INFO 'Handed back to their own settings: …' when the site is unloaded",

@@ -160,7 +160,10 @@ OUTCOMES: dict[str, Outcome] = {
             "The inverter keeps our ratio while Home Assistant is away (no revert timer: it "
             "stays limited however long). After the restart control resumes without "
             "rewriting a ratio it holds; the installer's setting stored before our first "
-            "write is what handing back restores, not our own limit still in force"
+            "write is what handing back restores, not our own limit still in force. "
+            "Sungrow has no fallback of its own for the limit (the SH EMS heartbeat does "
+            "not cover it): if the load falls while Home Assistant is away, export rises "
+            "above the limit and nothing lowers it"
         ),
         how_fast="Limit held throughout; controlled from the first cycle",
         user_sees="INFO 'Handed back to their own settings: …' when the site is unloaded",
