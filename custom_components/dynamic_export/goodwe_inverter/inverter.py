@@ -130,7 +130,7 @@ class GoodWeInverter:
         self._stamp_moved_at = -math.inf  # our clock when it last changed
         self._stamp_moves = False  # seen to change: only then is standing still judged
         self._said_no_stamp = False
-        self.writes: list[tuple[str, int]] = []  # settings written (diagnostics, tests)
+        self.writes = 0  # settings written (diagnostics, tests)
 
     @property
     def info(self) -> EtIdentity | None:
@@ -338,7 +338,7 @@ class GoodWeInverter:
         await self._write(setting, value)
 
     async def _write(self, setting: str, value: int) -> None:
-        self.writes.append((setting, value))
+        self.writes += 1
         await self._client.async_write_setting(setting, value)
         self._last_write[setting] = (value, self._clock())
 
