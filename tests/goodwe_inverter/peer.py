@@ -18,7 +18,11 @@ switch at 47509 and the limit in W at 47510), independently of the library's own
   ``drop_write_answers`` takes the next writes but loses their answers, ``reply_delay_s``
   answers late, ``exceptions`` refuses a register (reads and writes), ``write_exceptions``
   only writes to it, ``silent`` answers nothing at all (off the
-  network), ``frozen`` keeps serving the last running data (timestamp included).
+  network), ``frozen`` keeps serving the last running data (timestamp included),
+  ``frozen_values`` the last values under a clock that still ticks.
+- **energy**: the PV power (35105) is the output (or ``pv_w`` when set: a hybrid whose
+  battery gives the rest), and the total PV energy (35191, 0.1 kWh) counts it on the
+  inverter's clock.
 
 Port 8899 is fixed by the protocol (goodwe 0.3 cannot use another), so each peer binds its
 own loopback address (127.x.y.z) and parallel test runs never collide.
@@ -52,6 +56,7 @@ MODEL_AT = 35011  # 5 registers, ASCII
 FIRMWARE_AT = 35021  # 6 registers
 ARM_FIRMWARE_AT = 35027  # 6 registers
 TIMESTAMP = 35100  # 3 registers: year - 2000, month, day, hour, minute, second
+PPV1 = 35105  # U32 W: PV string 1 (all of the panels here)
 TOTAL_INVERTER_POWER = 35138  # S16 W
 ACTIVE_POWER = 35140  # S16 W at the meter, + export
 BATTERY_MODE = 35184  # 0: no battery
@@ -137,6 +142,8 @@ class GoodWeEtPeer(asyncio.DatagramProtocol):
         self.reply_delay_s = 0.0
         self.silent = False
         self.frozen = False
+        self.frozen_values = False
+        self.pv_w: float | None = None
         self.clock: Callable[[], datetime] = datetime.now
         self.exceptions: dict[int, int] = {}
         self.write_exceptions: dict[int, int] = {}
@@ -149,7 +156,8 @@ class GoodWeEtPeer(asyncio.DatagramProtocol):
         self._set(ARM_FIRMWARE_AT, _text("02041-19-S00", 6))
         self.registers[BATTERY_MODE] = 0
         self.registers[WORK_MODE] = 1
-        self._set(E_TOTAL, [123_456 >> 16, 123_456 & 0xFFFF])  # 12,345.6 kWh
+        self.energy_wh = 12_345_600.0  # e_total counts it in 0.1 kWh
+        self._refreshed_at: datetime | None = None
         self.registers[METER_COMM_STATUS] = 1 if meter_ok else 0
         self.registers[EXPORT_SWITCH] = export_switch
         self.registers[EXPORT_LIMIT] = export_limit_w
@@ -201,7 +209,18 @@ class GoodWeEtPeer(asyncio.DatagramProtocol):
                 (now.minute << 8) | now.second,
             ],
         )
+        if self.frozen_values:
+            return  # its clock ticks over values that no longer change
         output = self.output_w()
+        pv = output if self.pv_w is None else self.pv_w
+        if self._refreshed_at is not None:
+            elapsed_s = max(0.0, (now - self._refreshed_at).total_seconds())
+            self.energy_wh += max(0.0, pv) * elapsed_s / 3600.0
+        self._refreshed_at = now
+        tenths = int(self.energy_wh // 100)
+        self._set(E_TOTAL, [tenths >> 16, tenths & 0xFFFF])
+        watts = max(0, round(pv))
+        self._set(PPV1, [watts >> 16, watts & 0xFFFF])
         export = output - self.load_now()
         self.registers[TOTAL_INVERTER_POWER] = _s16(output)
         self.registers[ACTIVE_POWER] = _s16(export)

@@ -320,6 +320,37 @@ async def test_an_inverter_whose_clock_never_moves_is_never_judged(
         clock.jump(2 * FROZEN_AFTER_S)
 
 
+async def test_a_hybrid_on_its_battery_at_night_is_not_frozen(
+    make_peer: MakePeer, make_inverter: MakeInverter, clock: JumpClock
+) -> None:
+    """The PV energy stands still at night while the battery gives 2 kW of output: the
+    check counts the PV power, so that is never frozen; frozen values by day are."""
+    peer = await make_peer(available_w=2000.0)
+    inverter = make_inverter(peer)
+
+    async def reads(count: int) -> str | None:
+        """Read every 10 s (the check's longest step); the first refusal, if any."""
+        for _ in range(count):
+            try:
+                await inverter.async_read()
+            except InvalidDeviceDataError as err:
+                return str(err)
+            clock.jump(10.0)
+        return None
+
+    assert await reads(60) is None  # by day: the counter moves every 3 min, so it is judged
+    peer.pv_w = 0.0  # night: the output is the battery's
+    assert await reads(100) is None  # 1000 s at 2 kW of output: 555 Wh, but no PV power
+    assert (await inverter.async_read()).ac_power_w == 2000.0
+
+    peer.pv_w = None  # day again, then the values freeze under a live clock
+    assert await reads(40) is None
+    peer.frozen_values = True
+    refused = await reads(80)
+    assert refused is not None
+    assert "values look frozen: PV energy unchanged for" in refused
+
+
 async def test_the_library_does_not_block_the_event_loop(make_peer: MakePeer) -> None:
     """A slow answer is awaited, not waited for: a ticker keeps running meanwhile."""
     peer = await make_peer()

@@ -66,6 +66,8 @@ class EtRuntime:
     meter_ok: bool
     inverter_time: datetime | None = None
     """The running data's timestamp (35100): the inverter's clock when it took the data."""
+    pv_power_w: float | None = None
+    """What the panels give (35105 on): what the total PV energy counts."""
 
 
 def _number(data: Mapping[str, Any], key: str) -> float:
@@ -86,6 +88,13 @@ def _restore_retries(inverter: Any) -> None:
     protocol: Any = getattr(inverter, "_protocol", None)
     if isinstance(getattr(protocol, "_retry", None), int):
         protocol._retry = 0  # the library has no public way
+
+
+def _optional_number(data: Mapping[str, Any], key: str) -> float | None:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 class GoodWeEtClient:
@@ -182,6 +191,7 @@ class GoodWeEtClient:
             lifetime_energy_wh=energy,
             meter_ok=data.get("meter_comm_status") == METER_OK,
             inverter_time=stamp if isinstance(stamp := data.get("timestamp"), datetime) else None,
+            pv_power_w=_optional_number(data, "ppv"),
         )
 
     async def async_read_setting(self, setting: str) -> int:

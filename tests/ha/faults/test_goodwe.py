@@ -153,19 +153,21 @@ OUTCOMES: dict[str, Outcome] = {
     ),
     "frozen_data": Outcome(
         site_does=(
-            "Told by the running data's timestamp (the inverter's clock): standing still ≥ "
-            "10 s after it was seen to move, the read fails, the inverter is counted at its "
-            "rating and nothing is written on those values. A timestamp that never moved "
-            "since start-up is not judged (one missing: WARNING once). The meter block has "
-            "no timestamp: frozen meter values behind a live clock go unnoticed"
+            "The running data's timestamp (the inverter's clock) standing still ≥ 10 s after "
+            "it was seen to move fails the read: counted at its rating, nothing written on "
+            "those values. Values frozen under a clock that still ticks: caught by the total "
+            "PV energy (0.1 kWh) standing still while the PV power says the panels give. A "
+            "timestamp or counter never seen moving is not judged. The meter block has no "
+            "timestamp: frozen meter values behind live running data go unnoticed"
         ),
         how_fast=(
-            "The first cycle 10 s after the timestamp last moved; live again the first "
-            "cycle it moves"
+            "Timestamp: the first cycle 10 s after it last moved. Energy: once the PV power "
+            "adds up to 310 Wh (measured 9 min at 2 kW). Live again the first cycle it moves"
         ),
         user_sees=(
             "Connection off with '… values look frozen: the running data's timestamp has "
-            "stood at HH:MM:SS for 10 s'; WARNING '… unavailable: …', INFO '… is back'"
+            "stood at HH:MM:SS for 10 s' or '… PV energy unchanged for N s …'; WARNING '… "
+            "unavailable: …', INFO '… is back'"
         ),
     ),
     "restart_during_control": Outcome(
@@ -706,6 +708,37 @@ async def test_frozen_running_data(peer: GoodWeEtPeer, caplog: pytest.LogCapture
 
     peer.frozen = False
     assert _status(await site.cycle()).available
+    assert _logged(caplog, logging.INFO, "GoodWe is back")
+
+
+@covers("frozen_data")
+async def test_frozen_values_under_a_ticking_clock(
+    peer: GoodWeEtPeer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its clock still ticks but the values stand still (a stalled power board behind a live
+    communication board): the total PV energy (0.1 kWh) stops while the PV power says about
+    2 kW flows, so after 310 Wh (~9 min) the read fails."""
+    site = LockStep(peer)
+    await site.controlling()
+    live = await site.cycles(120, dt=5.0)  # 10 min: the counter moves every ~3 min
+    assert all(_status(s).available for s in live)
+    pv_w = peer.output_w()
+    assert 1900 <= pv_w <= 2100
+
+    peer.frozen_values = True
+    frozen = await site.cycles(180, dt=5.0)
+    first = next(i for i, s in enumerate(frozen) if not _status(s).available)
+    caught = _status(frozen[first]).error or ""
+    assert "values look frozen: PV energy unchanged for" in caught
+    still_s = float(caught.split("unchanged for ")[1].split(" s")[0])
+    assert still_s == pytest.approx(310 / pv_w * 3600, abs=6)  # from the counter's last move
+    assert (first + 1) * 5.0 <= still_s + 5.0  # never before the freeze itself
+    assert all(not _status(s).available for s in frozen[first:])
+    assert _logged(caplog, logging.WARNING, "GoodWe unavailable:", "PV energy unchanged")
+
+    peer.frozen_values = False
+    back = await site.cycles(40, dt=5.0)  # the counter moves again within ~3 min
+    assert _status(back[-1]).available
     assert _logged(caplog, logging.INFO, "GoodWe is back")
 
 
