@@ -96,6 +96,7 @@ class RequestRecord:
     tls_version: str | None
     cipher: str | None
     time: float
+    """When it arrived, on the state's clock (a test's fake clock where it has one)."""
     status: int | None = None
     fault: str | None = None
     errors: list[str] = field(default_factory=list)
@@ -214,6 +215,10 @@ class CsipTestServer:
         self._release = asyncio.Event()
         """Set to let hanging requests go (``clear_faults``, ``stop``)."""
         self._routes = self._route_table()
+        self.on_request: Callable[[RequestRecord, str, bool], None] | None = None
+        """Called with (record, local path, served) as each request arrives (``served``
+        False, before it is handled: it may change the state the answer is made from) and
+        once it was answered (True). A procedure runner listens here."""
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -375,10 +380,20 @@ class CsipTestServer:
             content_type=request.headers.get("Content-Type", ""),
             tls_version=ssl_object.version() if ssl_object is not None else None,
             cipher=cipher[0] if cipher else None,
-            time=time.time(),
+            time=self.state.clock(),
         )
         self.requests.append(record)
         local = self._local_path(request.path)
+        if self.on_request is not None:
+            self.on_request(record, local or "", False)
+        response = await self._serve(request, record, local, body)
+        if self.on_request is not None:
+            self.on_request(record, local or "", True)
+        return response
+
+    async def _serve(
+        self, request: web.Request, record: RequestRecord, local: str | None, body: bytes
+    ) -> web.StreamResponse:
         fault = next(
             (f for f in reversed(self.faults) if f.matches(request.method, local or "")), None
         )
@@ -564,7 +579,7 @@ class CsipTestServer:
             if errors:
                 ctx.record.errors.extend(errors)
                 raise Reject(400, "schema errors: " + "; ".join(errors))
-        return StoredBody(ctx.body, doc, ctx.lfdi, ctx.path, time.time())
+        return StoredBody(ctx.body, doc, ctx.lfdi, ctx.path, self.state.clock())
 
     # -- rendering helpers -------------------------------------------------------------------
 
