@@ -11,6 +11,7 @@ on something nobody looked at.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -204,9 +205,12 @@ def _readings(
         if not types:
             continue
         chosen.append(mup)
-        for mrid in (mup.mrid, *types):
-            if pen is not None and not (mrid[-8:].isdigit() and int(mrid[-8:]) == pen):
-                pen_problems.append(mrid)
+        if pen is not None:
+            pen_problems.extend(
+                mrid
+                for mrid in (mup.mrid, *types)
+                if not (mrid[-8:].isdigit() and int(mrid[-8:]) == pen)
+            )
         for reading in mup.readings():
             mrid = (reading.value("mRID") or "").upper()
             if mrid not in types:
@@ -268,7 +272,9 @@ def readings(run: ProcedureRun, params: dict[str, Any], uom: int, role: int) -> 
         end = max(r.start + r.duration for r in every)
         values = [r.value for r in every if r.start >= end - int(window)]
     else:
-        latest = [max(rows, key=lambda r: r.start + r.duration) for rows in by_mrid.values() if rows]
+        latest = [
+            max(rows, key=lambda r: r.start + r.duration) for rows in by_mrid.values() if rows
+        ]
         if len(latest) < len(by_mrid) or not latest:
             return _fail(f"no readings for {where} uom {uom}")
         values = [r.value for r in latest]
@@ -336,7 +342,7 @@ def polls_on_time(run: ProcedureRun, params: dict[str, Any]) -> CheckResult:
         )
         if not times:
             return _fail(f"no {method} {endpoint} since the test started")
-        gaps = [b for a, b in zip(times, times[1:], strict=False) if b - a > 1.5 * interval]
+        gaps = [b for a, b in itertools.pairwise(times) if b - a > 1.5 * interval]
         window = started
         while window + 5 * interval <= times[-1]:
             missed = [g for g in gaps if window <= g < window + 5 * interval]

@@ -108,9 +108,7 @@ class Instructions:
         for control in program.controls.values():
             base = control.base
             caps = {
-                kind: w
-                for kind in KINDS
-                if (w := _watts(getattr(base, _FIELD[kind]))) is not None
+                kind: w for kind in KINDS if (w := _watts(getattr(base, _FIELD[kind]))) is not None
             }
             self.controls[control.mrid] = KnownControl(
                 mrid=control.mrid,
@@ -135,9 +133,7 @@ class Instructions:
             self.defaults.pop(program_id, None)
             return
         base = default.base
-        caps = {
-            kind: w for kind in KINDS if (w := _watts(getattr(base, _FIELD[kind]))) is not None
-        }
+        caps = {kind: w for kind in KINDS if (w := _watts(getattr(base, _FIELD[kind]))) is not None}
         self.defaults[program_id] = KnownDefault(
             primacy=program.primacy,
             caps=caps,
@@ -239,7 +235,9 @@ class PhysicalCheck:
         for kind in KINDS:
             track = self._tracks[kind]
             cap, control = self.instructions.cap(kind, sample.t)
-            source = control.mrid if control is not None else ("default" if cap is not None else None)
+            source = (
+                control.mrid if control is not None else ("default" if cap is not None else None)
+            )
             if cap is not None and track.cap is None:
                 # A first instruction: ramp from what the site does, as from a control.
                 track.envelope = max(before[kind], cap)

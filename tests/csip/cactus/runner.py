@@ -10,10 +10,12 @@ already shows them), one with it after.
 
 The procedure's phases are the reference runner's: ``init_actions`` before the client
 starts (the EndDevice is not registered: the client registers in band, unless a
-``register-end-device`` action registers it out of band); then, unless ``immediate_start``, an *init* phase until every precondition check
-passes; then the precondition ``actions`` and the steps. A step is listening from the start
-when no ``enable-steps`` names it. The run ends at ``finish-test``, when no step listens any
-more, or at :data:`MAX_RUN_S`; then the criteria are checked.
+``register-end-device`` action registers it out of band); then, unless
+``immediate_start``, an *init* phase until every precondition check passes (the tester
+starts :data:`START_DELAY_S` later); then the precondition ``actions`` and the steps. A
+step is listening from the start when no ``enable-steps`` names it. The run ends at
+``finish-test``, or once no step listens and the schedule has run out, or at
+:data:`MAX_RUN_S`; then the criteria are checked.
 
 Anything the runner does not know (an action, event, check, variable or an instruction to
 do something to the site it cannot do) raises: the procedure fails loudly.
@@ -66,6 +68,7 @@ the client's next poll could see it)."""
 MAX_INIT_S = 30 * 60
 """Time the client gets to meet the preconditions."""
 PIN = 111115
+NMI = "3062345678"
 EXPORT_SITE = (5000.0, 0.0)
 """(PV available, load) in W: the site exports its whole rating, as the generation
 procedures ask ("at least 50 % of its rating at the connection point")."""
@@ -86,10 +89,25 @@ _INFORMATION = re.compile(
     r"\[Aggregator Client Only\]|The client should|Client shall|This step is|Upon completion|"
     r"Observe that|After cancellation|Each DERControl should|This will need|Please note|"
     r"New DERControls|No more new|The test is now|This delay is|This step will|"
-    r"The controlled device (is|should)|EndDevice should be registered)"
+    r"The controlled device (is|should)|EndDevice should be registered|"
+    r"Re-establish communications|Click this button once)"
 )
 """Instructions that describe what to observe or how the site already is; anything else
 asks the tester to do something, which the runner must model or refuse."""
+
+
+_SITE_ACTS: dict[str, str] = {
+    "Disconnect all DER from the grid.": "isolate",
+    "Reconnect all DER to the grid.": "reconnect",
+    "Stop DER from generating or consuming active power. (e.g. power source/sink is set to 0W)": (
+        "pv_off"
+    ),
+    "Re-enable ability of DER to generate or consume active power.": "pv_on",
+    "Power cycle (turn off then back on again) the communications client, and while it is "
+    "offline, disable the communications interface between the client and utility server "
+    "(e.g. by unplugging an appropriate network cable).": "restart",
+}
+"""Instructions to do something to the site that the simulated site can do."""
 
 
 class UnknownProcedureElementError(AssertionError):
@@ -122,7 +140,9 @@ class RunResult:
 
     def describe(self) -> str:
         lines = [f"started={self.started} finished={self.finished} ran {self.elapsed_s:.0f} s"]
-        lines += [f"  {'PASS' if r.passed else 'FAIL'} {name}: {r.detail}" for name, r in self.criteria]
+        lines += [
+            f"  {'PASS' if r.passed else 'FAIL'} {name}: {r.detail}" for name, r in self.criteria
+        ]
         lines += [f"  ERROR {e}" for e in self.errors]
         lines.append(f"  physical: {self.physical.summary()}")
         return "\n".join(lines)
@@ -146,6 +166,7 @@ class ProcedureRun:
     site_default: dict[str, Any] = field(default_factory=dict)
     defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     load_steps: list[tuple[float, float]] = field(default_factory=list)
+    site_acts: list[tuple[float, str]] = field(default_factory=list)
     comms_fault: Fault | None = None
     client: CsipClient | None = None
     site: PhysicalSite | None = None
@@ -185,7 +206,7 @@ class ProcedureRun:
         pv_w, load_w = self._site_setup()
         for action in (pre.init_actions or []) if pre else []:
             self._act(action)
-        client = self.harness.client(pin=PIN)
+        client = self.harness.client(pin=PIN, nmi=NMI if self._wants_nmi() else None)
         self.client = client
         limiter = CsipLimiter("CSIP-AUS", client)
         self.site = PhysicalSite(limiter, start=self.now(), pv_w=pv_w, load_w=load_w)
@@ -194,11 +215,11 @@ class ProcedureRun:
             self._start()
         next_due = self.now()
         while not self.finished and self.now() - begin < MAX_RUN_S:
-            if self.started_at is not None and not self.listeners:
-                # Every step is done; like a tester, let the schedule run out (its
-                # Completed Responses are part of the criteria) before finishing.
-                if self.now() >= self._schedule_end() + TAIL_S:
-                    break
+            # Every step done: like a tester, let the schedule run out (its Completed
+            # Responses are part of the criteria) before finishing.
+            done = self.started_at is not None and not self.listeners
+            if done and self.now() >= self._schedule_end() + TAIL_S:
+                break
             if self.started_at is None:
                 if self.now() - begin > MAX_INIT_S:
                     self.errors.append(f"preconditions never met: {self._precondition_report()}")
@@ -207,7 +228,7 @@ class ProcedureRun:
                     self.ready_at = self.now()
                 if self.ready_at is not None and self.now() >= self.ready_at + START_DELAY_S:
                     self._start()
-            next_due = await self._second(client, next_due)
+            next_due = await self._second(self.client, next_due)
             self._fire_waits()
             if self.errors:
                 break
@@ -233,6 +254,17 @@ class ProcedureRun:
         while self.load_steps and self.load_steps[0][0] <= self.now():
             site.set_load(self.load_steps.pop(0)[1])
             self.physical.load_changed(self.now())
+        for at, act in [a for a in self.site_acts if a[0] <= self.now()]:
+            self.site_acts.remove((at, act))
+            if act == "restart":
+                await self._restart()
+                client = self.client
+                assert client is not None
+            elif act in ("isolate", "reconnect"):
+                site.isolate(act == "isolate")
+            else:
+                site.set_pv(site.pv_w if act == "pv_on" else 0.0)
+            self.physical.load_changed(self.now())
         site.advance(1.0)
         self.physical.observe(site.samples[-1])
         await site.cycle()
@@ -249,11 +281,31 @@ class ProcedureRun:
         pre = self.procedure.preconditions
         texts = list((pre.instructions or []) if pre else [])
         importing = any(
-            "importing" in t and "exporting or importing" not in t
+            "importing" in t
+            and "exporting or importing" not in t
             and "importing/exporting" not in t
             for t in texts
         )
         return IMPORT_SITE if importing else EXPORT_SITE
+
+    async def _restart(self) -> None:
+        """Home Assistant restarts: the client stops, its saved state is restored into a
+        new client, limiter and control loop (the network stays as the procedure set it)."""
+        old, site = self.client, self.site
+        assert old is not None
+        assert site is not None
+        saved = old.to_dict()
+        await old.async_stop()
+        self.client = self.harness.client(
+            pin=PIN, nmi=NMI if self._wants_nmi() else None, restore=saved
+        )
+        site.restart(CsipLimiter("CSIP-AUS", self.client))
+        self._wake = True
+
+    def _wants_nmi(self) -> bool:
+        """The procedure looks for a ConnectionPoint: the installer filled in the NMI."""
+        text = repr(self.procedure)
+        return "has_connection_point_id" in text or "/cp'" in text
 
     def _schedule_end(self) -> float:
         """When the last control the server published ends (0: none)."""
@@ -299,12 +351,14 @@ class ProcedureRun:
 
     def _instruct(self, instructions: list[str], at: float) -> None:
         """Do what the tester is told to do to the site (only the load is modelled)."""
-        for text in instructions:
-            text = text.strip()
+        for raw in instructions:
+            text = raw.strip()
             if (m := _LOAD_NOW.match(text)) is not None:
                 self._load_at(at, m)
             elif (m := _LOAD_AT.match(text)) is not None:
                 self._load_at(at + int(m["t"]), m)
+            elif text in _SITE_ACTS:
+                self.site_acts.append((at, _SITE_ACTS[text]))
             elif not _INFORMATION.match(text):
                 raise UnknownProcedureElementError(f"instruction not modelled: {text!r}")
 
@@ -543,6 +597,9 @@ class ProcedureRun:
             self.server.faults.remove(self.comms_fault)
             self.comms_fault = None
 
+    def _do_edev_registration_links(self, p: dict[str, Any]) -> None:
+        self.state.registration_links = bool(p["enabled"])
+
     def _do_remove_function_set_assignment(self, p: dict[str, Any]) -> None:
         self.state.remove_fsa(str(p["fsa_id"]))
 
@@ -584,7 +641,9 @@ class ProcedureRun:
         if variable == NamedVariableType.NOW_DAY:
             return aest.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(hours=10)
         device = self.device_record()
-        settings = None if device is None or device.der_settings is None else device.der_settings.doc
+        settings = (
+            None if device is None or device.der_settings is None else device.der_settings.doc
+        )
         capability = (
             None if device is None or device.der_capability is None else device.der_capability.doc
         )

@@ -62,7 +62,7 @@ class _Meter:
         self._clock = clock
 
     async def async_read(self) -> MeterReading:
-        power = self._site.meter.reported_power_w
+        power = float(round(self._site.meter.reported_power_w))
         return MeterReading(
             timestamp=self._clock.monotonic(),
             grid_power_w=power,
@@ -84,6 +84,8 @@ class _Inverter:
     def __init__(self, site: SimSite, clock: PhysicalClock) -> None:
         self._site = site
         self._clock = clock
+        self.isolated = False
+        """The tester opened its AC isolator: off the grid whatever it is told."""
 
     async def async_read(self) -> InverterReading:
         inv = self._site.inverters[0]
@@ -91,11 +93,13 @@ class _Inverter:
             status = "off"
         elif inv.throttled:
             status = "throttled"
+        elif inv.output_w < 1.0 and inv.available_w < 1.0:
+            status = "sleeping"  # no PV: a SunSpec inverter says St=2
         else:
             status = "mppt"
         return InverterReading(
             timestamp=self._clock.monotonic(),
-            ac_power_w=inv.output_w,
+            ac_power_w=float(round(inv.output_w)),  # SunSpec W: whole watts (W_SF 0)
             rated_power_w=inv.rated_power_w,
             limit_pct=inv.limit_pct,
             limit_enabled=inv.limit_enabled,
@@ -109,11 +113,12 @@ class _Inverter:
 
     async def async_apply(self, command: InverterCommand) -> None:
         self._site.write_limit(0, limit_pct=command.limit_pct, enabled=True, revert_s=REVERT_S)
-        self._site.write_conn(0, connected=command.connect, revert_s=REVERT_S)
+        connected = command.connect and not self.isolated
+        self._site.write_conn(0, connected=connected, revert_s=REVERT_S)
 
     async def async_release(self) -> None:
         self._site.write_limit(0, enabled=False)
-        self._site.write_conn(0, connected=True)
+        self._site.write_conn(0, connected=not self.isolated)
 
 
 class PhysicalClock:
@@ -144,9 +149,17 @@ class PhysicalSite:
         self.clock = PhysicalClock(start)
         self._start = start
         self.limiter = limiter
-        self.loop = ControlLoop(
-            meter=_Meter(self.sim, self.clock),
-            inverters={"inverter": _Inverter(self.sim, self.clock)},
+        self.pv_w = pv_w
+        self.inverter = _Inverter(self.sim, self.clock)
+        self.meter = _Meter(self.sim, self.clock)
+        self.loop = self._loop(limiter)
+        self.samples: list[Sample] = []
+        self.last: CycleSnapshot | None = None
+
+    def _loop(self, limiter: CsipLimiter) -> ControlLoop:
+        return ControlLoop(
+            meter=self.meter,
+            inverters={"inverter": self.inverter},
             ratings={"inverter": RATING_W},
             limiters=[limiter],
             controller=Controller(ControllerSettings()),
@@ -154,13 +167,26 @@ class PhysicalSite:
             clock=self.clock.monotonic,
             wall_clock=self.clock.wall,
         )
-        self.samples: list[Sample] = []
-        self.last: CycleSnapshot | None = None
+
+    def restart(self, limiter: CsipLimiter) -> None:
+        """Home Assistant restarted: a new loop and limiter; the inverter keeps its last
+        limit on its revert timer meanwhile."""
+        self.limiter = limiter
+        self.loop = self._loop(limiter)
 
     def set_load(self, watts: float) -> None:
         """The test load changes now (held until changed again)."""
         self.sim.scenario = replace(self.sim.scenario, load_w=Profile.constant(watts))
         self.sim.load_w = watts
+
+    def set_pv(self, watts: float) -> None:
+        """The PV (the DER's power source) gives ``watts`` from now on."""
+        self.sim.scenario = replace(self.sim.scenario, pv_available_w=Profile.constant(watts))
+
+    def isolate(self, isolated: bool) -> None:
+        """The tester opens (True) or closes the inverter's AC isolator."""
+        self.inverter.isolated = isolated
+        self.sim.write_conn(0, connected=not isolated, revert_s=0.0)
 
     def advance(self, seconds: float) -> None:
         """Physics for ``seconds`` (in 0.1 s steps), then one sample of the true site."""

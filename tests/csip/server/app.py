@@ -669,7 +669,11 @@ class CsipTestServer:
                 href=self._h(f"{base}/fsa"),
                 all=len(self.state.fsas),
             ),
-            el("RegistrationLink", href=self._h(f"{base}/rg")),
+            (
+                el("RegistrationLink", href=self._h(f"{base}/rg"))
+                if self.state.registration_links
+                else None
+            ),
             el("ConnectionPointLink", ns=CSIP_NS, href=self._h(f"{base}/cp")),
             href=self._h(base),
         )
@@ -977,6 +981,8 @@ class CsipTestServer:
             raise Reject(400, f"endDeviceLFDI {device_lfdi} is not the certificate's {ctx.lfdi}")
         status = stored.value("status")
         created = stored.value("createdDateTime")
+        if self.state.strict and stored.doc.name == "DERControlResponse":
+            self._check_response(stored.value("subject"), status)
         self.state.responses.append(
             ResponseRecord(
                 path=ctx.path,
@@ -991,6 +997,14 @@ class CsipTestServer:
         )
         location = self._h(f"{ctx.path}/{len(self.state.responses)}")
         return Reply(201, headers={"Location": location})
+
+    def _check_response(self, subject: str | None, status: str | None) -> None:
+        """What the reference server refuses of a DERControlResponse: a status outside
+        IEEE 2030.5's ResponseType, or a subject that is none of its DERControls."""
+        if status is None or not status.isdigit() or int(status) not in RESPONSE_STATUSES:
+            raise Reject(400, f"Response status {status} is not an IEEE 2030.5 ResponseType")
+        if (subject or "").upper() not in self.state.control_mrids():
+            raise Reject(400, f"Response subject {subject} is not a DERControl of this server")
 
     # -- mirror usage points -----------------------------------------------------------------
 
@@ -1128,6 +1142,8 @@ class CsipTestServer:
         return Reply(201 if new else 204)
 
 
+RESPONSE_STATUSES = frozenset({*range(1, 16), 252, 253, 254})
+"""IEEE 2030.5 ResponseType: event received (1) to rejected (15), and the rejections 252-254."""
 CSIP_ROLE_FLAGS = {0x03, 0x49}
 """Site (isMirror|isPremisesAggregationPoint) and DER (isMirror|isDER|isSubmeter) usage points."""
 CSIP_UOMS = {38: "W", 63: "var", 29: "V", 33: "Hz"}
