@@ -51,9 +51,9 @@ EXPECTED: dict[str, Expected] = {
     "ALL-01": Expected(NO_CAP),
     "ALL-02": Expected(NO_CAP),
     "ALL-03": Expected(NO_CAP),
-    "ALL-03-REJ": Expected(NO_CAP),
+    "ALL-03-REJ": Expected(NO_CAP, warnings=("registration PIN differs",)),
     "ALL-04": Expected(),
-    "ALL-05": Expected(NO_CAP),
+    "ALL-05": Expected(NO_CAP, warnings=("offers no Registration",)),
     "ALL-06": Expected(),
     "ALL-07": Expected(
         NO_CAP, not_covered="the AC isolator is modelled as the inverter off the grid"

@@ -170,6 +170,9 @@ class ProcedureRun:
     comms_fault: Fault | None = None
     client: CsipClient | None = None
     site: PhysicalSite | None = None
+    follow_utility: bool = True
+    """False: the CSIP limiter is switched off (the site ignores the server), so the
+    physical check has something to catch."""
     _wake: bool = False
 
     @property
@@ -208,7 +211,7 @@ class ProcedureRun:
             self._act(action)
         client = self.harness.client(pin=PIN, nmi=NMI if self._wants_nmi() else None)
         self.client = client
-        limiter = CsipLimiter("CSIP-AUS", client)
+        limiter = CsipLimiter("CSIP-AUS", client, enabled=self.follow_utility)
         self.site = PhysicalSite(limiter, start=self.now(), pv_w=pv_w, load_w=load_w)
         self._instruct((pre.instructions or []) if pre else [], self.now())
         if pre is None or pre.immediate_start:
@@ -299,7 +302,7 @@ class ProcedureRun:
         self.client = self.harness.client(
             pin=PIN, nmi=NMI if self._wants_nmi() else None, restore=saved
         )
-        site.restart(CsipLimiter("CSIP-AUS", self.client))
+        site.restart(CsipLimiter("CSIP-AUS", self.client, enabled=self.follow_utility))
         self._wake = True
 
     def _wants_nmi(self) -> bool:
@@ -308,8 +311,13 @@ class ProcedureRun:
         return "has_connection_point_id" in text or "/cp'" in text
 
     def _schedule_end(self) -> float:
-        """When the last control the server published ends (0: none)."""
-        ends = [c.end for p in self.state.programs.values() for c in p.controls.values()]
+        """When the last control still on the server's schedule ends (0: none)."""
+        ends = [
+            c.end
+            for p in self.state.programs.values()
+            for c in p.controls.values()
+            if c.current_status in (EventStatus.SCHEDULED, EventStatus.ACTIVE)
+        ]
         return max(ends, default=0)
 
     def _preconditions_met(self) -> bool:
