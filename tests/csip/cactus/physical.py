@@ -199,6 +199,8 @@ class PhysicalCheck:
     unholdable_s: int = 0
     """Seconds an import cap was below what a solar-only site can reach (load - solar)."""
     checked_s: int = 0
+    max_import_w: float = 0.0
+    """The most the site imported in any second."""
     tightest: dict[Kind, float] = field(default_factory=dict)
     load_steps: list[float] = field(default_factory=list)
     """When the test load changed: the grid power steps with it, and the loop gets LAG_S
@@ -220,6 +222,7 @@ class PhysicalCheck:
         if previous is None:
             return
         self.checked_s += 1
+        self.max_import_w = max(self.max_import_w, -sample.export_w)
         lag = LAG_S + self.instructions.randomize_s()
         values: dict[Kind, float] = {
             "export": sample.export_w,

@@ -64,6 +64,8 @@ async def test_procedure(
     assert result.protocol_passed, report
     assert physical_result(result.physical) == expected.physical, report
     assert all(s <= LAG_S for s in result.physical.recovery_s), report
+    if expected.never_imports:
+        assert result.physical.max_import_w <= 0.0, report
     loud = [
         f"{r.levelname} {r.getMessage()}"
         for r in caplog.records
