@@ -313,3 +313,20 @@ async def test_a_mixed_site_serves_each_family_on_its_unit(
         # A SunSpec read of the Huawei unit finds no SunSpec map there.
         with pytest.raises(ModbusExceptionError):
             await connection.read_holding_registers(2, 40000, 2)
+
+
+def test_a_scenario_names_each_inverters_family() -> None:
+    data = {
+        "duration_s": 60,
+        "inverters": [{"rating_w": 5000, "family": "huawei"}, {"rating_w": 3000}],
+        "pv_available_w": 6000,
+        "load_w": 500,
+    }
+    scenario = Scenario.from_dict(data)
+    assert scenario.families == ("huawei", "sunspec")
+    assert scenario.with_family("victron").families == ("victron",)
+    assert scenario.with_inverter_count(3).families == ("huawei",)
+    with pytest.raises(ValueError, match="family"):
+        Scenario.from_dict({**data, "inverters": [{"rating_w": 5000, "family": "goodwe"}]})
+    with pytest.raises(ValueError, match="unknown family"):
+        scenario.with_family("goodwe")

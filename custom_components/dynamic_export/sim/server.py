@@ -165,6 +165,14 @@ class SimulatedSiteServer:
         return list(self.inverter_units)
 
     @property
+    def victron_grid_unit_id(self) -> int | None:
+        """Unit id of the Victron GX's grid meter, None when the site has no GX."""
+        for unit_id, unit in self.vendor_units.items():
+            if unit.family == "victron" and not unit.indices:
+                return unit_id
+        return None
+
+    @property
     def device_units(self) -> list[tuple[str, int]]:
         """(family, unit id) of every controllable device, in unit order.
 

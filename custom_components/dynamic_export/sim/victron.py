@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..victron import registers as reg
-from .physics import GRID_VOLTAGE_V, SimSite
+from .physics import GRID_VOLTAGE_V, SimInverter, SimSite
 from .vendor import (
     ILLEGAL_DATA_ADDRESS,
     ILLEGAL_DATA_VALUE,
@@ -143,9 +143,8 @@ class VictronGxUnit(VendorUnit):
         others = site.generation_w - sum(inv.output_w for inv in inverters)
         ceiling = max(0.0, site.load_w - others + cap)
         self.ceiling_w = ceiling
-        pct = min(100.0, 100.0 * ceiling / self.rating_w)
-        for inverter in inverters:
-            inverter.limit_pct = pct
+        for inverter, share in zip(inverters, _fill(ceiling, inverters), strict=True):
+            inverter.limit_pct = min(100.0, 100.0 * share / inverter.rated_power_w)
             inverter.limit_enabled = True
             inverter.limit_revert_s = 0.0
 
@@ -163,6 +162,42 @@ class VictronGxUnit(VendorUnit):
         available = sum(min(inv.available_w, inv.rated_power_w) for inv in inverters)
         limiting = self.ceiling_w is not None and available > self.ceiling_w + 1.0
         self.holding.write(reg.PV_LIMITER_ACTIVE, [int(limiting)])
+
+
+def _fill(ceiling_w: float, inverters: Sequence[SimInverter]) -> list[float]:
+    """Split ``ceiling_w`` over the inverters by rating, passing on what one cannot use.
+
+    An inverter whose PV is short of its share keeps only what it has; the rest goes to the
+    others, so a shaded inverter does not curtail the rest.
+    """
+    shares = [0.0] * len(inverters)
+    open_ = set(range(len(inverters)))
+    left = ceiling_w
+    while open_ and left > 1e-6:
+        rating = sum(inverters[i].rated_power_w for i in open_)
+        full = set()
+        for i in open_:
+            inverter = inverters[i]
+            can = min(inverter.available_w, inverter.rated_power_w)
+            offer = left * inverter.rated_power_w / rating
+            if shares[i] + offer >= can:
+                full.add(i)
+        if not full:
+            for i in open_:
+                shares[i] += left * inverters[i].rated_power_w / rating
+            return shares
+        for i in full:
+            inverter = inverters[i]
+            can = min(inverter.available_w, inverter.rated_power_w)
+            left -= can - shares[i]
+            shares[i] = can
+        open_ -= full
+    # Everyone is full: the rest is headroom, by rating (a cloud passing lets them rise).
+    if left > 0:
+        total = sum(inv.rated_power_w for inv in inverters)
+        for i, inverter in enumerate(inverters):
+            shares[i] += left * inverter.rated_power_w / total
+    return shares
 
 
 class VictronGridUnit(VendorUnit):
