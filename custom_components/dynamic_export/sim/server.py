@@ -306,12 +306,10 @@ class SimulatedSiteServer:
         ):
             raise ValueError(f"no unit {unit_id}")
 
-    def registers(self, unit_id: int) -> InverterRegisters | MeterRegisters | VendorUnit:
-        """The register image behind a unit (for assertions)."""
+    def registers(self, unit_id: int) -> InverterRegisters | MeterRegisters:
+        """The SunSpec register image behind a unit (for assertions; see also vendor_units)."""
         if unit_id == self.meter_unit_id:
             return self.meter_unit
-        if unit_id in self.vendor_units:
-            return self.vendor_units[unit_id]
         return self.inverter_units[unit_id]
 
     def limit_write_pct(self, unit_id: int, address: int, values: list[int]) -> float | None:
