@@ -6,6 +6,7 @@ commit has to run while the client polls).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -330,3 +331,19 @@ def test_a_scenario_names_each_inverters_family() -> None:
         Scenario.from_dict({**data, "inverters": [{"rating_w": 5000, "family": "goodwe"}]})
     with pytest.raises(ValueError, match="unknown family"):
         scenario.with_family("goodwe")
+
+
+@pytest.mark.asyncio
+async def test_single_client_mode_knocks_the_older_connection_off() -> None:
+    """As a SolarEdge inverter or an SDongle: the newcomer wins, the older one sees EOF."""
+    async with SimulatedSiteServer(STILL, family="huawei", single_client=True) as server:
+        first_reader, first_writer = await asyncio.open_connection(HOST, server.port)
+        second = ModbusTcpConnection(HOST, server.port, timeout_s=1.0)
+        try:
+            client = HuaweiInverter(second, 1, clock=lambda: 0.0)
+            await client.async_setup()  # the second client works
+            assert await asyncio.wait_for(first_reader.read(), 2.0) == b""  # the first: EOF
+            assert server.knocked_off == 1
+        finally:
+            first_writer.close()
+            await second.close()

@@ -51,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a GX firmware without register 2722: the feed-in limit in 100 W steps only",
     )
+    parser.add_argument(
+        "--single-client",
+        action="store_true",
+        help="a new connection closes the one before it (a SolarEdge inverter, a Huawei SDongle)",
+    )
     parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
     parser.add_argument("--limit-sf", type=int, default=-2, help="WMaxLimPct_SF (-2 or 0)")
     parser.add_argument("--status-every", type=float, default=5.0, help="seconds between logs")
@@ -90,6 +95,7 @@ def main(argv: list[str] | None = None) -> None:
             speed=args.speed,
             limit_sf=args.limit_sf,
             family=args.family,
+            single_client=args.single_client,
             family_options=FamilyOptions(
                 solaredge_committed=args.solaredge_committed,
                 victron_wide=not args.victron_2706_only,

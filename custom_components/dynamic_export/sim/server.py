@@ -80,8 +80,13 @@ class SimulatedSiteServer:
         inverter_energy_start_wh: float = INVERTER_ENERGY_START_WH,
         family: str | None = None,
         family_options: FamilyOptions | None = None,
+        single_client: bool = False,
     ) -> None:
-        """``family`` serves every inverter as that family (else each as its scenario says)."""
+        """``family`` serves every inverter as that family (else each as its scenario says).
+
+        ``single_client``: a new connection closes the one before it, as a SolarEdge inverter
+        or a Huawei SDongle does (one Modbus TCP client at a time).
+        """
         if not isinstance(scenario, Scenario):
             scenario = load_scenario(scenario)
         if inverter_count is not None:
@@ -97,6 +102,9 @@ class SimulatedSiteServer:
         self.speed = speed
         self.max_step_s = max_step_s
         self.autostep = autostep
+        self.single_client = single_client
+        self.knocked_off = 0
+        """Connections closed because a newer one came (``single_client``)."""
         self.inverter_units: dict[int, InverterRegisters] = {}
         for index, inverter in enumerate(self.site.inverters):
             if scenario.inverters[index].family != "sunspec":
@@ -336,6 +344,11 @@ class SimulatedSiteServer:
         task = asyncio.current_task()
         if task is not None:
             self._clients.add(task)
+        if self.single_client:
+            for other in list(self._writers):  # one client at a time: the newcomer wins
+                other.close()
+                self._writers.discard(other)
+                self.knocked_off += 1
         self._writers.add(writer)
         try:
             while True:
