@@ -22,6 +22,7 @@ from custom_components.dynamic_export.sim.solaredge import SolarEdgeUnit
 from custom_components.dynamic_export.sim.sungrow import SungrowUnit
 from custom_components.dynamic_export.sim.victron import VictronGxUnit
 from custom_components.dynamic_export.solaredge import registers as se_reg
+from custom_components.dynamic_export.solaredge.errors import CommitError
 from custom_components.dynamic_export.solaredge.inverter import SolarEdgeInverter
 from custom_components.dynamic_export.sungrow import registers as sungrow_reg
 from custom_components.dynamic_export.sungrow.inverter import SungrowInverter
@@ -347,3 +348,24 @@ async def test_single_client_mode_knocks_the_older_connection_off() -> None:
         finally:
             first_writer.close()
             await second.close()
+
+
+@pytest.mark.asyncio
+async def test_solaredge_commit_that_names_a_register_fails_and_changes_nothing(
+    connection_to: list[ModbusTcpConnection],
+) -> None:
+    server = SimulatedSiteServer(
+        STILL, family="solaredge", family_options=FamilyOptions(solaredge_commit_s=0.0)
+    )
+    async with server:
+        unit = server.vendor_units[1]
+        assert isinstance(unit, SolarEdgeUnit)
+        unit.commit_result = se_reg.REACTIVE_POWER_CONFIG
+        client = SolarEdgeInverter(
+            _connect(server, connection_to), 1, commit_poll_s=0.01, clock=lambda: server.site.now
+        )
+        with pytest.raises(CommitError) as failed:
+            await client.async_setup()
+        assert failed.value.register == se_reg.REACTIVE_POWER_CONFIG
+        assert not unit.power_control_committed
+        assert server.site.inverters[0].limit_enabled is False
