@@ -487,13 +487,14 @@ def test_connect_false_disconnects_with_zero_target() -> None:
     }
 
 
-def test_energize_false_zero_limit_stays_connected() -> None:
+def test_energize_false_stops_the_inverters() -> None:
+    """Ceasing to energize is not a 0 % limit: the inverters stop, as when disconnected."""
     plan = Controller().compute(
         MergedControls(energize=False), meter(0.0), {"a": reading(3000.0)}, {"a": 10_000.0}, NOW
     )
     assert plan.generation_target_w == 0.0
     assert plan.constraint is Constraint.ENERGIZE
-    assert plan.commands == {"a": InverterCommand(connect=True, limit_pct=0.0)}
+    assert plan.commands == {"a": InverterCommand(connect=False, limit_pct=0.0)}
 
 
 def test_connect_false_wins_over_energize_false() -> None:

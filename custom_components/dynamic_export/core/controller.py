@@ -235,8 +235,10 @@ class Controller:
 
         shares = _shares(commanded, available, not_following)
         commands = {
+            # De-energized is ceasing to energize, not a 0 % limit (still synchronised and
+            # operating): the inverters stop as when disconnected (CSIP-AUS ALL-11, ALL-26).
             key: InverterCommand(
-                connect=merged.connect,
+                connect=merged.connect and merged.energize,
                 limit_pct=_percent(shares[key], available[key].rated_power_w),
             )
             for key in available

@@ -57,10 +57,6 @@ LOAD_LIMIT = (
     "them as not enforced, so they get no physical check"
 )
 
-ENERGIZE_DEFECT = (
-    "opModEnergize false is held as a 0 W limit (core/controller.py): the inverter stays "
-    "connected and throttled, so DERStatus keeps reporting it operating"
-)
 
 EXPECTED: dict[str, Expected] = {
     "ALL-01": Expected(NO_CAP),
@@ -76,7 +72,7 @@ EXPECTED: dict[str, Expected] = {
     "ALL-08": Expected(NO_CAP, not_covered="'power source at 0 W' is the PV giving nothing"),
     "ALL-09": Expected(NO_CAP),
     "ALL-10": Expected(),
-    "ALL-11": Expected(defect=ENERGIZE_DEFECT),
+    "ALL-11": Expected(),
     "ALL-12": Expected(),
     "ALL-13": Expected(),
     "ALL-18": Expected(),
@@ -92,7 +88,7 @@ EXPECTED: dict[str, Expected] = {
     "ALL-23": Expected(warnings=COMMS_LOSS),
     "ALL-24": Expected(),
     "ALL-25": Expected(),
-    "ALL-26": Expected(defect=ENERGIZE_DEFECT),
+    "ALL-26": Expected(),
     "ALL-27": Expected(),
     "ALL-28": Expected(),
     "ALL-29": Expected(),
