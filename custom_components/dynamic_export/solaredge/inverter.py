@@ -19,18 +19,23 @@ as a refresh), so ``revert_timeout_s`` is exactly the timeout written to the inv
 
 Output, energy and status are read from SunSpec models 101-103 through ``sunspec.device``.
 The limit read back is 0xF322 while EDPC is on, so a limit that snapped back (the SolarEdge
-app, a restart) is seen as drift and written again.
+app, a restart) is seen as drift and written again. Values that stand still (lifetime energy
+unchanged while the power reading says energy flows) fail the read, as for SunSpec inverters:
+the site then counts the inverter at its rating, and, as nothing is written to it, its own
+command timeout brings it to the fallback limit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..core.errors import InvalidDeviceDataError
+from ..core.frozen import FrozenCounterCheck
 from ..core.measurements import InverterCommand, InverterReading
 from ..core.numbers import finite_number
 from ..sunspec.connection import RegisterConnection
@@ -52,6 +57,8 @@ LIMIT_STEP_PCT = 0.01
 """Limits are written rounded down to this step, so a read-back compares exactly."""
 ILLEGAL_DATA_ADDRESS = 2
 SERVER_BUSY = 6
+
+_LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +169,8 @@ class SolarEdgeInverter:
         self._commit_deadline: float | None = None  # a commit we started is still running
         self._edpc_ready = False  # the RAM settings are ours and EDPC is on
         self.commits = 0  # commits this client asked for (diagnostics, tests)
+        self._frozen_check = FrozenCounterCheck()
+        self._said_no_energy = False
 
     @property
     def unit_id(self) -> int:
@@ -320,6 +329,8 @@ class SolarEdgeInverter:
             )
         if limit is not None and not 0 <= limit <= 100:
             raise InvalidDeviceDataError(f"unit {self._unit_id}: dynamic limit {limit} %")
+        energy = finite_number(values["WH"])
+        self._check_frozen(timestamp, power, energy, values.get("WH_SF"))
         status = values["St"]
         return InverterReading(
             timestamp=timestamp,
@@ -329,8 +340,29 @@ class SolarEdgeInverter:
             limit_enabled=enabled == reg.ENABLED,
             connected=None,
             status=STATUS_NAMES.get(status) if isinstance(status, int) else None,
-            lifetime_energy_wh=finite_number(values["WH"]),
+            lifetime_energy_wh=energy,
         )
+
+    def _check_frozen(
+        self, now: float, power_w: float, energy_wh: float | None, energy_sf: object
+    ) -> None:
+        """Fail the read while the values look frozen (the loop logs it and its recovery)."""
+        if energy_wh is None and not self._said_no_energy:
+            self._said_no_energy = True
+            _LOGGER.warning(
+                "SolarEdge inverter (unit %s) reports no lifetime energy: frozen values cannot "
+                "be detected",
+                self._unit_id,
+            )
+        step_wh = float(10.0**energy_sf) if isinstance(energy_sf, int) else 0.0
+        check = self._frozen_check
+        valid_from = check.observe(now, power_w, energy_wh, None, step_wh)
+        if valid_from is not None:
+            raise InvalidDeviceDataError(
+                f"unit {self._unit_id}: values look frozen: lifetime energy unchanged for "
+                f"{now - valid_from:.0f} s while its power reading adds up to "
+                f"{check.still_wh:.0f} Wh"
+            )
 
     async def async_apply(self, command: InverterCommand) -> None:
         """Write the dynamic limit (0 % for connect=False), setting EDPC up first if needed."""
