@@ -23,6 +23,8 @@ DEVICES: dict[str, str] = {
     "powerwall": "Powerwall 2",
     "ha_entities": "HA entities",
     "csip": "CSIP-AUS server",
+    "solaredge": "SolarEdge",
+    "victron": "Victron GX",
 }
 """Device kind (the test module's suffix) -> how the README names it."""
 
