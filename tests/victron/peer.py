@@ -93,6 +93,7 @@ class GxPeer(FakeModbusServer):
         ess_running: bool = True,
         phases: int = 3,
         energy_totals: bool = True,
+        energy_step_wh: int = 10,
         time_constant_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -118,6 +119,8 @@ class GxPeer(FakeModbusServer):
         self.load_w = load_w
         self.time_constant_s = time_constant_s
         self.phases = phases
+        self.energy_step_wh = energy_step_wh
+        """How often the totals move: 10 Wh (their resolution) or coarser, as some meters."""
         self.read_only = False
         self.output_source: Callable[[], float] | None = None
         self.load_source: Callable[[], float] | None = None
@@ -241,7 +244,7 @@ class GxPeer(FakeModbusServer):
         for offset, wh in ((0, self._import_wh), (2, self._export_wh)):
             if GRID_ENERGY not in self.grid or self.meter_frozen:
                 break
-            raw = int(wh / 10)  # 0.01 kWh
+            raw = int(wh // self.energy_step_wh) * self.energy_step_wh // 10  # 0.01 kWh
             self.grid[GRID_ENERGY + offset] = raw >> 16
             self.grid[GRID_ENERGY + offset + 1] = raw & 0xFFFF
 

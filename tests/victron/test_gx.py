@@ -356,3 +356,16 @@ async def test_frozen_meter_values_count_as_old(
     peer.freeze_meter(False)
     await settle(peer, clock, 1.0)
     assert (await meter.async_read()).timestamp == clock.now
+
+
+async def test_coarse_totals_are_never_judged_frozen(
+    make_peer: MakePeer, make_meter: Callable[..., VictronGridMeter], clock: StepClock
+) -> None:
+    """A meter whose totals move in 100 Wh steps (0.1 kWh behind the GX's 0.01 kWh register)
+    cannot be told from a frozen one: it is never judged, so it never trips a false
+    fail-safe."""
+    peer = await make_peer(available_w=4000, load_w=500, energy_step_wh=100)
+    meter = make_meter(peer)
+    for _ in range(600):
+        await settle(peer, clock, 1.0)
+        assert (await meter.async_read()).timestamp == clock.now
