@@ -190,6 +190,24 @@ async def test_commit_cut_short_is_awaited_not_repeated(
     assert peer.power_control_committed
 
 
+@pytest.mark.parametrize("applied", [False, True], ids=["commit-lost", "commit-landed"])
+async def test_commit_write_cut_off_is_told_apart(
+    make_peer: MakePeer, make_inverter: MakeInverter, *, applied: bool
+) -> None:
+    """The connection drops as the commit goes out. Lost: its register still reads 0, which
+    is not taken for success: the commit is written again. Landed: the register holds the 1
+    while the inverter commits, so it is waited for, not started twice."""
+    peer = await make_peer(commit_s=0.3)
+    peer.drop_next_write(F_COMMIT, applied=applied)
+    inverter = make_inverter(peer)
+    with pytest.raises(DeviceUnavailableError, match="connection lost"):
+        await inverter.async_setup()
+    await inverter.async_setup()
+    assert peer.power_control_committed
+    assert len(peer.writes_to(F_COMMIT)) == 1
+    assert inverter.commits == (1 if applied else 2)
+
+
 async def test_first_limit_sets_up_edpc_and_the_output_follows(
     make_peer: MakePeer, make_inverter: MakeInverter
 ) -> None:

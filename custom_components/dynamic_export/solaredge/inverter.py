@@ -167,6 +167,7 @@ class SolarEdgeInverter:
         self._info: SolarEdgeInfo | None = None
         self._committed = False  # 0xF142/0xF104 are as EDPC needs them
         self._commit_deadline: float | None = None  # a commit we started is still running
+        self._commit_sent = False  # its write returned (else it may not have landed)
         self._edpc_ready = False  # the RAM settings are ours and EDPC is on
         self.commits = 0  # commits this client asked for (diagnostics, tests)
         self._frozen_check = FrozenCounterCheck()
@@ -227,7 +228,10 @@ class SolarEdgeInverter:
         """Enable advanced power control and RRCR, with one commit, unless they already are.
 
         A commit this client started and that has not finished (the cycle that waited for
-        it timed out) is waited for again rather than started a second time.
+        it timed out) is waited for again rather than started a second time. A commit
+        write that never returned (connection lost, the cycle's timeout) may or may not
+        have landed: the commit register says which (it holds the 1 while committing), and
+        one that did not land is written again instead of its 0 being taken for success.
         """
         if self._committed:
             return
@@ -236,7 +240,11 @@ class SolarEdgeInverter:
             if self._clock() - failed_at < self._commit_retry_s:
                 raise error
             self._commit_failure = None
-        if self._commit_deadline is None:
+        if self._commit_deadline is not None and not self._commit_sent:
+            (state,) = await self._read(reg.COMMIT, 1)
+            if state != 1:
+                await self._async_start_commit()
+        elif self._commit_deadline is None:
             enable = reg.decode_int32(await self._read(reg.ADVANCED_POWER_CONTROL_ENABLE, 2))
             config = reg.decode_int32(await self._read(reg.REACTIVE_POWER_CONFIG, 2))
             if enable == reg.ENABLED and config == reg.RRCR:
@@ -246,15 +254,21 @@ class SolarEdgeInverter:
                 await self._write(reg.ADVANCED_POWER_CONTROL_ENABLE, reg.encode_int32(1))
             if config != reg.RRCR:
                 await self._write(reg.REACTIVE_POWER_CONFIG, reg.encode_int32(reg.RRCR))
-            self._commit_deadline = self._clock() + self._commit_timeout_s
-            self.commits += 1
-            await self._write(reg.COMMIT, [1])
+            await self._async_start_commit()
         try:
             await self._async_wait_commit()
         except CommitError as err:
             self._commit_failure = (self._clock(), err)
             raise
         self._committed = True
+
+    async def _async_start_commit(self) -> None:
+        """Write the commit; ``_commit_sent`` tells later calls whether the write returned."""
+        self._commit_deadline = self._clock() + self._commit_timeout_s
+        self._commit_sent = False
+        self.commits += 1
+        await self._write(reg.COMMIT, [1])
+        self._commit_sent = True
 
     async def _async_wait_commit(self) -> None:
         """Poll the commit register until it reports the result (5-10 s)."""
