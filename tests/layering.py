@@ -34,6 +34,7 @@ PLAIN = (
     "victron",
     "sungrow",
     "huawei",
+    "goodwe_inverter",
 )
 """Packages that run without Home Assistant (the simulator, the benchmark, the tests)."""
 HA_LAYER = ("subentries",)

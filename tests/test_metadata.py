@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from importlib.metadata import version
 from pathlib import Path
 
 from awesomeversion import AwesomeVersion
+from packaging.requirements import Requirement
 
 from custom_components.dynamic_export import binary_sensor, number, site_entities, switch
 from custom_components.dynamic_export.subentries.csip import entities as csip_entities
@@ -39,6 +41,21 @@ def test_manifest_has_what_hassfest_and_hacs_require() -> None:
     assert keys[2:] == sorted(keys[2:])
     assert AwesomeVersion(manifest["version"]).valid
     assert manifest["documentation"].startswith("https://")
+
+
+def test_manifest_requirements_are_installed_for_the_tests() -> None:
+    """Every library the manifest asks for is in this test venv, in the manifest's range.
+
+    Home Assistant installs the manifest's requirements; the test venvs get theirs from
+    requirements_test.txt. One missing there would pass every import-free test and fail CI.
+    """
+    manifest = _load(COMPONENT / "manifest.json")
+    pinned = (ROOT / "requirements_test.txt").read_text(encoding="utf-8")
+    for line in manifest["requirements"]:
+        requirement = Requirement(line)
+        assert f"{requirement.name}==" in pinned, f"{requirement.name} not in requirements_test.txt"
+        installed = version(requirement.name)
+        assert requirement.specifier.contains(installed), (requirement, installed)
 
 
 def test_hacs_json_uses_known_keys() -> None:

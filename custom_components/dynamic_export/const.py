@@ -105,6 +105,7 @@ KIND_SOLAREDGE: Final = "solaredge"
 KIND_VICTRON_GX: Final = "victron_gx"
 KIND_SUNGROW: Final = "sungrow"
 KIND_HUAWEI: Final = "huawei"
+KIND_GOODWE: Final = "goodwe"
 DEVICE_KINDS_INVERTER: Final = (
     KIND_SUNSPEC_TCP,
     KIND_SUNSPEC_RTU,
@@ -112,6 +113,7 @@ DEVICE_KINDS_INVERTER: Final = (
     KIND_VICTRON_GX,
     KIND_SUNGROW,
     KIND_HUAWEI,
+    KIND_GOODWE,
     KIND_OPENDTU,
     KIND_HA_ENTITY,
 )

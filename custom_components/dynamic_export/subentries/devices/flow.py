@@ -21,6 +21,7 @@ from ...const import (
     KIND_SUNSPEC_TCP,
     SUBENTRY_METER,
 )
+from .flow_goodwe import GoodWeSteps
 from .flow_ha_entities import HaEntityInverterSteps, HaEntityMeterSteps
 from .flow_huawei import HuaweiSteps
 from .flow_opendtu import OpenDtuSteps
@@ -51,11 +52,12 @@ class InverterSubentryFlow(
     SolarEdgeSteps,
     SungrowSteps,
     HuaweiSteps,
+    GoodWeSteps,
     VictronGxSteps,
     OpenDtuSteps,
     HaEntityInverterSteps,
 ):
-    """Add an inverter: SunSpec, SolarEdge, Sungrow, Huawei, Victron GX, OpenDTU or HA entities."""
+    """Add an inverter of a kind the menu offers: SunSpec, a vendor family, OpenDTU, entities."""
 
     default_unit_id = DEFAULT_INVERTER_UNIT_ID
     fallback_title = "SunSpec inverter"

@@ -46,6 +46,7 @@ from ...const import (
     DEFAULT_POWERWALL_PORT,
     DEFAULT_SOLAREDGE_FALLBACK,
     DOMAIN,
+    KIND_GOODWE,
     KIND_HA_ENTITY,
     KIND_HUAWEI,
     KIND_OPENDTU,
@@ -59,6 +60,9 @@ from ...const import (
 )
 from ...core.errors import DeviceError, DeviceUnavailableError
 from ...core.measurements import MeterReading
+from ...goodwe_inverter.client import GoodWeEtClient
+from ...goodwe_inverter.inverter import Baseline as GoodWeBaseline
+from ...goodwe_inverter.inverter import GoodWeInverter
 from ...huawei.inverter import Baseline as HuaweiBaseline
 from ...huawei.inverter import HuaweiInverter, pace_for_sdongle
 from ...opendtu.client import OpenDtuClient
@@ -137,6 +141,8 @@ async def async_build_inverters(ctx: DeviceContext, sub: ConfigSubentry) -> list
         return [await _async_sungrow_inverter(ctx, sub)]
     if kind == KIND_HUAWEI:
         return [await _async_huawei_inverter(ctx, sub)]
+    if kind == KIND_GOODWE:
+        return [await _async_goodwe_inverter(ctx, sub)]
     if kind == KIND_OPENDTU:
         return await _async_opendtu_inverters(ctx, sub)
     if kind == KIND_HA_ENTITY:
@@ -390,6 +396,60 @@ async def _async_huawei_inverter(ctx: DeviceContext, sub: ConfigSubentry) -> Inv
             sub.title,
             info.export_control_mode,
         )
+    return InverterHandle(key, sub, sub.title, client, identity, rating)
+
+
+STORE_GOODWE_BASELINES = "goodwe_baselines"
+"""Store key: per subentry, the export switch and limit a GoodWe had before we limited it."""
+GOODWE_TIMEOUT_S = 1.0
+"""Seconds a GoodWe request may take before the library asks again (once)."""
+
+
+async def _async_goodwe_inverter(ctx: DeviceContext, sub: ConfigSubentry) -> InverterHandle:
+    """A GoodWe ET-family inverter through the goodwe library, limited by its export limit.
+
+    The inverter keeps the limit in non-volatile memory with no revert timer: the installer's
+    switch and limit (the baseline) are stored before the first write, because after a crash
+    the inverter still holds our limit and only the store knows what to restore.
+    """
+    data = sub.data
+    key = sub.subentry_id
+
+    def stored() -> dict[str, Any]:
+        kept = ctx.store.data.get(STORE_GOODWE_BASELINES) if ctx.store is not None else None
+        return dict(kept) if isinstance(kept, dict) else {}
+
+    baseline: GoodWeBaseline | None = None
+    raw = stored().get(key)
+    if isinstance(raw, dict):
+        try:
+            baseline = GoodWeBaseline(int(raw["enabled"]), int(raw["limit_w"]))
+        except (KeyError, TypeError, ValueError) as err:
+            _LOGGER.warning("%s: ignoring a stored baseline that is not valid: %s", sub.title, err)
+
+    def keep(value: GoodWeBaseline | None) -> None:
+        if ctx.store is None:
+            return
+        kept = stored()
+        if value is None:
+            kept.pop(key, None)
+        else:
+            kept[key] = {"enabled": value.enabled, "limit_w": value.limit_w}
+        ctx.store.schedule_save(STORE_GOODWE_BASELINES, kept)
+
+    client = GoodWeInverter(
+        GoodWeEtClient(data[CONF_HOST], timeout_s=GOODWE_TIMEOUT_S, retries=1),
+        baseline=baseline,
+        on_baseline=keep,
+    )
+    info = await async_try_setup(client, sub.title)
+    read_w = info.rated_power_w if info else None
+    rating = known_rating(ctx, key, read_w=read_w, configured_w=data.get(CONF_RATED_POWER))
+    identity = (
+        Identity("GoodWe", info.model_name or "ET", info.serial_number, info.firmware)
+        if info
+        else None
+    )
     return InverterHandle(key, sub, sub.title, client, identity, rating)
 
 
