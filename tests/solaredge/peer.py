@@ -197,6 +197,11 @@ class SolarEdgePeer(FakeModbusServer):
         return le_u32_value(self._get(F_TIMEOUT))
 
     @property
+    def last_command_at(self) -> float:
+        """Peer time of the last write that restarted the command timeout."""
+        return self._last_command
+
+    @property
     def output_w(self) -> float:
         self.advance()
         return self._output_w

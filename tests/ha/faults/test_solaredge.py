@@ -280,7 +280,7 @@ class LockStep:
 
     def last_write(self) -> float:
         """Peer time of the last limit write that took effect."""
-        return self.peer._last_command  # the peer's own record of the command timeout
+        return self.peer.last_command_at
 
 
 @pytest.fixture

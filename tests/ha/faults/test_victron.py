@@ -41,7 +41,15 @@ from custom_components.dynamic_export.victron.meter import VictronGridMeter
 
 from ...core.fakes import FakeClock
 from ...sunspec.helpers import free_port
-from ...victron.peer import GRID_UNIT, GX_SERIAL, MAX_FEED_IN_W, METER_SERIAL, SYSTEM_UNIT, GxPeer
+from ...victron.peer import (
+    GRID_POWER,
+    GRID_UNIT,
+    GX_SERIAL,
+    MAX_FEED_IN_W,
+    METER_SERIAL,
+    SYSTEM_UNIT,
+    GxPeer,
+)
 from ..helpers import state_of, wait_for
 from ..sites import limiter_subentry, setup_site, site_entry, unload_sites
 from ..subentries.devices.test_victron import gx_meter_subentry, gx_subentry
@@ -543,12 +551,9 @@ async def test_late_answers_are_never_taken(site: LockStep, still_gx: GxPeer) ->
     back = await site.cycle()
     assert back.state is ControlState.CONTROLLING
     assert back.meter is not None
-    truth = sum(reg_int16(still_gx.grid[2600 + phase]) for phase in range(3))
+    words = [still_gx.grid[GRID_POWER + phase] for phase in range(3)]
+    truth = sum((word ^ 0x8000) - 0x8000 for word in words)  # int16, decoded here
     assert back.meter.grid_power_w == pytest.approx(truth, abs=1)
-
-
-def reg_int16(word: int) -> int:
-    return word - 0x10000 if word & 0x8000 else word
 
 
 # --- gone at start ---------------------------------------------------------------------------
