@@ -178,7 +178,11 @@ class GxPeer(FakeModbusServer):
         return self.port
 
     def freeze_meter(self, frozen: bool = True) -> None:
-        """Serve the grid meter's last power and energy (the site goes on underneath)."""
+        """Serve the grid meter's last power and energy (the site goes on underneath).
+
+        The system service's grid power (820-822) is a copy of the meter's, so it stands
+        still too; the PV values stay live.
+        """
         self.advance()
         self.meter_frozen = frozen
         self.advance()
@@ -236,8 +240,8 @@ class GxPeer(FakeModbusServer):
             self.system[PV_ON_OUTPUT + phase] = round(self._output_w * share / 2) if on else 0
             self.system[PV_ON_GRID + phase] = round(self._output_w * share / 2) if on else 0
             self.system[CONSUMPTION + phase] = round(load * share) if on else 0
-            self.system[SYSTEM_GRID + phase] = s16(round(grid_w * share)) if on else 0
-            if not self.meter_frozen:
+            if not self.meter_frozen:  # the system service copies the grid meter's power
+                self.system[SYSTEM_GRID + phase] = s16(round(grid_w * share)) if on else 0
                 self.grid[GRID_POWER + phase] = s16(round(grid_w * share)) if on else 0
         if LIMITER_ACTIVE in self.system:
             self.system[LIMITER_ACTIVE] = int(self.ceiling_w() < self.available_w - 1)

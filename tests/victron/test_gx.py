@@ -369,3 +369,15 @@ async def test_coarse_totals_are_never_judged_frozen(
     for _ in range(600):
         await settle(peer, clock, 1.0)
         assert (await meter.async_read()).timestamp == clock.now
+
+
+async def test_cap_never_exceeds_the_generation_asked_for(
+    make_peer: MakePeer, make_gx: MakeGx
+) -> None:
+    """PV 500 W with the grid still reading 1450 W of export (a frozen value) says the site
+    uses -950 W: taken as 0 W, so a 30 % share (1500 W) caps feed-in at 1500 W, not 2450 W."""
+    peer = await make_peer()
+    gx = make_gx(peer)
+    await gx.async_setup()
+    assert gx.cap_for(limit(30.0), pv_w=500.0, grid_w=-1450.0) == 1500
+    assert gx.cap_for(limit(30.0), pv_w=2050.0, grid_w=-1450.0) == 900  # 600 W own use

@@ -159,8 +159,9 @@ OUTCOMES: dict[str, Outcome] = {
             "The GX serving its grid meter's last values is caught by the meter's energy "
             "totals (0.01 kWh) standing still while its power says energy flows; its data "
             "then counts as old as the totals' last move, so the site goes to fail-safe and "
-            "the GX gets the fail-safe cap. Firmware without the totals cannot be judged "
-            "(said once)"
+            "the GX gets the fail-safe cap, never more than the fail-safe level even while "
+            "its frozen grid value and its live PV value add up to a negative own use. "
+            "Firmware without the totals cannot be judged (said once)"
         ),
         how_fast=(
             "The first cycle once the totals stood still ≥ 10 s and the power reading adds "
@@ -660,6 +661,25 @@ async def test_frozen_grid_meter_sends_the_site_to_fail_safe(
     still_gx.freeze_meter(False)
     assert (await site.cycle()).state is ControlState.CONTROLLING
     assert _logged(caplog, logging.INFO, "energy totals move again")
+
+
+@covers("frozen_data")
+async def test_frozen_grid_value_and_a_cloud_never_raise_the_cap(
+    site: LockStep, still_gx: GxPeer
+) -> None:
+    """A cloud comes as the meter freezes: the GX's PV value drops to 300 W while its grid
+    value stays at 1.45 kW of export, which reads as a site using -1150 W. The fail-safe
+    level (1500 W of generation) then must not become a 2650 W cap."""
+    await site.cycles(150)  # the totals show they keep up
+    still_gx.freeze_meter()
+    still_gx.available_w = 300.0
+    caps = []
+    states = []
+    for _ in range(130):
+        states.append((await site.cycle()).state)
+        caps.append(still_gx.max_feed_in_w)
+    assert ControlState.FAIL_SAFE in states
+    assert max(caps) <= EXPORT_LIMIT
 
 
 @covers("frozen_data")
