@@ -13,6 +13,12 @@ with:
 - **persistent settings**: the holding registers survive :meth:`restart`; every write that
   changes the derating counts as a ``flash_write``.
 
+Fault hooks: ``hang`` (no answers), ``reply_delay_s``, ``drop_next`` / ``drop_next_write``
+(close before the request is read), ``drop_after_next_write`` (close after the write took
+effect, unanswered), ``exceptions``, ``refuse_settings`` (exception 4 to every derating
+write),
+``frozen`` (the measurements stop moving) and :meth:`start` at the old port after a stop.
+
 Physics: the output follows min(available, derating × Pmax) with a first-order lag.
 ``output_source`` lets an outer model (a household in the Home Assistant tests) own the output;
 the peer then only computes :meth:`ceiling_w`. MPPT_PREDICTED_POWER holds the available power.
@@ -99,6 +105,13 @@ class HuaweiPeer(FakeModbusServer):
         self.output_source: Callable[[], float] | None = None
         self.flash_writes = 0
         self.dropped = 0
+        # Fault hooks (the fault matrix): answer late, close instead of answering (before or
+        # after the request took effect), serve frozen measurements.
+        self.reply_delay_s = 0.0
+        self.refuse_settings = False  # every derating write answers exception 4
+        self.drop_next_write = 0
+        self.drop_after_next_write = 0
+        self.frozen = False
         self.kicked = 0  # connections dropped because a newer client connected
         self._output_w = 0.0
         self._energy_wh = 2_345_670.0
@@ -106,6 +119,12 @@ class HuaweiPeer(FakeModbusServer):
         self._connected_at = 0.0
         self._answered_at = -math.inf
         self._current: asyncio.StreamWriter | None = None
+
+    async def start(self, port: int = 0) -> int:
+        """Listen on 127.0.0.1 (``port``: the one it had, to come back at the same address)."""
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
 
     @property
     def derating(self) -> int:
@@ -140,6 +159,8 @@ class HuaweiPeer(FakeModbusServer):
             alpha = 1.0 - math.exp(-dt / self.time_constant_s) if dt > 0 else 0.0
             self._output_w += (ceiling - self._output_w) * alpha
         self._energy_wh += max(0.0, self._output_w) * dt / 3600.0
+        if self.frozen:
+            return  # the dongle keeps serving the last measurements
         self._set_u32(ACTIVE_POWER, round(self._output_w))
         self._set_u32(ENERGY, int(self._energy_wh / 10.0))
         self._set_u32(PREDICTED, round(self.available_w))
@@ -175,9 +196,21 @@ class HuaweiPeer(FakeModbusServer):
                 ):
                     self.dropped += 1
                     continue
+                write = pdu[0] in (6, 16)
+                if self.drop_next or (write and self.drop_next_write):
+                    if self.drop_next:
+                        self.drop_next -= 1
+                    else:
+                        self.drop_next_write -= 1
+                    return  # closed before the request is read
                 if self.hang:
                     continue
+                if self.reply_delay_s:
+                    await asyncio.sleep(self.reply_delay_s)
                 reply = self._process(unit, pdu)
+                if write and self.drop_after_next_write:
+                    self.drop_after_next_write -= 1
+                    return  # the write took effect; the answer is lost with the connection
                 writer.write(struct.pack(">HHHB", tid, 0, len(reply) + 1, unit) + reply)
                 await writer.drain()
                 self._answered_at = self.clock()
@@ -202,6 +235,11 @@ class HuaweiPeer(FakeModbusServer):
                 values = list(struct.unpack(f">{count}H", pdu[6 : 6 + 2 * count]))
             if DERATING in range(address, address + len(values)):
                 raw = values[DERATING - address]
+                if self.refuse_settings:
+                    self.requests.append(
+                        Request(unit, function, address, len(values), tuple(values))
+                    )
+                    return bytes([function | 0x80, 4])
                 if raw > 1000:  # a negative I16 or above 100 %
                     self.requests.append(
                         Request(unit, function, address, len(values), tuple(values))

@@ -425,3 +425,30 @@ async def test_a_steady_hour_writes_a_handful(
             reading = await inverter.async_read()
     assert 1 <= len(peer.derating_writes()) <= 6, peer.derating_writes()
     assert peer.flash_writes == len(peer.derating_writes())
+
+
+async def test_frozen_values_fail_the_read(
+    make_peer: MakePeer, make_inverter: MakeInverter, clock: JumpClock
+) -> None:
+    """A dongle serving its last values: the 10 Wh counter stands still at 4 kW output."""
+    peer = await make_peer(available_w=4000.0)
+    inverter = make_inverter(peer)
+    await inverter.async_setup()
+    for _ in range(12):  # live: the counter moves every 9 s, and is seen to keep up
+        clock.jump(5.0)
+        await inverter.async_read()
+    peer.frozen = True
+    caught_after, error = None, ""
+    for step in range(1, 13):
+        clock.jump(5.0)
+        try:
+            await inverter.async_read()
+        except InvalidDeviceDataError as err:
+            caught_after, error = step * 5, str(err)
+            break
+    assert caught_after is not None
+    assert "values look frozen: lifetime energy unchanged" in error
+    assert 30 / 4000 * 3600 <= caught_after <= 40 / 4000 * 3600 + 10  # 40 Wh, less a step
+    peer.frozen = False
+    clock.jump(5.0)
+    assert (await inverter.async_read()).ac_power_w > 3900  # live again at once

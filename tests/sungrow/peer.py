@@ -15,6 +15,12 @@ The quirks the client has to live with:
 - **persistent settings**: the holding registers survive :meth:`restart`; every write that
   changes one counts as a ``flash_write``.
 
+Fault hooks: ``hang`` (no answers), ``reply_delay_s``, ``drop_next`` / ``drop_next_write``
+(close before the request is read), ``drop_after_next_write`` (close after the write took
+effect, unanswered), ``exceptions``, ``refuse_settings`` (exception 4 to every limitation
+write),
+``frozen`` (the measurements stop moving) and :meth:`start` at the old port after a stop.
+
 Physics: with the switch on (0xAA) the output may reach ratio × rating, otherwise the rating;
 the output follows min(available, ceiling) with a first-order lag. ``output_source`` lets an
 outer model (a household in the Home Assistant tests) own the output; the peer then only
@@ -133,6 +139,13 @@ class SungrowPeer(FakeModbusServer):
         self.output_source: Callable[[], float] | None = None
         self.flash_writes = 0
         self.dropped = 0
+        # Fault hooks (the fault matrix): answer late, close instead of answering (before or
+        # after the request took effect), serve frozen measurements.
+        self.reply_delay_s = 0.0
+        self.refuse_settings = False  # every write to the limitation answers exception 4
+        self.drop_next_write = 0
+        self.drop_after_next_write = 0
+        self.frozen = False
         self._pending: tuple[int, float] | None = None  # (ratio, applies at)
         self._in_force_ratio = ratio
         self._output_w = 0.0
@@ -140,6 +153,12 @@ class SungrowPeer(FakeModbusServer):
         self._last = clock()
         self._connected_at = 0.0
         self._answered_at = -math.inf
+
+    async def start(self, port: int = 0) -> int:
+        """Listen on 127.0.0.1 (``port``: the one it had, to come back at the same address)."""
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
 
     @property
     def rating_w(self) -> float:
@@ -172,10 +191,14 @@ class SungrowPeer(FakeModbusServer):
         self.advance()
         self._output_w = 0.0
 
+    @property
+    def limit_addresses(self) -> set[int]:
+        """The wire addresses of the power limitation (switch and ratio)."""
+        return {at(self.variant.switch_doc), at(self.variant.ratio_doc)}
+
     def limit_writes(self) -> list[Request]:
         """Writes to the power limitation (switch or ratio)."""
-        wanted = {at(self.variant.switch_doc), at(self.variant.ratio_doc)}
-        return [r for r in self.writes() if r.address in wanted]
+        return [r for r in self.writes() if r.address in self.limit_addresses]
 
     def advance(self) -> None:
         """Move the simulation to the peer clock's now."""
@@ -193,6 +216,8 @@ class SungrowPeer(FakeModbusServer):
             alpha = 1.0 - math.exp(-dt / self.time_constant_s) if dt > 0 else 0.0
             self._output_w += (ceiling - self._output_w) * alpha
         self._energy_wh += max(0.0, self._output_w) * dt / 3600.0
+        if self.frozen:
+            return  # the dongle keeps serving the last measurements
         self._set_u32(self.variant.active_power_doc, round(self._output_w))
         self._set_u32(TOTAL_ENERGY_DOC, int(self._energy_wh / self.variant.energy_wh_per_count))
 
@@ -227,9 +252,21 @@ class SungrowPeer(FakeModbusServer):
                 ):
                     self.dropped += 1
                     continue
+                write = pdu[0] in (6, 16)
+                if self.drop_next or (write and self.drop_next_write):
+                    if self.drop_next:
+                        self.drop_next -= 1
+                    else:
+                        self.drop_next_write -= 1
+                    return  # closed before the request is read
                 if self.hang:
                     continue
+                if self.reply_delay_s:
+                    await asyncio.sleep(self.reply_delay_s)
                 reply = self._process(unit, pdu)
+                if write and self.drop_after_next_write:
+                    self.drop_after_next_write -= 1
+                    return  # the write took effect; the answer is lost with the connection
                 writer.write(struct.pack(">HHHB", tid, 0, len(reply) + 1, unit) + reply)
                 await writer.drain()
                 self._answered_at = self.clock()
@@ -285,6 +322,9 @@ class SungrowPeer(FakeModbusServer):
             values = list(struct.unpack(f">{count}H", pdu[6 : 6 + 2 * count]))
         for offset, value in enumerate(values):
             target = address + offset
+            if self.refuse_settings and target in self.limit_addresses:
+                self.requests.append(Request(UNIT, function, address, len(values), tuple(values)))
+                return bytes([function | 0x80, 4])
             if target == at(self.variant.switch_doc) and value not in (ON, OFF):
                 return bytes([function | 0x80, 4])
             if target == at(self.variant.ratio_doc) and value > 1000:

@@ -13,6 +13,7 @@ from custom_components.dynamic_export.core.errors import (
     DeviceError,
     DeviceResponseError,
     DeviceUnavailableError,
+    InvalidDeviceDataError,
 )
 from custom_components.dynamic_export.core.measurements import InverterCommand
 from custom_components.dynamic_export.core.write_policy import WritePolicy
@@ -360,3 +361,42 @@ async def test_a_paced_connection_gets_answers_from_a_slow_dongle(
         await inverter.async_read()
     await inverter.async_apply(command(40.0))
     assert peer.ratio == 400
+
+
+@pytest.mark.parametrize(
+    ("variant", "live_s", "within_s"),
+    [(SH, 240, 330), (SG, 2700, 3000)],  # 310 Wh and 3010 Wh at 4 kW: 279 s and 2709 s
+    ids=["sh", "sg"],
+)
+async def test_frozen_values_fail_the_read(
+    make_peer: MakePeer,
+    make_inverter: MakeInverter,
+    clock: JumpClock,
+    variant: Any,
+    live_s: int,
+    within_s: int,
+) -> None:
+    """A dongle serving its last values: the energy counter stands still at 4 kW output."""
+    peer = await make_peer(variant, available_w=4000.0)
+    inverter = make_inverter(peer)
+    await inverter.async_setup()
+    for _ in range(live_s // 10):  # live: the counter moves, and is seen to keep up
+        clock.jump(10.0)
+        await inverter.async_read()
+    peer.frozen = True
+    caught_after, error = None, ""
+    for step in range(1, within_s // 10 + 1):
+        clock.jump(10.0)
+        try:
+            await inverter.async_read()
+        except InvalidDeviceDataError as err:
+            caught_after, error = step * 10, str(err)
+            break
+    assert caught_after is not None
+    assert "values look frozen: lifetime energy unchanged" in error
+    margin_wh = 3 * variant.energy_wh_per_count + 10
+    # Up to one counter step may have been uncounted when the values froze.
+    assert (margin_wh - variant.energy_wh_per_count) / 4000 * 3600 <= caught_after
+    peer.frozen = False
+    clock.jump(10.0)
+    assert (await inverter.async_read()).ac_power_w > 3900  # live again at once

@@ -12,10 +12,10 @@ non-volatile memory), so ``revert_timeout_s`` is 0: nothing is refreshed, and th
 the inverter back (:meth:`HuaweiInverter.async_release`) when it stops controlling. If Home
 Assistant stops without that, the inverter keeps the last limit.
 
-**Few writes.** As for Sungrow (the same policy and constants): limits are held in steps of
-``limit_step_pct`` (2 % by default), a limit rises only when the command clears the held one by
-one and a half steps (falls are written at once), a value the inverter already holds is never
-written, nor the same value twice within a minute.
+**Few writes.** As for Sungrow (the same policy, :mod:`..core.persistent_limit`): limits are
+held in steps of ``limit_step_pct`` (2 % by default), a limit rises only when the command clears
+the held one by one and a half steps (falls are written at once), a value the inverter already
+holds is never written, nor the same value twice within a minute.
 
 **Handing back.** Before the first write the derating the installer left is kept as the
 *baseline*, reported through ``on_baseline`` so the site can store it (after a crash the
@@ -30,15 +30,14 @@ as the dongle needs.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..core.errors import InvalidDeviceDataError
+from ..core.frozen import FrozenCounterCheck
 from ..core.measurements import InverterCommand, InverterReading
-from ..sungrow.inverter import DEFAULT_STEP_PCT, REWRITE_AFTER_S, RISE_STEPS
-from ..sungrow.registers import ratio_value
+from ..core.persistent_limit import DEFAULT_STEP_PCT, PersistentLimit
 from ..sunspec.connection import ModbusTcpConnection, RegisterConnection
 from ..sunspec.errors import ModbusExceptionError
 from . import registers as reg
@@ -150,19 +149,17 @@ class HuaweiInverter:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``baseline``: what release restores, kept from an earlier run (None: read it)."""
-        if not math.isfinite(step_pct) or not 0.1 <= step_pct <= 10:
-            raise ValueError("step_pct must be 0.1-10 %")
+        self._policy = PersistentLimit(
+            step_pct, baseline=baseline, on_baseline=on_baseline, clock=clock
+        )
         if not 0 <= unit_id <= 247:
             raise ValueError(f"unit id {unit_id} is outside 0..247")
         self._connection = connection
         self._unit_id = unit_id
-        self._step_pct = float(step_pct)
-        self._baseline = baseline
-        self._on_baseline = on_baseline
         self._clock = clock
         self._info: HuaweiInfo | None = None
         self._held: int | None = None  # the derating as last read or written
-        self._last_write: tuple[int, float] | None = None  # (value, time)
+        self._frozen_check = FrozenCounterCheck()
         self._available: tuple[float | None, float] | None = None  # (value, read at)
         self._reads_available = True
         self.writes = 0  # register writes sent (diagnostics, tests)
@@ -180,7 +177,7 @@ class HuaweiInverter:
     @property
     def baseline(self) -> Baseline | None:
         """What release restores (None until the first limit, and after a release)."""
-        return self._baseline
+        return self._policy.baseline
 
     @property
     def revert_timeout_s(self) -> float:
@@ -195,7 +192,7 @@ class HuaweiInverter:
     @property
     def limit_step_pct(self) -> float:
         """Limits are written rounded down to this step (see the module docstring)."""
-        return self._step_pct
+        return self._policy.step_pct
 
     async def async_setup(self) -> HuaweiInfo:
         """Read identity and ratings, and check the derating can be read."""
@@ -232,6 +229,7 @@ class HuaweiInverter:
         energy = (
             None if energy_raw == reg.NOT_AVAILABLE_U32 else energy_raw * reg.ENERGY_WH_PER_COUNT
         )
+        self._check_frozen(timestamp, power, energy)
         status = block[reg.DEVICE_STATUS - reg.ACTIVE_POWER]
         return InverterReading(
             timestamp=timestamp,
@@ -244,6 +242,21 @@ class HuaweiInverter:
             lifetime_energy_wh=energy,
             available_w=await self._read_available(timestamp, info.rated_power_w, power),
         )
+
+    def _check_frozen(self, now: float, power_w: float, energy_wh: float | None) -> None:
+        """Fail the read while the values look frozen (a dongle serving its last ones).
+
+        The energy yield counter (0.01 kWh) must move while the power reading says energy
+        flows; a counter that updates rarely is never judged (see core.frozen).
+        """
+        check = self._frozen_check
+        valid_from = check.observe(now, power_w, energy_wh, None, reg.ENERGY_WH_PER_COUNT)
+        if valid_from is not None:
+            raise InvalidDeviceDataError(
+                f"unit {self._unit_id}: values look frozen: lifetime energy unchanged "
+                f"for {now - valid_from:.0f} s while its power reading adds up to "
+                f"{check.still_wh:.0f} Wh"
+            )
 
     async def _read_available(self, now: float, rating_w: float, power_w: float) -> float | None:
         """MPPT_PREDICTED_POWER as available power, only where it is sane.
@@ -278,38 +291,31 @@ class HuaweiInverter:
     async def _write(self, value: int) -> None:
         self.writes += 1
         await self._connection.write_registers(self._unit_id, reg.DERATING_PCT, [value])
-        self._last_write = (value, self._clock())
+        self._policy.written(reg.DERATING_PCT, value)
 
     async def async_apply(self, command: InverterCommand) -> None:
         """Set the derating, writing only when the inverter does not hold it already."""
         if not isinstance(command.connect, bool):
             raise TypeError(f"connect must be a bool, got {command.connect!r}")
         pct = command.limit_pct if command.connect else 0.0
-        value = ratio_value(pct, self._step_pct)  # validated before anything is sent
+        value = self._policy.rounded(pct)  # validated before anything is sent
         await self._identity()
         held = self._held
         if held is None:
             held = await async_read_derating(self._connection, self._unit_id)
-        # A limit rises only once the command clears the held one by RISE_STEPS steps (a
-        # command wavering across a step boundary writes nothing); falls are written at once.
-        if held < value < reg.DERATING_FULL and pct < held / 10.0 + RISE_STEPS * self._step_pct:
-            value = held
-        if self._baseline is None:
-            self._baseline = Baseline(held)
-            if self._on_baseline is not None:
-                self._on_baseline(self._baseline)
+        value = self._policy.to_hold(pct, value, held)  # 100 % is held as a limit, harmlessly
+        self._policy.keep_baseline(Baseline(held))
         if value == held:
             return
-        last = self._last_write
-        if last is not None and last[0] == value and self._clock() - last[1] < REWRITE_AFTER_S:
-            return  # written recently: the inverter is slow to show it, or ignores it
+        if self._policy.recently_written(reg.DERATING_PCT, value):
+            return  # the inverter is slow to show it, or ignores it
         self._held = None  # a write that fails leaves the held value unknown
         await self._write(value)
         self._held = value
 
     async def async_release(self) -> None:
         """Restore the installer's derating (the baseline); without one, nothing is ours."""
-        baseline = self._baseline
+        baseline = self._policy.baseline
         if baseline is None:
             return
         await self._identity()
@@ -317,8 +323,5 @@ class HuaweiInverter:
         self._held = None
         if held != baseline.derating:
             await self._write(baseline.derating)
-        self._last_write = None
         self._held = baseline.derating
-        self._baseline = None
-        if self._on_baseline is not None:
-            self._on_baseline(None)
+        self._policy.handed_back()

@@ -11,11 +11,11 @@ the inverter back (:meth:`SungrowInverter.async_release`) when it stops controll
 Assistant stops without that, the inverter keeps the last limit.
 
 **Few writes.** A register that may be persistent is written only when the value the device
-holds would change: limits are rounded down to ``limit_step_pct`` (2 % by default), a limit
-rises only when the command clears the held one by one and a half steps (falls are written at
-once), the switch is written only when it is off, and a value the device already holds is
-never written again, nor the same value twice within a minute (the write policy may ask for a
-rewrite it sees as drift; the device is not touched then).
+holds would change (:mod:`..core.persistent_limit`: steps of ``limit_step_pct``, 2 % by
+default, a rise only past one and a half steps, never the same value twice within a minute);
+the switch is written only when it is off, and a value the device already holds is never
+written again (the write policy may ask for a rewrite it sees as drift; the device is not
+touched then).
 
 **Handing back.** Before the first write the settings the installer left (switch and ratio)
 are kept as the *baseline*, reported through ``on_baseline`` so the site can store them: after
@@ -25,32 +25,31 @@ Release writes the baseline back.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..core import persistent_limit
 from ..core.errors import InvalidDeviceDataError
+from ..core.frozen import FrozenCounterCheck
 from ..core.measurements import InverterCommand, InverterReading
+from ..core.persistent_limit import PersistentLimit
 from ..sunspec.connection import ModbusTcpConnection, RegisterConnection
 from ..sunspec.errors import ModbusExceptionError
 from . import registers as reg
 from .errors import NotSungrowError, PowerLimitUnsupportedError
 
-DEFAULT_STEP_PCT = 2.0
-"""Limits are held in steps of this share of the rating: with the controller's own hold band
-a steady site then writes a handful of times an hour, not every few seconds."""
 MAX_RATED_POWER_W = 1_000_000.0
 SETTLE_AFTER_CONNECT_S = 1.0
 """A WiNet-S dongle drops requests sent right after a connection opens."""
 MIN_REQUEST_GAP_S = 0.05
 """Gap kept between requests (field configurations ask for at least 20 ms over WiNet-S)."""
 ILLEGAL_DATA_ADDRESS = 2
-RISE_STEPS = 1.5
-"""A held limit rises only when the command is this many steps above it (hysteresis)."""
-REWRITE_AFTER_S = 60.0
-"""The same value is written to a register at most once in this time."""
+# The write-only-on-change policy's constants, where Sungrow's callers have found them.
+DEFAULT_STEP_PCT = persistent_limit.DEFAULT_STEP_PCT
+RISE_STEPS = persistent_limit.RISE_STEPS
+REWRITE_AFTER_S = persistent_limit.REWRITE_AFTER_S
 
 
 def pace_for_winet(connection: ModbusTcpConnection) -> ModbusTcpConnection:
@@ -162,19 +161,17 @@ class SungrowInverter:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``baseline``: what release restores, kept from an earlier run (None: read it)."""
-        if not math.isfinite(step_pct) or not 0.1 <= step_pct <= 10:
-            raise ValueError("step_pct must be 0.1-10 %")
+        self._policy = PersistentLimit(
+            step_pct, baseline=baseline, on_baseline=on_baseline, clock=clock
+        )
         if not 1 <= unit_id <= 247:
             raise ValueError(f"unit id {unit_id} is outside 1..247")
         self._connection = connection
         self._unit_id = unit_id
-        self._step_pct = float(step_pct)
-        self._baseline = baseline
-        self._on_baseline = on_baseline
         self._clock = clock
         self._info: SungrowInfo | None = None
         self._held: tuple[int, int] | None = None  # (switch, ratio) as last read or written
-        self._last_write: dict[int, tuple[int, float]] = {}  # address -> (value, time)
+        self._frozen_check = FrozenCounterCheck()
         self.writes = 0  # register writes sent (diagnostics, tests)
 
     @property
@@ -190,7 +187,7 @@ class SungrowInverter:
     @property
     def baseline(self) -> Baseline | None:
         """What release restores (None until the first limit, and after a release)."""
-        return self._baseline
+        return self._policy.baseline
 
     @property
     def revert_timeout_s(self) -> float:
@@ -205,7 +202,7 @@ class SungrowInverter:
     @property
     def limit_step_pct(self) -> float:
         """Limits are written rounded down to this step (see the module docstring)."""
-        return self._step_pct
+        return self._policy.step_pct
 
     async def async_setup(self) -> SungrowInfo:
         """Read identity and rating, and check the power limitation can be read."""
@@ -240,6 +237,7 @@ class SungrowInverter:
             )
         energy_raw = reg.decode_u32(energy_words)
         energy = None if energy_raw == 0xFFFF_FFFF else energy_raw * fmap.energy_scale_wh
+        self._check_frozen(timestamp, power, energy, fmap.energy_scale_wh)
         return InverterReading(
             timestamp=timestamp,
             ac_power_w=float(power),
@@ -251,21 +249,32 @@ class SungrowInverter:
             lifetime_energy_wh=energy,
         )
 
+    def _check_frozen(
+        self, now: float, power_w: float, energy_wh: float | None, step_wh: float
+    ) -> None:
+        """Fail the read while the values look frozen (a WiNet-S serving its last ones).
+
+        The total energy counter must move while the power reading says energy flows; it is
+        coarse (SH 0.1 kWh, SG 1 kWh), so this catches a stale dongle late, but it does.
+        """
+        check = self._frozen_check
+        valid_from = check.observe(now, power_w, energy_wh, None, step_wh)
+        if valid_from is not None:
+            raise InvalidDeviceDataError(
+                f"unit {self._unit_id}: values look frozen: lifetime energy unchanged "
+                f"for {now - valid_from:.0f} s while its power reading adds up to "
+                f"{check.still_wh:.0f} Wh"
+            )
+
     async def _write(self, address: int, values: Sequence[int]) -> None:
         self.writes += 1
         await self._connection.write_registers(self._unit_id, address, values)
-        self._last_write[address] = (values[0], self._clock())
+        self._policy.written(address, values[0])
 
     async def _write_once(self, address: int, value: int) -> None:
-        """Write ``value`` unless it was written within REWRITE_AFTER_S.
-
-        A device that reads back something else right after a write (it applies slowly, or
-        ignores the value) is not written again every cycle.
-        """
-        last = self._last_write.get(address)
-        if last is not None and last[0] == value and self._clock() - last[1] < REWRITE_AFTER_S:
-            return
-        await self._write(address, [value])
+        """Write ``value`` unless it went there within REWRITE_AFTER_S."""
+        if not self._policy.recently_written(address, value):
+            await self._write(address, [value])
 
     async def _async_held(self, info: SungrowInfo) -> tuple[int, int]:
         if self._held is None:
@@ -277,21 +286,13 @@ class SungrowInverter:
         if not isinstance(command.connect, bool):
             raise TypeError(f"connect must be a bool, got {command.connect!r}")
         pct = command.limit_pct if command.connect else 0.0
-        ratio = reg.ratio_value(pct, self._step_pct)  # validated before anything is sent
+        ratio = self._policy.rounded(pct)  # validated before anything is sent
         info = await self._identity()
         fmap = reg.MAPS[info.family]
         switch, held_ratio = await self._async_held(info)
-        # Hysteresis: a limit rises only once the command clears the held one by RISE_STEPS
-        # steps, so a command that wavers across a step boundary does not write on every
-        # crossing. Falls are written at once; holding a little low only curtails a little
-        # more than needed.
-        rising = switch == reg.ENABLE and held_ratio < ratio < reg.RATIO_FULL
-        if rising and pct < held_ratio / 10.0 + RISE_STEPS * self._step_pct:
-            ratio = held_ratio
-        if self._baseline is None:
-            self._baseline = Baseline(switch, held_ratio)
-            if self._on_baseline is not None:
-                self._on_baseline(self._baseline)
+        # With the switch off no limit is in force: any ratio is a fall, not a rise.
+        ratio = self._policy.to_hold(pct, ratio, held_ratio if switch == reg.ENABLE else None)
+        self._policy.keep_baseline(Baseline(switch, held_ratio))
         # A write that fails leaves the held values unknown: read them before the next one.
         self._held = None
         if switch != reg.ENABLE:
@@ -305,7 +306,7 @@ class SungrowInverter:
         """Restore the installer's limitation (the baseline); without one, lift ours."""
         info = await self._identity()
         fmap = reg.MAPS[info.family]
-        baseline = self._baseline
+        baseline = self._policy.baseline
         if baseline is None:
             return  # never limited by us: the inverter holds its own settings
         switch, ratio = await async_read_limit(self._connection, self._unit_id, info.family)
@@ -314,8 +315,5 @@ class SungrowInverter:
             await self._write(reg.wire(fmap.limit_ratio), [baseline.ratio])
         if switch != baseline.switch:
             await self._write(reg.wire(fmap.limit_switch), [baseline.switch])
-        self._last_write.clear()
         self._held = (baseline.switch, baseline.ratio)
-        self._baseline = None
-        if self._on_baseline is not None:
-            self._on_baseline(None)
+        self._policy.handed_back()

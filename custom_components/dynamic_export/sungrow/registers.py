@@ -13,10 +13,11 @@ the project's device notes; cross-checked against field register lists.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+
+from ..core import persistent_limit
 
 
 def wire(doc: int) -> int:
@@ -101,20 +102,5 @@ def decode_text(registers: Sequence[int]) -> str:
     return data.split(b"\0", 1)[0].decode("utf-8", errors="replace").strip()
 
 
-def ratio_value(limit_pct: float, step_pct: float) -> int:
-    """The ratio register (0.1 %) for ``limit_pct``: finite, clamped to 0-100, rounded down.
-
-    Rounded to ``step_pct``, so the device holds exactly what the write policy expects.
-    """
-    if isinstance(limit_pct, bool) or not isinstance(limit_pct, int | float):
-        raise TypeError(f"limit must be a number, got {limit_pct!r}")
-    if not math.isfinite(limit_pct):
-        raise ValueError(f"limit {limit_pct!r} % is not a finite number")
-    if not math.isfinite(step_pct) or not 0.1 <= step_pct <= 100:
-        raise ValueError(f"step {step_pct!r} % must be 0.1-100")
-    pct = min(100.0, max(0.0, float(limit_pct)))
-    steps = math.floor(round(pct / step_pct, 6))
-    raw = round(steps * step_pct * 10)
-    if not 0 <= raw <= RATIO_FULL:
-        raise ValueError(f"ratio {raw} is outside 0..{RATIO_FULL}")
-    return raw
+ratio_value = persistent_limit.ratio_value
+"""The ratio register (0.1 %) for a limit: the persistent-limit policy's rounding."""

@@ -23,6 +23,8 @@ DEVICES: dict[str, str] = {
     "powerwall": "Powerwall 2",
     "ha_entities": "HA entities",
     "csip": "CSIP-AUS server",
+    "sungrow": "Sungrow SG/SH",
+    "huawei": "Huawei SUN2000",
     "solaredge": "SolarEdge",
     "victron": "Victron GX",
 }
