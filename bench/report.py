@@ -464,6 +464,10 @@ METHOD = (
     "unit's previous write, i.e. the revert-timer refresh at half of the 60 s timeout, and "
     "moving the value by < 1 % of rating; they may carry a rounding-sized update) and "
     "other writes; the target (none) is on the other writes.",
+    "- Other families (--family): their limit register stands for WMaxLimPct: SolarEdge's "
+    "dynamic limit (0xF322, refreshed at half its command timeout), Sungrow's ratio, "
+    "Huawei's derating (no revert timer: no refreshes), a Victron GX's maximum feed-in (its "
+    "cap as a share of the PV rating; one device for all the PV).",
     "- Reversals: on the sum of the limits in force after each cycle (from the last cycle "
     "before the step through the window); a move counts once it goes 1 % of the total "
     "rating from the last turning point, each later counted move the other way is one "

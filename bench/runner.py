@@ -1,4 +1,4 @@
-"""Run one scenario in lock-step: real controller, real SunSpec client, simulated site.
+"""Run one scenario in lock-step: real controller, real device clients, simulated site.
 
 The stack is built as the integration builds it (``runtime.async_build_runtime``): one
 :class:`ConnectionPool`, a :class:`SunSpecDevice` per unit on the shared connection,
@@ -10,6 +10,13 @@ meter ages and ramp rates are in simulated seconds.
 Lock-step: simulated time stands still while a control cycle runs. Between cycles the
 site is advanced in 0.1 s substeps, and the true (undelayed) site values are sampled
 after each substep. Every read and write still goes over Modbus TCP on 127.0.0.1.
+
+``family`` serves the site's inverters as another family (see ``sim/families.py``) and drives
+them with that family's client, as the integration's set-up builds it: SolarEdge (EDPC, the
+60 s revert timeout as its command timeout; power control already committed, as on an
+installed site), Sungrow and Huawei (no revert timer), or one Victron GX for all the PV (ESS
+maximum feed-in) with the GX's grid meter as the site meter. The WiNet-S and SDongle pacing is
+left out: it only costs wall time, and simulated time stands still meanwhile.
 """
 
 from __future__ import annotations
@@ -25,16 +32,22 @@ from custom_components.dynamic_export.core.controller import (
     ControlState,
 )
 from custom_components.dynamic_export.core.cycle import ControlLoop
-from custom_components.dynamic_export.core.devices import Inverter
+from custom_components.dynamic_export.core.devices import Inverter, SiteMeter
 from custom_components.dynamic_export.core.write_policy import WritePolicy
+from custom_components.dynamic_export.huawei.inverter import HuaweiInverter
 from custom_components.dynamic_export.limiters.fixed import FixedLimiter
+from custom_components.dynamic_export.sim.families import FamilyOptions
 from custom_components.dynamic_export.sim.physics import SimSite
-from custom_components.dynamic_export.sim.scenario import Scenario
+from custom_components.dynamic_export.sim.scenario import FAMILIES, Scenario
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
-from custom_components.dynamic_export.sunspec.connection import ConnectionPool
+from custom_components.dynamic_export.solaredge.inverter import SolarEdgeInverter
+from custom_components.dynamic_export.sungrow.inverter import SungrowInverter
+from custom_components.dynamic_export.sunspec.connection import ConnectionPool, ModbusTcpConnection
 from custom_components.dynamic_export.sunspec.device import SunSpecDevice
 from custom_components.dynamic_export.sunspec.inverter import SunSpecInverter
 from custom_components.dynamic_export.sunspec.meter import SunSpecMeter
+from custom_components.dynamic_export.victron.inverter import VictronGxInverter
+from custom_components.dynamic_export.victron.meter import VictronGridMeter
 
 from .metrics import possible_generation_w
 from .scenarios import BenchScenario
@@ -44,7 +57,7 @@ CONTROL_INTERVAL_S = 1.0
 SUBSTEP_S = 0.1
 REVERT_TIMEOUT_S = 60.0
 WALL_EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
-LIMIT_POINT = "WMaxLimPct"
+SUNSPEC = "sunspec"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +110,7 @@ class RunResult:
     key: str
     inverter_units: list[int]
     ratings_w: dict[int, float]
+    family: str = SUNSPEC
     samples: list[Sample] = field(default_factory=list)
     cycles: list[CycleRecord] = field(default_factory=list)
     writes: list[WriteRecord] = field(default_factory=list)
@@ -144,22 +158,66 @@ def _setpoint_total(site: SimSite) -> float:
     return sum(inv.limit_w if inv.connected else 0.0 for inv in site.inverters)
 
 
+async def _client(
+    family: str,
+    connection: ModbusTcpConnection,
+    unit: int,
+    server: SimulatedSiteServer,
+    clock: Callable[[], float],
+) -> tuple[Inverter, float]:
+    """The client the integration builds for a device of ``family``, set up; and its rating."""
+    if family == SUNSPEC:
+        sunspec = SunSpecInverter(
+            SunSpecDevice(connection, unit), revert_timeout_s=REVERT_TIMEOUT_S, clock=clock
+        )
+        return sunspec, (await sunspec.async_setup()).rated_power_w
+    if family == "solaredge":
+        solaredge = SolarEdgeInverter(
+            connection, unit, revert_timeout_s=REVERT_TIMEOUT_S, clock=clock
+        )
+        return solaredge, (await solaredge.async_setup()).rated_power_w
+    if family.startswith("sungrow"):
+        sungrow = SungrowInverter(connection, unit, clock=clock)
+        return sungrow, (await sungrow.async_setup()).rated_power_w
+    if family == "huawei":
+        huawei = HuaweiInverter(connection, unit, clock=clock)
+        return huawei, (await huawei.async_setup()).rated_power_w
+    gx_unit = server.vendor_units[unit]
+    rating = sum(server.site.inverters[i].rated_power_w for i in gx_unit.indices)
+    gx = VictronGxInverter(connection, rated_power_w=rating, clock=clock)
+    await gx.async_setup()
+    return gx, rating
+
+
 async def run_scenario(
     bench: BenchScenario,
     *,
     sim: Scenario | None = None,
     duration_s: float | None = None,
     progress: Callable[[str], None] | None = None,
+    family: str = SUNSPEC,
 ) -> RunResult:
-    """Run ``bench`` (or another ``sim`` site with its limiters) and record what happened."""
+    """Run ``bench`` (or another ``sim`` site with its limiters) and record what happened.
+
+    ``family``: serve and drive the site's inverters as that family (see the module doc).
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r} (one of {', '.join(FAMILIES)})")
     scenario = sim or bench.sim
+    if family != SUNSPEC:
+        scenario = scenario.with_family(family)
     duration = duration_s if duration_s is not None else scenario.duration_s
     started = time.perf_counter()
     # One physics step per substep: the lag is discretised exactly, so the step size does
     # not change the result, and a substep a hair over 0.1 s is not split (the server
     # would drop the remainder and the clock would drift off the x.x s grid).
     server = SimulatedSiteServer(
-        scenario, host=HOST, port=0, autostep=False, max_step_s=2 * SUBSTEP_S
+        scenario,
+        host=HOST,
+        port=0,
+        autostep=False,
+        max_step_s=2 * SUBSTEP_S,
+        family_options=FamilyOptions(solaredge_committed=True),
     )
     async with server:
         site = server.site
@@ -173,20 +231,26 @@ async def run_scenario(
         pool = ConnectionPool()
         try:
             connection = pool.get(HOST, server.port)
-            meter = SunSpecMeter(SunSpecDevice(connection, server.meter_unit_id), clock=clock)
-            await meter.async_setup()
+            meter: SiteMeter
+            if family == "victron":
+                grid_unit = server.victron_grid_unit_id
+                assert grid_unit is not None
+                grid = VictronGridMeter(connection, grid_unit, clock=clock)
+                await grid.async_setup()
+                meter = grid
+            else:
+                sunspec_meter = SunSpecMeter(
+                    SunSpecDevice(connection, server.meter_unit_id), clock=clock
+                )
+                await sunspec_meter.async_setup()
+                meter = sunspec_meter
             inverters: dict[str, Inverter] = {}
             ratings: dict[str, float] = {}
             units: dict[str, int] = {}
-            for unit in server.inverter_unit_ids:
-                client = SunSpecInverter(
-                    SunSpecDevice(connection, unit),
-                    revert_timeout_s=REVERT_TIMEOUT_S,
-                    clock=clock,
-                )
-                info = await client.async_setup()
+            for unit_family, unit in server.device_units:
+                client, rating = await _client(unit_family, connection, unit, server, clock)
                 key = f"inverter {unit}"
-                inverters[key], ratings[key], units[key] = client, info.rated_power_w, unit
+                inverters[key], ratings[key], units[key] = client, rating, unit
             limiters = {
                 name: FixedLimiter(source=name, settings=controls)
                 for name, controls in bench.limiters
@@ -203,16 +267,10 @@ async def run_scenario(
             )
             result = RunResult(
                 key=bench.key,
-                inverter_units=list(server.inverter_unit_ids),
+                inverter_units=list(units.values()),
                 ratings_w={units[k]: r for k, r in ratings.items()},
+                family=family,
             )
-            limit_address = {
-                unit: regs.image.point(123, LIMIT_POINT)[0]
-                for unit, regs in server.inverter_units.items()
-            }
-            limit_scale = {
-                unit: 10.0**regs.limit_sf for unit, regs in server.inverter_units.items()
-            }
             server.writes.clear()  # set-up only reads, but start from a clean log
 
             async def cycle() -> None:
@@ -222,9 +280,7 @@ async def run_scenario(
                 # The server keeps only its last 1000 writes: move them out every cycle.
                 while server.writes:
                     t, unit, address, values = server.writes.popleft()
-                    pct = None
-                    if unit in limit_address and address == limit_address[unit] and values:
-                        pct = values[0] * limit_scale[unit]
+                    pct = server.limit_write_pct(unit, address, values)
                     result.writes.append(WriteRecord(t, unit, address, tuple(values), pct))
                 errors = [f"meter: {snapshot.meter_error}"] if snapshot.meter_error else []
                 errors += [

@@ -59,6 +59,17 @@ logger:
 """
 
 
+INVERTER_STEPS: dict[str, tuple[str, dict[str, Any]]] = {
+    "sunspec": ("sunspec_tcp", {"unit_id": 1}),
+    "solaredge": ("solaredge", {"unit_id": 1}),
+    "sungrow_sg": ("sungrow", {"unit_id": 1}),
+    "sungrow_sh": ("sungrow", {"unit_id": 1}),
+    "huawei": ("huawei", {"unit_id": 1}),
+    "victron": ("victron_gx", {}),  # with the PV rating
+}
+"""Per inverter family: the subentry flow's connection kind and its answers (with the address)."""
+
+
 class HassError(RuntimeError):
     """Home Assistant did not start or refused a step of the set-up."""
 
@@ -243,8 +254,20 @@ class HomeAssistant:
             raise HassError(f"flow {handler} did not create an entry: {result}")
         return result
 
-    async def configure(self, *, modbus_port: int, export_limit_w: float | None) -> None:
-        """Add the site (1 s interval), the inverter, the meter and the fixed limiter."""
+    async def configure(
+        self,
+        *,
+        modbus_port: int,
+        export_limit_w: float | None,
+        family: str = "sunspec",
+        pv_rating_w: float = 6000.0,
+    ) -> None:
+        """Add the site (1 s interval), the inverter, the meter and the fixed limiter.
+
+        ``family``: the inverter's connection kind (each unit 1; a Victron GX for all the PV,
+        rated ``pv_rating_w``, with its grid meter, unit 30, as the site meter); the other
+        families keep the simulated SunSpec meter (unit 240).
+        """
         created = await self._flow(
             "/api/config/config_entries/flow",
             DOMAIN,
@@ -253,15 +276,22 @@ class HomeAssistant:
         self.entry_id = created["result"]["entry_id"]
         sub = "/api/config/config_entries/subentries/flow"
         address = {"host": "127.0.0.1", "port": modbus_port}
+        kind, inverter = INVERTER_STEPS[family]
+        if family == "victron":
+            inverter = {"rated_power": pv_rating_w}
         await self._flow(
             sub,
             [self.entry_id, "inverter"],
-            [{"next_step_id": "sunspec_tcp"}, {**address, "unit_id": 1}],
+            [{"next_step_id": kind}, {**address, **inverter}],
         )
+        meter: dict[str, Any] = {"unit_id": 240, "invert": False}
+        meter_kind = "sunspec_tcp"
+        if family == "victron":
+            meter_kind, meter = "victron_gx", {"unit_id": 30}
         await self._flow(
             sub,
             [self.entry_id, "meter"],
-            [{"next_step_id": "sunspec_tcp"}, {**address, "unit_id": 240, "invert": False}],
+            [{"next_step_id": meter_kind}, {**address, **meter}],
         )
         limits: dict[str, Any] = {"name": "Export limit", "connect": True, "energize": True}
         if export_limit_w is not None:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from custom_components.dynamic_export.sim.families import FamilyOptions
 from custom_components.dynamic_export.sim.scenario import Scenario
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
 
 from ..metrics import possible_generation_w
 
 STEP_S = 0.1
-LIMIT_POINT = "WMaxLimPct"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,17 +58,28 @@ class Recording:
 
 
 class RealtimeSite:
-    """Serve ``scenario`` over Modbus TCP and step it in real time."""
+    """Serve ``scenario`` over Modbus TCP and step it in real time.
 
-    def __init__(self, scenario: Scenario, export_limit_w: float | None) -> None:
-        self.scenario = scenario
+    ``family`` serves the inverters as that family (``sim/families.py``); a SolarEdge inverter
+    starts with power control not yet committed, so the integration's set-up commits it once.
+    """
+
+    def __init__(
+        self, scenario: Scenario, export_limit_w: float | None, family: str | None = None
+    ) -> None:
         self.export_limit_w = export_limit_w
-        self.server = SimulatedSiteServer(scenario, host="127.0.0.1", port=0, autostep=False)
+        self.server = SimulatedSiteServer(
+            scenario,
+            host="127.0.0.1",
+            port=0,
+            autostep=False,
+            family=family,
+            family_options=FamilyOptions(),
+        )
+        self.scenario = self.server.site.scenario
         self.recording = Recording()
         self._task: asyncio.Task[None] | None = None
         self._recording = False
-        self._limit_address: dict[int, int] = {}
-        self._limit_scale: dict[int, float] = {}
 
     @property
     def port(self) -> int:
@@ -85,9 +96,6 @@ class RealtimeSite:
         """Listen and start the physics clock; inputs hold their time-0 values for now."""
         await self.server.start()
         self.server.site.inputs_from_s = 1e9
-        for unit, regs in self.server.inverter_units.items():
-            self._limit_address[unit] = regs.image.point(123, LIMIT_POINT)[0]
-            self._limit_scale[unit] = 10.0**regs.limit_sf
         self._task = asyncio.create_task(self._ticks(), name="rtbench-physics")
 
     def begin_scenario(self) -> None:
@@ -131,9 +139,7 @@ class RealtimeSite:
         start = self.server.site.inputs_from_s or 0.0
         while self.server.writes:
             t, unit, address, values = self.server.writes.popleft()
-            pct = None
-            if unit in self._limit_address and address == self._limit_address[unit] and values:
-                pct = values[0] * self._limit_scale[unit]
+            pct = self.server.limit_write_pct(unit, address, values)
             self.recording.writes.append(
                 Write(round(t - start, 9), unit, address, tuple(values), pct)
             )

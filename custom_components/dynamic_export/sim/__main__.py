@@ -1,6 +1,8 @@
 """Run the simulated site from the command line (used by ``scripts/develop``).
 
-Example: ``python -m custom_components.dynamic_export.sim --port 5020 --scenario default``
+Example: ``python -m custom_components.dynamic_export.sim --port 5020 --scenario default``;
+``--family solaredge`` (or ``sungrow_sg``, ``sungrow_sh``, ``huawei``, ``victron``) serves the
+inverters with that vendor's register map instead of SunSpec.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ import asyncio
 import contextlib
 import logging
 
-from .scenario import builtin_scenarios
+from .families import FamilyOptions
+from .scenario import FAMILIES, builtin_scenarios
 from .server import SimulatedSiteServer
 
 _LOGGER = logging.getLogger("dynamic_export.sim")
@@ -19,8 +22,8 @@ _LOGGER = logging.getLogger("dynamic_export.sim")
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m custom_components.dynamic_export.sim",
-        description="Simulated solar site: SunSpec inverters (units 1..N) and a meter "
-        "(unit 240) on one Modbus TCP port.",
+        description="Simulated solar site: inverters (units 1..N; a Victron GX on unit 100 "
+        "with its grid meter on unit 30) and a SunSpec meter (unit 240) on one Modbus TCP port.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=5020, help="TCP port (0: any free port)")
@@ -31,6 +34,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--inverters", type=int, default=None, help="split the site over this many inverters"
+    )
+    parser.add_argument(
+        "--family",
+        choices=FAMILIES,
+        default=None,
+        help="serve every inverter as this family (default: as the scenario says, SunSpec)",
+    )
+    parser.add_argument(
+        "--solaredge-committed",
+        action="store_true",
+        help="SolarEdge power control already committed (no 6 s commit at the first set-up)",
+    )
+    parser.add_argument(
+        "--victron-2706-only",
+        action="store_true",
+        help="a GX firmware without register 2722: the feed-in limit in 100 W steps only",
+    )
+    parser.add_argument(
+        "--single-client",
+        action="store_true",
+        help="a new connection closes the one before it (a SolarEdge inverter, a Huawei SDongle)",
     )
     parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
     parser.add_argument("--limit-sf", type=int, default=-2, help="WMaxLimPct_SF (-2 or 0)")
@@ -43,13 +67,16 @@ async def _run(server: SimulatedSiteServer, status_every: float) -> None:
     async with server:
         site = server.site
         _LOGGER.info(
-            "scenario %r on %s:%s: inverters on units %s, meter on unit %s",
+            "scenario %r on %s:%s: %s; SunSpec meter on unit %s",
             site.scenario.name,
             server.host,
             server.port,
-            ", ".join(map(str, server.inverter_unit_ids)),
+            ", ".join(f"{family} on unit {unit}" for family, unit in server.device_units),
             server.meter_unit_id,
         )
+        for unit_id, unit in server.vendor_units.items():
+            if not unit.indices:
+                _LOGGER.info("Victron GX grid meter on unit %s", unit_id)
         while True:
             _LOGGER.info("%s", site.status_line())
             await asyncio.sleep(status_every)
@@ -67,6 +94,12 @@ def main(argv: list[str] | None = None) -> None:
             inverter_count=args.inverters,
             speed=args.speed,
             limit_sf=args.limit_sf,
+            family=args.family,
+            single_client=args.single_client,
+            family_options=FamilyOptions(
+                solaredge_committed=args.solaredge_committed,
+                victron_wide=not args.victron_2706_only,
+            ),
         )
     except ValueError as err:
         parser.error(str(err))

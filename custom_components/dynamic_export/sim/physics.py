@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .scenario import Scenario
@@ -178,6 +179,10 @@ class SimSite:
             for spec in scenario.inverters
         ]
         self.meter = SimMeter(delay_s=scenario.meter_delay_s)
+        self.step_hooks: list[Callable[[SimSite, float], None]] = []
+        """Device behaviour that acts on its own time (a fallback timer, a ramp, a GX's PV
+        limiter): called with the site and ``dt`` at the start of every step, before the
+        inverters move."""
         for index, inverter in enumerate(self.inverters):
             inverter.settle(scenario.inverter_available_at(index, start_s))
         self.load_w = scenario.load_at(start_s)
@@ -216,6 +221,8 @@ class SimSite:
         if dt <= 0:
             return
         inputs_at = self.input_time(self.now)
+        for hook in self.step_hooks:
+            hook(self, dt)
         for index, inverter in enumerate(self.inverters):
             inverter.apply_reverts(self.now)
             inverter.step(dt, self.scenario.inverter_available_at(index, inputs_at))

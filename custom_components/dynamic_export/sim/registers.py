@@ -124,8 +124,56 @@ class RegisterImage:
         return found
 
 
-def _common(model: str, serial: str, unit_id: int) -> dict[str, int | float | str | None]:
-    return {"Mn": MANUFACTURER, "Md": model, "Vr": VERSION, "SN": serial, "DA": unit_id}
+def _common(
+    model: str, serial: str, unit_id: int, manufacturer: str = MANUFACTURER
+) -> dict[str, int | float | str | None]:
+    return {"Mn": manufacturer, "Md": model, "Vr": VERSION, "SN": serial, "DA": unit_id}
+
+
+def common_values(
+    model: str, serial: str, unit_id: int, manufacturer: str
+) -> dict[str, int | float | str | None]:
+    """SunSpec model 1 values of a simulated device."""
+    return _common(model, serial, unit_id, manufacturer)
+
+
+def model_103_scale_factors(w_sf: int) -> dict[str, int | float | str | None]:
+    """The fixed scale factors (and cleared events) of a model-103 image."""
+    return {
+        "A_SF": -2,
+        "V_SF": -1,
+        "W_SF": w_sf,
+        "Hz_SF": -2,
+        "VA_SF": w_sf,
+        "VAr_SF": w_sf,
+        "PF_SF": 0,
+        "WH_SF": 0,
+        "Tmp_SF": -1,
+        "Evt1": 0,
+        "Evt2": 0,
+    }
+
+
+def refresh_model_103(
+    img: RegisterImage, inverter: SimInverter, w_sf: int, lifetime_wh: int
+) -> None:
+    """Copy an inverter's output, energy and state into the model-103 points of ``img``."""
+    output = inverter.output_w
+    phase_a = output / 3 / GRID_VOLTAGE_V
+    img.set(103, "W", to_raw(output, w_sf))
+    img.set(103, "VA", to_raw(output, w_sf))
+    img.set(103, "VAr", 0)
+    img.set(103, "PF", 100)
+    img.set(103, "A", to_raw(phase_a * 3, -2))
+    for phase in "ABC":
+        img.set(103, f"Aph{phase}", to_raw(phase_a, -2))
+        img.set(103, f"PhVph{phase}", _PHASE_VOLTAGE_RAW)
+    for pair in ("AB", "BC", "CA"):
+        img.set(103, f"PPVph{pair}", _LINE_VOLTAGE_RAW)
+    img.set(103, "Hz", to_raw(GRID_FREQUENCY_HZ, -2))
+    img.set(103, "WH", lifetime_wh)
+    img.set(103, "TmpCab", 350)
+    img.set(103, "St", inverter_state(inverter))
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,19 +244,7 @@ class InverterRegisters:
         self.refresh(inverter)
 
     def _measurement_sfs(self) -> dict[str, int | float | str | None]:
-        return {
-            "A_SF": -2,
-            "V_SF": -1,
-            "W_SF": self.w_sf,
-            "Hz_SF": -2,
-            "VA_SF": self.w_sf,
-            "VAr_SF": self.w_sf,
-            "PF_SF": 0,
-            "WH_SF": 0,
-            "Tmp_SF": -1,
-            "Evt1": 0,
-            "Evt2": 0,
-        }
+        return model_103_scale_factors(self.w_sf)
 
     def _nameplate(self, rating: float) -> dict[str, int | float | str | None]:
         return {
@@ -250,23 +286,8 @@ class InverterRegisters:
     def refresh(self, inverter: SimInverter) -> None:
         """Copy the inverter's measurements and control state into the image."""
         img = self.image
-        output = inverter.output_w
-        phase_a = output / 3 / GRID_VOLTAGE_V
-        img.set(103, "W", to_raw(output, self.w_sf))
-        img.set(103, "VA", to_raw(output, self.w_sf))
-        img.set(103, "VAr", 0)
-        img.set(103, "PF", 100)
-        img.set(103, "A", to_raw(phase_a * 3, -2))
-        for phase in "ABC":
-            img.set(103, f"Aph{phase}", to_raw(phase_a, -2))
-            img.set(103, f"PhVph{phase}", _PHASE_VOLTAGE_RAW)
-        for pair in ("AB", "BC", "CA"):
-            img.set(103, f"PPVph{pair}", _LINE_VOLTAGE_RAW)
-        img.set(103, "Hz", to_raw(GRID_FREQUENCY_HZ, -2))
         lifetime_wh = round(self.energy_start_wh + inverter.lifetime_energy_wh)
-        img.set(103, "WH", lifetime_wh)
-        img.set(103, "TmpCab", 350)
-        img.set(103, "St", inverter_state(inverter))
+        refresh_model_103(img, inverter, self.w_sf, lifetime_wh)
         img.set(122, "PVConn", PV_CONNECTED_OPERATING if inverter.connected else 0)
         img.set(122, "ECPConn", int(inverter.connected))
         img.set(122, "ActWh", lifetime_wh)

@@ -19,6 +19,12 @@ from typing import Any
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 
 EVENT_TYPES = ("load_step", "pv_step", "cloud", "shade", "load_ramp")
+FAMILIES = ("sunspec", "solaredge", "sungrow_sg", "sungrow_sh", "huawei", "victron")
+"""How a simulated inverter is reached: its register map and control (see ``sim/families``).
+
+``victron``: the inverter is one of the PV inverters a Victron GX manages; the GX, not the
+inverter, answers on Modbus (unit 100, its grid meter on unit 30).
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +95,8 @@ class InverterSpec:
     """One simulated inverter.
 
     Its available power is ``availability`` times either its own profile or
-    ``share`` of the site's PV (default: its share of the total rating).
+    ``share`` of the site's PV (default: its share of the total rating). ``family`` is the
+    register map it is served with (one of :data:`FAMILIES`).
     """
 
     rating_w: float
@@ -97,6 +104,7 @@ class InverterSpec:
     availability: float = 1.0
     share: float | None = None
     pv_available_w: Profile | None = None
+    family: str = "sunspec"
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,9 +241,23 @@ class Scenario:
             return self
         total = sum(inv.rating_w for inv in self.inverters)
         first = self.inverters[0]
-        spec = InverterSpec(rating_w=total / count, time_constant_s=first.time_constant_s)
+        spec = InverterSpec(
+            rating_w=total / count, time_constant_s=first.time_constant_s, family=first.family
+        )
         events = tuple(e for e in self.events if e.type != "shade")
         return replace(self, inverters=(spec,) * count, events=events)
+
+    def with_family(self, family: str) -> Scenario:
+        """The same site with every inverter served as ``family`` (one of :data:`FAMILIES`)."""
+        if family not in FAMILIES:
+            raise ValueError(f"unknown family {family!r} (one of {', '.join(FAMILIES)})")
+        inverters = tuple(replace(inv, family=family) for inv in self.inverters)
+        return replace(self, inverters=inverters)
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        """The families of the site's inverters, each once, in site order."""
+        return tuple(dict.fromkeys(inv.family for inv in self.inverters))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, name: str = "scenario") -> Scenario:
@@ -400,18 +422,29 @@ def _parse_event(value: object, where: str, duration_s: float, inverter_count: i
     )
 
 
-_INVERTER_FIELDS = ("rating_w", "time_constant_s", "availability", "share", "pv_available_w")
+_INVERTER_FIELDS = (
+    "rating_w",
+    "time_constant_s",
+    "availability",
+    "share",
+    "pv_available_w",
+    "family",
+)
 
 
 def _parse_inverter(value: object, where: str) -> InverterSpec:
     f = _Fields(value, where, _INVERTER_FIELDS)
     own = value.get("pv_available_w") if isinstance(value, Mapping) else None
+    family = f.string("family", "sunspec")
+    if family not in FAMILIES:
+        raise ValueError(f"{where}.family must be one of {', '.join(FAMILIES)}, got {family!r}")
     return InverterSpec(
         rating_w=f.number("rating_w", above=0),
         time_constant_s=f.number("time_constant_s", 1.0, minimum=0),
         availability=f.number("availability", 1.0, minimum=0, maximum=1),
         share=f.optional_number("share", minimum=0),
         pv_available_w=None if own is None else _parse_profile(own, f"{where}.pv_available_w"),
+        family=family,
     )
 
 

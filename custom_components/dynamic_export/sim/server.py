@@ -1,7 +1,9 @@
 """A Modbus TCP server in front of the simulated site, shaped like a Fronius Datamanager.
 
-Inverters answer on units 1..N and the meter on unit 240, all on one port. The
-Modbus TCP framing (function codes 3, 6 and 16) is implemented here on asyncio
+Inverters answer on units 1..N and the meter on unit 240, all on one port. An inverter of
+another family (SolarEdge, Sungrow, Huawei: see :mod:`.families`) answers on its unit with its
+vendor's register map instead; a Victron GX answers for its PV on unit 100, its grid meter on
+unit 30. The Modbus TCP framing (function codes 3, 4, 6 and 16) is implemented here on asyncio
 streams rather than through a pymodbus server: pymodbus's server-side datastore API
 changes between the 3.x releases Home Assistant ships (and is deprecated for 4.0),
 while the wire protocol does not. Clients are still tested with pymodbus.
@@ -18,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self
 
+from .families import FamilyOptions, build_vendor_units
 from .physics import SimSite
 from .registers import (
     FIRST_INVERTER_UNIT_ID,
@@ -28,6 +31,7 @@ from .registers import (
     MeterRegisters,
 )
 from .scenario import Scenario, load_scenario
+from .vendor import READ_HOLDING, READ_INPUT, VendorUnit
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -74,11 +78,21 @@ class SimulatedSiteServer:
         common_length: int | None = 65,
         meter_counters_start_wh: tuple[float, float] = METER_COUNTERS_START_WH,
         inverter_energy_start_wh: float = INVERTER_ENERGY_START_WH,
+        family: str | None = None,
+        family_options: FamilyOptions | None = None,
+        single_client: bool = False,
     ) -> None:
+        """``family`` serves every inverter as that family (else each as its scenario says).
+
+        ``single_client``: a new connection closes the one before it, as a SolarEdge inverter
+        or a Huawei SDongle does (one Modbus TCP client at a time).
+        """
         if not isinstance(scenario, Scenario):
             scenario = load_scenario(scenario)
         if inverter_count is not None:
             scenario = scenario.with_inverter_count(inverter_count)
+        if family is not None:
+            scenario = scenario.with_family(family)
         if tick_s <= 0 or speed <= 0 or max_step_s <= 0:
             raise ValueError("tick_s, speed and max_step_s must be > 0")
         self.site = SimSite(scenario)
@@ -88,8 +102,13 @@ class SimulatedSiteServer:
         self.speed = speed
         self.max_step_s = max_step_s
         self.autostep = autostep
+        self.single_client = single_client
+        self.knocked_off = 0
+        """Connections closed because a newer one came (``single_client``)."""
         self.inverter_units: dict[int, InverterRegisters] = {}
         for index, inverter in enumerate(self.site.inverters):
+            if scenario.inverters[index].family != "sunspec":
+                continue
             unit_id = first_inverter_unit_id + index
             self.inverter_units[unit_id] = InverterRegisters(
                 index + 1,
@@ -99,8 +118,18 @@ class SimulatedSiteServer:
                 common_length=common_length,
                 energy_start_wh=inverter_energy_start_wh,
             )
-        if meter_unit_id in self.inverter_units:
+        self.vendor_units: dict[int, VendorUnit] = build_vendor_units(
+            self.site,
+            first_inverter_unit_id=first_inverter_unit_id,
+            options=family_options or FamilyOptions(),
+            energy_start_wh=inverter_energy_start_wh,
+            counters_start_wh=meter_counters_start_wh,
+        )
+        """Units of the other families, by unit id (see :mod:`.families`)."""
+        if meter_unit_id in self.inverter_units or meter_unit_id in self.vendor_units:
             raise ValueError(f"meter unit {meter_unit_id} clashes with an inverter unit")
+        if clash := set(self.inverter_units) & set(self.vendor_units):
+            raise ValueError(f"unit(s) {sorted(clash)} serve two devices")
         max_power = sum(inv.rated_power_w for inv in self.site.inverters) + 20000.0
         self.meter_unit = MeterRegisters(
             self.site.meter,
@@ -140,8 +169,30 @@ class SimulatedSiteServer:
 
     @property
     def inverter_unit_ids(self) -> list[int]:
-        """Unit ids of the inverters, in site order."""
+        """Unit ids of the SunSpec inverters, in site order."""
         return list(self.inverter_units)
+
+    @property
+    def victron_grid_unit_id(self) -> int | None:
+        """Unit id of the Victron GX's grid meter, None when the site has no GX."""
+        for unit_id, unit in self.vendor_units.items():
+            if unit.family == "victron" and not unit.indices:
+                return unit_id
+        return None
+
+    @property
+    def device_units(self) -> list[tuple[str, int]]:
+        """(family, unit id) of every controllable device, in unit order.
+
+        Each SunSpec, SolarEdge, Sungrow and Huawei inverter, and a Victron GX for all its PV.
+        """
+        found = [("sunspec", unit) for unit in self.inverter_units]
+        found += [
+            (unit.family, unit_id)
+            for unit_id, unit in self.vendor_units.items()
+            if unit.indices  # a GX's grid meter stands for no inverter
+        ]
+        return sorted(found, key=lambda item: item[1])
 
     async def start(self) -> None:
         """Listen on host/port and start the physics clock."""
@@ -197,6 +248,9 @@ class SimulatedSiteServer:
                 unit.refresh(self.site.inverters[unit.number - 1])
         if self.meter_unit_id not in self.frozen:
             self.meter_unit.refresh(self.site.meter)
+        for unit_id, vendor in self.vendor_units.items():
+            if unit_id not in self.frozen:
+                vendor.refresh(self.site)
 
     async def _tick_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -253,14 +307,34 @@ class SimulatedSiteServer:
         self.read_drops.add(unit_id)
 
     def _check_unit(self, unit_id: int) -> None:
-        if unit_id != self.meter_unit_id and unit_id not in self.inverter_units:
+        if (
+            unit_id != self.meter_unit_id
+            and unit_id not in self.inverter_units
+            and unit_id not in self.vendor_units
+        ):
             raise ValueError(f"no unit {unit_id}")
 
     def registers(self, unit_id: int) -> InverterRegisters | MeterRegisters:
-        """The register image behind a unit (for assertions)."""
+        """The SunSpec register image behind a unit (for assertions; see also vendor_units)."""
         if unit_id == self.meter_unit_id:
             return self.meter_unit
         return self.inverter_units[unit_id]
+
+    def limit_write_pct(self, unit_id: int, address: int, values: list[int]) -> float | None:
+        """The limit a logged write set, in % of the device's rating; None if it set none.
+
+        SunSpec: ``WMaxLimPct``; SolarEdge: the dynamic limit; Sungrow: the ratio; Huawei:
+        the derating; Victron GX: the maximum feed-in as a share of its PV rating.
+        """
+        if not values:
+            return None
+        vendor = self.vendor_units.get(unit_id)
+        if vendor is not None:
+            return vendor.limit_write_pct(address, values)
+        sunspec = self.inverter_units.get(unit_id)
+        if sunspec is None or address != sunspec.image.point(123, "WMaxLimPct")[0]:
+            return None
+        return float(values[0] * 10.0**sunspec.limit_sf)
 
     # --- Modbus TCP ------------------------------------------------------------------------
 
@@ -270,6 +344,11 @@ class SimulatedSiteServer:
         task = asyncio.current_task()
         if task is not None:
             self._clients.add(task)
+        if self.single_client:
+            for other in list(self._writers):  # one client at a time: the newcomer wins
+                other.close()
+                self._writers.discard(other)
+                self.knocked_off += 1
         self._writers.add(writer)
         try:
             while True:
@@ -322,6 +401,9 @@ class SimulatedSiteServer:
             return _exception(function, GATEWAY_TARGET_FAILED)
         if mode == "busy":
             return _exception(function, SERVER_DEVICE_BUSY)
+        vendor = self.vendor_units.get(unit_id)
+        if vendor is not None:
+            return self._vendor(vendor, unit_id, pdu)
         unit = self.inverter_units.get(unit_id) or (
             self.meter_unit if unit_id == self.meter_unit_id else None
         )
@@ -332,6 +414,35 @@ class SimulatedSiteServer:
         if function in (6, 16):
             return self._write(unit, unit_id, pdu)
         return _exception(function, ILLEGAL_FUNCTION)
+
+    def _vendor(self, vendor: VendorUnit, unit_id: int, pdu: bytes) -> bytes:
+        """Answer a request to a vendor unit (FC3 and FC4 reads, FC6 and FC16 writes)."""
+        function = pdu[0]
+        if function in (READ_HOLDING, READ_INPUT):
+            if len(pdu) != 5:
+                return _exception(function, ILLEGAL_DATA_VALUE)
+            address, count = struct.unpack(">HH", pdu[1:5])
+            if not 1 <= count <= _MAX_READ:
+                return _exception(function, ILLEGAL_DATA_VALUE)
+            answer = vendor.read(function, address, count)
+            if isinstance(answer, int):
+                return _exception(function, answer)
+            return struct.pack(f">BB{count}H", function, 2 * count, *answer)
+        if function not in WRITE_FUNCTIONS:
+            return _exception(function, ILLEGAL_FUNCTION)
+        parsed = _parse_write(pdu)
+        if isinstance(parsed, bytes):
+            return parsed
+        address, values = parsed
+        refused = vendor.write(self.site, address, values)
+        if refused is not None:
+            return _exception(function, refused)
+        self.writes.append((self.site.now, unit_id, address, values))
+        if unit_id not in self.frozen:
+            vendor.refresh(self.site)
+        if function == 6:
+            return pdu
+        return struct.pack(">BHH", 16, address, len(values))
 
     def _read(self, unit: InverterRegisters | MeterRegisters, pdu: bytes) -> bytes:
         if len(pdu) != 5:
@@ -346,22 +457,10 @@ class SimulatedSiteServer:
 
     def _write(self, unit: InverterRegisters | MeterRegisters, unit_id: int, pdu: bytes) -> bytes:
         function = pdu[0]
-        if function == 6:
-            if len(pdu) != 5:
-                return _exception(function, ILLEGAL_DATA_VALUE)
-            address, value = struct.unpack(">HH", pdu[1:5])
-            values = [value]
-        else:
-            if len(pdu) < 6:
-                return _exception(function, ILLEGAL_DATA_VALUE)
-            address, count, byte_count = struct.unpack(">HHB", pdu[1:6])
-            if (
-                not 1 <= count <= _MAX_WRITE
-                or byte_count != 2 * count
-                or len(pdu) != 6 + byte_count
-            ):
-                return _exception(function, ILLEGAL_DATA_VALUE)
-            values = list(struct.unpack(f">{count}H", pdu[6:]))
+        parsed = _parse_write(pdu)
+        if isinstance(parsed, bytes):
+            return parsed
+        address, values = parsed
         if not unit.image.contains(address, len(values)):
             return _exception(function, ILLEGAL_DATA_ADDRESS)
         refused = unit.check_write(address, values)
@@ -397,3 +496,19 @@ class SimulatedSiteServer:
 
 def _exception(function: int, code: int) -> bytes:
     return bytes((function | 0x80, code))
+
+
+def _parse_write(pdu: bytes) -> tuple[int, list[int]] | bytes:
+    """(address, values) of an FC6 or FC16 request, or the exception answering a bad one."""
+    function = pdu[0]
+    if function == 6:
+        if len(pdu) != 5:
+            return _exception(function, ILLEGAL_DATA_VALUE)
+        address, value = struct.unpack(">HH", pdu[1:5])
+        return address, [value]
+    if len(pdu) < 6:
+        return _exception(function, ILLEGAL_DATA_VALUE)
+    address, count, byte_count = struct.unpack(">HHB", pdu[1:6])
+    if not 1 <= count <= _MAX_WRITE or byte_count != 2 * count or len(pdu) != 6 + byte_count:
+        return _exception(function, ILLEGAL_DATA_VALUE)
+    return address, list(struct.unpack(f">{count}H", pdu[6:]))

@@ -24,6 +24,7 @@ SYSTEM_AC_BLOCK = 808  # 808-816 PV on output/grid/genset L1-L3 (uint16 W), 817-
 SYSTEM_AC_BLOCK_REGS = 15  # ... 820-822 grid L1-L3 (int16 W, + import)
 PV_ON_OUTPUT = slice(0, 3)
 PV_ON_GRID = slice(3, 6)
+CONSUMPTION = slice(9, 12)
 GRID = slice(12, 15)
 SYSTEM_DC_PV = 850  # uint16 W: DC-coupled PV (solar chargers)
 
