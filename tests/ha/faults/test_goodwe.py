@@ -142,9 +142,8 @@ OUTCOMES: dict[str, Outcome] = {
     "back_after_an_hour": Outcome(
         site_does=(
             "Unavailable for the hour while its export limit (kept through its restart) holds "
-            "export within the last limit. When it answers, control resumes; the controller, "
-            "which could not count its output meanwhile, ramps its share up at 25 %/s, so "
-            "the export limit is lowered for a cycle and written back (two flash writes)"
+            "export within the last limit. When it answers, control resumes where it was: "
+            "the limit it holds is still right, so nothing is written"
         ),
         how_fast="The first cycle it answers",
         user_sees=(
@@ -657,7 +656,8 @@ async def test_inverter_back_after_an_hour(
     peer: GoodWeEtPeer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Off the network for an hour (and restarted meanwhile): its persistent export limit
-    held export all along; the first answer brings it back under control."""
+    held export all along; the first answer brings it back under control, with nothing to
+    write."""
     site = LockStep(peer)
     await site.controlling()
     held = _settings(peer)
@@ -675,13 +675,10 @@ async def test_inverter_back_after_an_hour(
     back = await site.cycle()
     assert _status(back).available
     assert _logged(caplog, logging.INFO, "GoodWe is back")
-    # The controller knew nothing of its output for the hour: it ramps up from what it
-    # could count (25 %/s of the rating), so the first cycle lowers the export limit and
-    # the next gives it back: two writes after the hour, on the safe side.
-    assert back.plan.constraint is Constraint.RAMP
+    assert back.plan.constraint is Constraint.EXPORT_LIMIT  # no ramp from below its output
     await site.cycles(3)
     assert _settings(peer) == held
-    assert [r.value for r in peer.limit_writes()] == [750, EXPORT_LIMIT]
+    assert not peer.limit_writes()  # it held the limit all along: no flash write
     assert EXPORT_LIMIT - 250 <= site.export_w <= EXPORT_LIMIT
 
 
