@@ -122,3 +122,42 @@ async def test_response_rejected_is_not_repeated(h: Harness) -> None:
     assert len(h.server.requests_to("/rsps/*", "POST")) == posts
     assert client.status().pending_responses == 0
     assert h.state.response_statuses(control.mrid) == []
+
+
+async def _derc_request_times(h: Harness, seconds: int) -> list[float]:
+    """Run the client second by second; when it asked for the DERControlList."""
+    client = h.client()
+    await h.run(client)
+    start = h.clock.t
+    for _ in range(seconds):
+        await h.step(client, 1)
+    return [r.time - start for r in h.server.requests_to("/derp/1/derc") if r.time >= start]
+
+
+async def test_retry_after_is_waited_out(h: Harness) -> None:
+    """HTTP 429 with Retry-After: the resource is not asked for again before it elapses."""
+    h.server.inject("/derp/1/derc", "status", status=429, headers={"Retry-After": "180"}, times=1)
+    assert await _derc_request_times(h, 250) == [0.0, 180.0, 240.0]
+    assert h.server.requests_to("/derp/1/derc")[0].status == 429
+
+
+async def test_429_without_retry_after_backs_off_at_the_poll_rate(h: Harness) -> None:
+    """With no Retry-After the client retries at its own pace: the poll rate, not faster."""
+    h.server.inject("/derp/1/derc", "status", status=429, times=1)
+    assert await _derc_request_times(h, 130) == [0.0, 60.0, 120.0]
+
+
+async def test_503_with_retry_after_is_not_retried_at_once(h: Harness) -> None:
+    """A 5xx is normally retried within the request; not when the server says when to return."""
+    client = h.client()
+    await h.run(client)
+    fault = h.server.inject("/derp/1/derc", "status", status=503, headers={"Retry-After": "120"})
+    start = h.clock.t
+    await h.step(client, 60)
+    h.server.clear_faults()
+    for _ in range(120):
+        await h.step(client, 1)
+    assert fault.hits == 1
+    times = [r.time - start for r in h.server.requests_to("/derp/1/derc") if r.time > start]
+    assert times == [60.0, 180.0]
+    assert h.server.requests_to("/derp/1/derc")[-1].status == 200

@@ -473,8 +473,8 @@ class CsipClient:
             dcap = await self._connection.get(
                 "DeviceCapability", self.config.dcap_href, parse_device_capability
             )
-        except RequestFailedError:
-            self._timetable.retry("dcap", now, poll_rate("dcap", None))
+        except RequestFailedError as err:
+            self._timetable.retry("dcap", now, poll_rate("dcap", None), after=err.retry_after)
             return
         if self._dcap is not None and dcap.end_device_list_href != self._dcap.end_device_list_href:
             self._device.forget()

@@ -165,8 +165,8 @@ async def poll_time(
     before = clock.steady()
     try:
         server = await connection.get("Time", href, parse_time)
-    except RequestFailedError:
-        timetable.retry("tm", now, poll_rate("tm", None))
+    except RequestFailedError as err:
+        timetable.retry("tm", now, poll_rate("tm", None), after=err.retry_after)
         return
     middle = (before + clock.steady()) / 2
     timetable.plan("tm", now, poll_rate("tm", server.poll_rate))

@@ -42,10 +42,12 @@ class PassAbortedError(Exception):
 class RequestFailedError(Exception):
     """One request failed (already recorded); ``status`` is its HTTP status, if any."""
 
-    def __init__(self, status: int | None = None) -> None:
-        """Keep the HTTP status, if there was one."""
+    def __init__(self, status: int | None = None, retry_after: float | None = None) -> None:
+        """Keep the HTTP status, if there was one, and the server's Retry-After."""
         super().__init__(status)
         self.status = status
+        self.retry_after = retry_after
+        """Seconds the server asked for before this resource is asked for again, if it did."""
 
     @property
     def permanent(self) -> bool:
@@ -155,7 +157,7 @@ class Connection:
         except HttpStatusError as err:
             if err.status not in expected:
                 self.record_error(resource, str(err))
-            raise RequestFailedError(err.status) from err
+            raise RequestFailedError(err.status, err.retry_after) from err
         except TransportError as err:
             self.record_error(resource, str(err))
             raise RequestFailedError() from err

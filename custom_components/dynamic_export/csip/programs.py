@@ -50,12 +50,13 @@ class Programs:
             changed = await self._refresh_assignments(now, fsa_list_href)
         for href in self._fsas:
             job = f"derp {href}"
-            if href in self._programs and not self._timetable.is_due(job, now):
+            # A list that failed waits for its retry like any other (never planned: due now).
+            if not self._timetable.is_due(job, now):
                 continue
             try:
                 programs, rate = await self._fetch(href)
-            except RequestFailedError:
-                self._timetable.retry(job, now, poll_rate("derp", None))
+            except RequestFailedError as err:
+                self._timetable.retry(job, now, poll_rate("derp", None), after=err.retry_after)
                 continue
             self._programs[href] = programs
             self._timetable.plan(job, now, rate)
@@ -74,8 +75,8 @@ class Programs:
             listing = await self._connection.get_list(
                 "FunctionSetAssignmentsList", href, parse_function_set_assignments_list
             )
-        except RequestFailedError:
-            self._timetable.retry("fsa", now, poll_rate("fsa", None))
+        except RequestFailedError as err:
+            self._timetable.retry("fsa", now, poll_rate("fsa", None), after=err.retry_after)
             return False
         fsas = {f.der_program_list_href: f for f in listing.items if f.der_program_list_href}
         changed = fsas.keys() != self._fsas.keys()

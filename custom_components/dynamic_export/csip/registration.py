@@ -113,8 +113,8 @@ class DeviceRegistration:
                 parse_end_device_list,
                 found=lambda d: same_lfdi(d.lfdi, self._lfdi),
             )
-        except RequestFailedError:
-            timetable.retry("edev", now, poll_rate("edev", None))
+        except RequestFailedError as err:
+            timetable.retry("edev", now, poll_rate("edev", None), after=err.retry_after)
             return
         rate = poll_rate("edev", listing.poll_rate)
         ours = next((d for d in listing.items if same_lfdi(d.lfdi, self._lfdi)), None)
@@ -203,8 +203,8 @@ class DeviceRegistration:
             return
         try:
             registration = await self._connection.get("Registration", href, parse_registration)
-        except RequestFailedError:
-            self._timetable.retry("rg", now, poll_rate("rg", None))
+        except RequestFailedError as err:
+            self._timetable.retry("rg", now, poll_rate("rg", None), after=err.retry_after)
             return
         ok = pin_matches(pin, registration.pin)
         if not ok and self.pin_ok is not False:

@@ -30,9 +30,12 @@ class Timetable:
         """Done at ``now``: next due after its rate."""
         self._due[job] = now + rate
 
-    def retry(self, job: str, now: float, rate: float) -> None:
-        """Failed at ``now``: due again after the retry delay for its rate."""
-        self._due[job] = now + retry_delay(rate)
+    def retry(self, job: str, now: float, rate: float, *, after: float | None = None) -> None:
+        """Failed at ``now``: due again after the retry delay for its rate.
+
+        ``after``: the server's Retry-After, which the job waits out when it is longer.
+        """
+        self._due[job] = now + max(retry_delay(rate), after or 0.0)
 
     def due_now(self, job: str) -> None:
         """Run ``job`` at the next pass, whatever was planned."""

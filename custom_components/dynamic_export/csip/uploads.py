@@ -125,8 +125,8 @@ class DerReports:
         connection = self._connection
         try:
             listing = await connection.get_list("DERList", der_list_href, parse_der_list)
-        except RequestFailedError:
-            self._timetable.retry("der", now, self.rate)
+        except RequestFailedError as err:
+            self._timetable.retry("der", now, self.rate, after=err.retry_after)
             return
         self.rate = float(poll_rate("der", listing.poll_rate))
         self._timetable.plan("der", now, self.rate)
@@ -161,8 +161,9 @@ class DerReports:
             resource = f"DER{report.kind.value.capitalize()}"
             try:
                 await self._connection.put(resource, href, report.body)
-            except RequestFailedError:
-                self._reporter.failed(report, now, retry_delay(self.rate))
+            except RequestFailedError as err:
+                wait = max(retry_delay(self.rate), err.retry_after or 0.0)
+                self._reporter.failed(report, now, wait)
             else:
                 self._connection.resolved(resource)
                 self._reporter.sent(report, now)
@@ -227,10 +228,10 @@ class UsagePoints:
                     # New (or unknown to us) readings: announce them before posting.
                     link = await self._create(list_href, batch.role)
                 await self._post_readings(list_href, batch.role, link, body)
-            except RequestFailedError:
-                timetable.retry("mmr", now, self.post_rate())
+            except RequestFailedError as err:
+                timetable.retry("mmr", now, self.post_rate(), after=err.retry_after)
                 if batch.role not in self.links:
-                    timetable.retry("mup", now, poll_rate("mup", None))
+                    timetable.retry("mup", now, poll_rate("mup", None), after=err.retry_after)
                 self._changed()
                 return
             self._connection.resolved("MirrorMeterReading")
@@ -273,8 +274,8 @@ class UsagePoints:
                     self._announced.pop(role, None)
                     if self._telemetry.announced(role):
                         await self._create(href, role)
-        except RequestFailedError:
-            self._timetable.retry("mup", now, poll_rate("mup", None))
+        except RequestFailedError as err:
+            self._timetable.retry("mup", now, poll_rate("mup", None), after=err.retry_after)
             return
         self._timetable.plan("mup", now, poll_rate("mup", listing.poll_rate))
         self._changed()

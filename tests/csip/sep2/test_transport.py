@@ -19,6 +19,7 @@ from custom_components.dynamic_export.csip.sep2.transport import (
     ServerCertificateError,
     ServerUnreachableError,
     TlsHandshakeError,
+    retry_after_s,
 )
 
 from ..server.app import CsipTestServer
@@ -129,3 +130,34 @@ async def test_server_down(connect: Connect, csip_server: CsipTestServer) -> Non
         await transport.get(csip_server.url)
     await csip_server.start()
     assert (await transport.get(csip_server.url)).status == 200
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"Retry-After": "180"}, 180.0),
+        ({"Retry-After": " 0 "}, 0.0),
+        ({"Retry-After": "999999"}, 3600.0),  # capped: a typo must not silence a resource for days
+        (
+            {
+                "Retry-After": "Wed, 21 Oct 2026 07:30:00 GMT",
+                "Date": "Wed, 21 Oct 2026 07:28:00 GMT",
+            },
+            120.0,
+        ),
+        (
+            {
+                "Retry-After": "Wed, 21 Oct 2026 07:20:00 GMT",
+                "Date": "Wed, 21 Oct 2026 07:28:00 GMT",
+            },
+            0.0,
+        ),
+        ({"Retry-After": "Wed, 21 Oct 2026 07:30:00 GMT"}, None),  # no Date: no clock to read it on
+        ({"Retry-After": "-5"}, None),
+        ({"Retry-After": "soon"}, None),
+        ({}, None),
+    ],
+)
+def test_retry_after_header(headers: dict[str, str], seconds: float | None) -> None:
+    """Delay-seconds or an HTTP date read on the server's own Date; anything else is ignored."""
+    assert retry_after_s(headers) == seconds

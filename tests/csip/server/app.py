@@ -129,6 +129,8 @@ class Fault:
     body: bytes = b""
     times: int | None = None
     hits: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+    """Headers a ``status`` answer carries (e.g. Retry-After)."""
 
     def matches(self, method: str, path: str) -> bool:
         """Whether this fault is still armed for the request."""
@@ -324,23 +326,26 @@ class CsipTestServer:
         chunked: bool = False,
         body: bytes = b"",
         times: int | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Fault:
         """Make requests matching ``path`` (a glob, without prefix) misbehave.
 
-        Kinds: ``status`` (answer ``status`` with ``body``), ``delay`` (wait ``delay`` s, then
-        answer normally; any kind honours ``delay``), ``malformed`` (the real document cut in
-        half), ``xxe`` (the real document with a DOCTYPE declaring an external entity, used in
-        its first text), ``billion_laughs`` (nested entity expansion), ``wrong_namespace``
-        (the real document in the SEP 2.0 namespace), ``wrong_content_type`` (text/html),
-        ``empty`` (200 with no body), ``huge`` (``size`` bytes of padded XML, ``chunked`` or
-        with a Content-Length), ``drop`` (close the connection without answering),
-        ``hang`` (accept the request and never answer: the connection stays open until
-        ``clear_faults`` or ``stop``, then closes unanswered), ``drop_after`` (handle the
-        request, storing what it carries, then close the connection without answering:
-        a write the server took but the client never saw acknowledged).
+        Kinds: ``status`` (answer ``status`` with ``body`` and ``headers``), ``delay`` (wait
+        ``delay`` s, then answer normally; any kind honours ``delay``), ``malformed`` (the real
+        document cut in half), ``xxe`` (the real document with a DOCTYPE declaring an external
+        entity, used in its first text), ``billion_laughs`` (nested entity expansion),
+        ``wrong_namespace`` (the real document in the SEP 2.0 namespace), ``wrong_content_type``
+        (text/html), ``empty`` (200 with no body), ``huge`` (``size`` bytes of padded XML,
+        ``chunked`` or with a Content-Length), ``drop`` (close the connection without
+        answering), ``hang`` (accept the request and never answer: the connection stays open
+        until ``clear_faults`` or ``stop``, then closes unanswered), ``drop_after`` (handle the
+        request, storing what it carries, then close the connection without answering: a write
+        the server took but the client never saw acknowledged).
         The newest matching fault wins.
         """
-        fault = Fault(path, kind, method, status, delay, size, chunked, body, times)
+        fault = Fault(
+            path, kind, method, status, delay, size, chunked, body, times, headers=headers or {}
+        )
         self.faults.append(fault)
         return fault
 
@@ -447,7 +452,7 @@ class CsipTestServer:
     ) -> web.StreamResponse | None:
         if fault.kind == "status":
             record.status = fault.status
-            return web.Response(status=fault.status, body=fault.body or None)
+            return web.Response(status=fault.status, body=fault.body or None, headers=fault.headers)
         if fault.kind == "empty":
             record.status = 200
             return web.Response(status=200)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin
 
 import aiohttp
@@ -25,6 +27,8 @@ CONTENT_TYPE = "application/sep+xml"
 DEFAULT_TIMEOUT_S = 10.0
 RETRY_DELAYS_S = (0.5, 2.0)
 """Pauses before the second and third attempt of an idempotent request."""
+MAX_RETRY_AFTER_S = 3600.0
+"""The longest Retry-After honoured: a server asking for more is waited on this long."""
 
 
 class TransportError(Exception):
@@ -50,10 +54,36 @@ class ServerCertificateError(TransportError):
 class HttpStatusError(TransportError):
     """The server answered with an HTTP error status."""
 
-    def __init__(self, method: str, url: str, status: int) -> None:
-        """Keep the status for callers that treat 404 differently."""
-        super().__init__(f"{method} {url}: HTTP {status}")
+    def __init__(
+        self, method: str, url: str, status: int, retry_after: float | None = None
+    ) -> None:
+        """Keep the status (callers treat 404 differently) and the server's Retry-After."""
+        wait = f", retry after {retry_after:.0f} s" if retry_after is not None else ""
+        super().__init__(f"{method} {url}: HTTP {status}{wait}")
         self.status = status
+        self.retry_after = retry_after
+        """Seconds the server asked us to wait before asking again (429, 503), if it said."""
+
+
+def retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """The wait a Retry-After header asks for, in seconds (0-MAX_RETRY_AFTER_S), or None.
+
+    Either delay-seconds or an HTTP date; a date is read against the response's own Date
+    header (the server's clock), so our clock being off does not shorten or stretch it.
+    """
+    value = headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER_S)
+    try:
+        until = parsedate_to_datetime(value)
+        sent = parsedate_to_datetime(headers.get("Date", ""))
+    except (TypeError, ValueError, IndexError):
+        return None
+    if until.tzinfo is None or sent.tzinfo is None:
+        return None
+    return min(max(0.0, (until - sent).total_seconds()), MAX_RETRY_AFTER_S)
 
 
 class BodyTooLargeError(TransportError):
@@ -121,8 +151,11 @@ class Sep2Transport:
             try:
                 return await self._once(method, url, body, query)
             except (ServerUnreachableError, HttpStatusError) as err:
+                # A server that says when to come back is not asked again sooner.
                 retryable = isinstance(err, ServerUnreachableError) or (
-                    isinstance(err, HttpStatusError) and err.status >= 500
+                    isinstance(err, HttpStatusError)
+                    and err.status >= 500
+                    and err.retry_after is None
                 )
                 if not retryable or attempt == len(delays):
                     raise
@@ -153,7 +186,10 @@ class Sep2Transport:
                         f"{method} {url}: HTTP {response.status}, the server refused this device"
                     )
                 if response.status >= 400:
-                    raise HttpStatusError(method, url, response.status)
+                    wait = (
+                        retry_after_s(response.headers) if response.status in (429, 503) else None
+                    )
+                    raise HttpStatusError(method, url, response.status, wait)
                 return Answer(response.status, data, response.headers.get("Location"))
         except aiohttp.ClientConnectorCertificateError as err:
             raise ServerCertificateError(f"{url}: server certificate not trusted ({err})") from err
