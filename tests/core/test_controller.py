@@ -337,6 +337,22 @@ def test_increase_bounded_by_elapsed_time() -> None:
     assert fourth.constraint is Constraint.EXPORT_LIMIT
 
 
+def test_inverter_answering_again_is_not_cut_below_its_output() -> None:
+    """An inverter that did not answer was never told the target planned without it: when
+    it answers again, producing 4 kW, the ramp starts above that, not at the 0 W planned."""
+    controller = Controller()
+    merged = MergedControls(export_limit=1500.0)
+    ratings = {"a": 10_000.0}
+    controller.compute(merged, meter(-1500.0), {"a": reading(4000.0)}, ratings, NOW)
+    silent = controller.compute(merged, meter(-1500.0, at=NOW + 1), {"a": None}, ratings, NOW + 1)
+    assert silent.generation_target_w == 0.0  # nothing answered: nothing to plan for
+    back = controller.compute(
+        merged, meter(-1500.0, at=NOW + 2), {"a": reading(4000.0)}, ratings, NOW + 2
+    )
+    assert back.generation_target_w >= 4000.0 - 250.0  # the export limit's margin at most
+    assert back.constraint is Constraint.EXPORT_LIMIT
+
+
 def test_ramp_rate_is_a_setting() -> None:
     controller = Controller(ControllerSettings(ramp_up_pct_per_s=10.0))
     plan = controller.compute(
@@ -487,13 +503,14 @@ def test_connect_false_disconnects_with_zero_target() -> None:
     }
 
 
-def test_energize_false_zero_limit_stays_connected() -> None:
+def test_energize_false_stops_the_inverters() -> None:
+    """Ceasing to energize is not a 0 % limit: the inverters stop, as when disconnected."""
     plan = Controller().compute(
         MergedControls(energize=False), meter(0.0), {"a": reading(3000.0)}, {"a": 10_000.0}, NOW
     )
     assert plan.generation_target_w == 0.0
     assert plan.constraint is Constraint.ENERGIZE
-    assert plan.commands == {"a": InverterCommand(connect=True, limit_pct=0.0)}
+    assert plan.commands == {"a": InverterCommand(connect=False, limit_pct=0.0)}
 
 
 def test_connect_false_wins_over_energize_false() -> None:

@@ -15,6 +15,14 @@ already the wire addresses. The quirks the client has to live with:
 - **RAM vs flash**: the EDPC registers (0xF300 up) are lost by :meth:`restart`, the committed
   ones (0xF104, 0xF142) survive it.
 
+Faults for the fault matrix, beyond the server's own (``hang``, ``exceptions``,
+``response_delay``): ``busy`` answers every request with that exception code,
+``write_exceptions`` refuses writes to an address (reads of it still answer); :meth:`freeze`
+keeps serving the last SunSpec values while the inverter goes on underneath;
+:meth:`drop_next_write` closes the connection when a write to an address arrives, after
+applying it or not; :meth:`start` takes a port, so a peer can come back where it was (or
+first appear at a port its client already knows).
+
 Physics: EDPC applies only once power control is committed (0xF142 = 1, 0xF104 = 4) and
 0xF300 = 1. Its limit is 0xF322 (% of 0xF30C) until the command timeout (0xF310) passes
 without a write to 0xF322; then the fallback (0xF312) applies. The limit moves at the ramp
@@ -136,6 +144,17 @@ class SolarEdgePeer(FakeModbusServer):
         self._last = clock()
         self._last_command = self._last
         self.fallback_active = False
+        self.frozen = False
+        self.busy: int | None = None
+        """An exception code every request is answered with (None: answer normally)."""
+        self.write_exceptions: dict[int, int] = {}
+        """Address -> exception code for writes there."""
+        self.refused: list[int] = []
+        """Addresses of the writes refused so far (they are not in ``writes()``)."""
+        self.write_drops: dict[int, bool] = {}
+        """Address -> applied: the next write there closes the connection unanswered."""
+        self.dropped: list[tuple[int, bool]] = []
+        """Writes that closed the connection: (address, whether it took effect)."""
         for address in range(0xF000, 0xF004):
             self.registers[address] = 0
         self.registers[F_ACTIVE_POWER_LIMIT] = 100
@@ -178,6 +197,11 @@ class SolarEdgePeer(FakeModbusServer):
         return le_u32_value(self._get(F_TIMEOUT))
 
     @property
+    def last_command_at(self) -> float:
+        """Peer time of the last write that restarted the command timeout."""
+        return self._last_command
+
+    @property
     def output_w(self) -> float:
         self.advance()
         return self._output_w
@@ -203,6 +227,24 @@ class SolarEdgePeer(FakeModbusServer):
 
     def writes_to(self, address: int) -> list[Request]:
         return [r for r in self.writes() if r.address == address]
+
+    async def start(self, port: int = 0) -> int:
+        """Listen on ``port`` (0: any free one)."""
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    def freeze(self, frozen: bool = True) -> None:
+        """Keep serving the last output, energy and status (the inverter itself goes on)."""
+        self.frozen = frozen
+        self.advance()
+
+    def drop_next_write(self, address: int, *, applied: bool) -> None:
+        """Close the connection unanswered at the next write to ``address``.
+
+        ``applied`` says whether the write took effect first: the client cannot tell.
+        """
+        self.write_drops[address] = applied
 
     # -- physics ----------------------------------------------------------------------------
 
@@ -250,6 +292,8 @@ class SolarEdgePeer(FakeModbusServer):
             alpha = 1.0 - math.exp(-dt / self.time_constant_s) if dt > 0 else 0.0
             self._output_w += (ceiling - self._output_w) * alpha
         self._energy_wh += self._output_w * dt / 3600.0
+        if self.frozen:
+            return
         throttled = self.available_w > RATING_W * self._limit_pct / 100.0
         values = _inverter_values(self._output_w, int(self._energy_wh), 5 if throttled else 4)
         for name in ("W", "WH", "St"):
@@ -281,9 +325,20 @@ class SolarEdgePeer(FakeModbusServer):
         self.advance()
         function = pdu[0]
         address, values = 0, []
+        if self.busy is not None:
+            return bytes([function | 0x80, self.busy])
         if function == 16:
             address, count, _ = struct.unpack(">HHB", pdu[1:6])
             values = list(struct.unpack(f">{count}H", pdu[6 : 6 + 2 * count]))
+            if address in self.write_exceptions:
+                self.refused.append(address)
+                return bytes([function | 0x80, self.write_exceptions[address]])
+            if address in self.write_drops:
+                applied = self.write_drops.pop(address)
+                self.dropped.append((address, applied))
+                if applied:
+                    self._process(unit, pdu)
+                raise ConnectionResetError("the peer drops the connection mid-write")
         reply = super()._process(unit, pdu)
         if function == 16 and reply[0] == 16:
             if address == F_COMMIT and values == [1]:

@@ -190,6 +190,24 @@ async def test_commit_cut_short_is_awaited_not_repeated(
     assert peer.power_control_committed
 
 
+@pytest.mark.parametrize("applied", [False, True], ids=["commit-lost", "commit-landed"])
+async def test_commit_write_cut_off_is_told_apart(
+    make_peer: MakePeer, make_inverter: MakeInverter, *, applied: bool
+) -> None:
+    """The connection drops as the commit goes out. Lost: its register still reads 0, which
+    is not taken for success: the commit is written again. Landed: the register holds the 1
+    while the inverter commits, so it is waited for, not started twice."""
+    peer = await make_peer(commit_s=0.3)
+    peer.drop_next_write(F_COMMIT, applied=applied)
+    inverter = make_inverter(peer)
+    with pytest.raises(DeviceUnavailableError, match="connection lost"):
+        await inverter.async_setup()
+    await inverter.async_setup()
+    assert peer.power_control_committed
+    assert len(peer.writes_to(F_COMMIT)) == 1
+    assert inverter.commits == (1 if applied else 2)
+
+
 async def test_first_limit_sets_up_edpc_and_the_output_follows(
     make_peer: MakePeer, make_inverter: MakeInverter
 ) -> None:
@@ -505,3 +523,32 @@ async def test_one_client_at_a_time(make_peer: MakePeer, make_inverter: MakeInve
     finally:
         await connection.close()
     assert peer.knocked_off == knocked + 1  # only the previous client's socket, once
+
+
+async def test_frozen_values_fail_the_read(
+    make_peer: MakePeer, make_inverter: MakeInverter, clock: JumpClock
+) -> None:
+    """The inverter keeps serving its last SunSpec values at 4 kW: the 1 Wh lifetime energy
+    stands still, so after 13 Wh (12 s) and at least 10 s the read fails; live again after."""
+    peer = await make_peer(committed=True, available_w=4000.0)
+    inverter = make_inverter(peer)
+    await settle(peer, 10.0)
+    for _ in range(20):  # live: the counter moves every 0.9 s
+        await settle(peer, 1.0)
+        await inverter.async_read()
+    peer.freeze()
+    reads = 0
+    error = ""
+    while not error and reads < 30:
+        await settle(peer, 1.0)
+        reads += 1
+        try:
+            await inverter.async_read()
+        except DeviceError as err:
+            error = str(err)
+    assert "values look frozen: lifetime energy" in error
+    assert 10 <= reads <= 13
+    peer.freeze(False)
+    await settle(peer, 1.0)
+    reading = await inverter.async_read()
+    assert reading.ac_power_w == pytest.approx(4000.0, abs=10.0)

@@ -12,6 +12,13 @@ instance 0); the grid meter (``com.victronenergy.grid``) sits at its device inst
 - **no timeout**: the feed-in limit is a persistent setting; it stays in force whatever
   happens to the client (there is no fallback to show, only persistence).
 
+Faults for the fault matrix, beyond the server's own (``hang``, ``exceptions``,
+``response_delay``): ``unit_errors`` answers every request to a unit with an exception (the
+GX lost that service: 10 or 11; busy: 6); :meth:`freeze_meter` keeps serving the grid
+meter's last values while the site goes on; :meth:`drop_next_write` closes the connection
+when a write to an address arrives, after applying it or not; :meth:`start` takes a port, so
+a GX can come back where it was.
+
 Physics (the GX's ESS loop): with a maximum feed-in ``cap`` >= 0 the PV may produce at most
 ``load + cap``; with -1 all that is available. The PV follows that ceiling with a first-order
 lag. ``output_source`` lets an outer model own the PV output (a household in the Home
@@ -20,6 +27,7 @@ Assistant tests); the peer then only computes :meth:`ceiling_w`.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import struct
 import time
@@ -85,6 +93,7 @@ class GxPeer(FakeModbusServer):
         ess_running: bool = True,
         phases: int = 3,
         energy_totals: bool = True,
+        energy_step_wh: int = 10,
         time_constant_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -110,6 +119,8 @@ class GxPeer(FakeModbusServer):
         self.load_w = load_w
         self.time_constant_s = time_constant_s
         self.phases = phases
+        self.energy_step_wh = energy_step_wh
+        """How often the totals move: 10 Wh (their resolution) or coarser, as some meters."""
         self.read_only = False
         self.output_source: Callable[[], float] | None = None
         self.load_source: Callable[[], float] | None = None
@@ -117,6 +128,13 @@ class GxPeer(FakeModbusServer):
         self._import_wh = 1_000_000.0
         self._export_wh = 500_000.0
         self._last = clock()
+        self.meter_frozen = False
+        self.unit_errors: dict[int, int] = {}
+        """Unit -> exception code every request to it is answered with."""
+        self.write_drops: dict[int, bool] = {}
+        """Address -> applied: the next write there closes the connection unanswered."""
+        self.dropped: list[tuple[int, bool]] = []
+        """Writes that closed the connection: (address, whether it took effect)."""
         self.max_feed_in_w = max_feed_in_w
         system.update(zip(range(800, 806), words_of(GX_SERIAL, 6), strict=True))
         system[HUB4_MODE] = ess_mode
@@ -150,6 +168,31 @@ class GxPeer(FakeModbusServer):
 
     def feed_in_writes(self) -> list[Request]:
         return [r for r in self.writes() if r.address in (MAX_FEED_IN_W, MAX_FEED_IN_100W)]
+
+    # -- faults -----------------------------------------------------------------------------
+
+    async def start(self, port: int = 0) -> int:
+        """Listen on ``port`` (0: any free one)."""
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    def freeze_meter(self, frozen: bool = True) -> None:
+        """Serve the grid meter's last power and energy (the site goes on underneath).
+
+        The system service's grid power (820-822) is a copy of the meter's, so it stands
+        still too; the PV values stay live.
+        """
+        self.advance()
+        self.meter_frozen = frozen
+        self.advance()
+
+    def drop_next_write(self, address: int, *, applied: bool) -> None:
+        """Close the connection unanswered at the next write to ``address``.
+
+        ``applied`` says whether the write took effect first: the client cannot tell.
+        """
+        self.write_drops[address] = applied
 
     # -- physics ----------------------------------------------------------------------------
 
@@ -197,14 +240,15 @@ class GxPeer(FakeModbusServer):
             self.system[PV_ON_OUTPUT + phase] = round(self._output_w * share / 2) if on else 0
             self.system[PV_ON_GRID + phase] = round(self._output_w * share / 2) if on else 0
             self.system[CONSUMPTION + phase] = round(load * share) if on else 0
-            self.system[SYSTEM_GRID + phase] = s16(round(grid_w * share)) if on else 0
-            self.grid[GRID_POWER + phase] = s16(round(grid_w * share)) if on else 0
+            if not self.meter_frozen:  # the system service copies the grid meter's power
+                self.system[SYSTEM_GRID + phase] = s16(round(grid_w * share)) if on else 0
+                self.grid[GRID_POWER + phase] = s16(round(grid_w * share)) if on else 0
         if LIMITER_ACTIVE in self.system:
             self.system[LIMITER_ACTIVE] = int(self.ceiling_w() < self.available_w - 1)
         for offset, wh in ((0, self._import_wh), (2, self._export_wh)):
-            if GRID_ENERGY not in self.grid:
+            if GRID_ENERGY not in self.grid or self.meter_frozen:
                 break
-            raw = int(wh / 10)  # 0.01 kWh
+            raw = int(wh // self.energy_step_wh) * self.energy_step_wh // 10  # 0.01 kWh
             self.grid[GRID_ENERGY + offset] = raw >> 16
             self.grid[GRID_ENERGY + offset + 1] = raw & 0xFFFF
 
@@ -217,6 +261,15 @@ class GxPeer(FakeModbusServer):
             address, count = struct.unpack(">HH", pdu[1:5])
             if function == 6:
                 count = 1
+            if unit in self.unit_errors:
+                self.requests.append(Request(unit, function, address, count))
+                return bytes([function | 0x80, self.unit_errors[unit]])
+            if function in (6, 16) and address in self.write_drops:
+                applied = self.write_drops.pop(address)
+                self.dropped.append((address, applied))
+                if applied:
+                    self._process(unit, pdu)
+                raise ConnectionResetError("the peer drops the connection mid-write")
             addresses = range(address, address + count)
             image = self.units.get(unit)
             missing = image is not None and any(a not in image for a in addresses)

@@ -332,3 +332,52 @@ async def test_noise_within_a_step_does_not_rewrite_the_cap(
     grid = peer.load_w - peer.output_w
     await gx.async_apply(limit((held - 40 + reading.ac_power_w + grid) / RATING_W * 100))
     assert peer.max_feed_in_w == held - 50  # more than half a step below: written, down
+
+
+async def test_frozen_meter_values_count_as_old(
+    make_peer: MakePeer, make_meter: Callable[..., VictronGridMeter], clock: StepClock
+) -> None:
+    """The GX keeps serving the meter's last values: its totals stand still while 3.5 kW
+    flows, so after 40 Wh (41 s) a reading counts as old as the totals' last move."""
+    peer = await make_peer(available_w=4000, load_w=500)
+    meter = make_meter(peer)
+    for _ in range(60):  # live: the 10 Wh totals move every ~10 s
+        await settle(peer, clock, 1.0)
+        reading = await meter.async_read()
+        assert reading.timestamp == clock.now
+    peer.freeze_meter()
+    stamps = []
+    for _ in range(60):
+        await settle(peer, clock, 1.0)
+        stamps.append((await meter.async_read()).timestamp)
+    first_old = next(i for i, t in enumerate(stamps) if t < clock.now - 60 + i)
+    assert 30 <= first_old + 1 <= 42  # 30-40 Wh still since the last move, at 3.5 kW
+    assert clock.now - stamps[-1] >= 50
+    peer.freeze_meter(False)
+    await settle(peer, clock, 1.0)
+    assert (await meter.async_read()).timestamp == clock.now
+
+
+async def test_coarse_totals_are_never_judged_frozen(
+    make_peer: MakePeer, make_meter: Callable[..., VictronGridMeter], clock: StepClock
+) -> None:
+    """A meter whose totals move in 100 Wh steps (0.1 kWh behind the GX's 0.01 kWh register)
+    cannot be told from a frozen one: it is never judged, so it never trips a false
+    fail-safe."""
+    peer = await make_peer(available_w=4000, load_w=500, energy_step_wh=100)
+    meter = make_meter(peer)
+    for _ in range(600):
+        await settle(peer, clock, 1.0)
+        assert (await meter.async_read()).timestamp == clock.now
+
+
+async def test_cap_never_exceeds_the_generation_asked_for(
+    make_peer: MakePeer, make_gx: MakeGx
+) -> None:
+    """PV 500 W with the grid still reading 1450 W of export (a frozen value) says the site
+    uses -950 W: taken as 0 W, so a 30 % share (1500 W) caps feed-in at 1500 W, not 2450 W."""
+    peer = await make_peer()
+    gx = make_gx(peer)
+    await gx.async_setup()
+    assert gx.cap_for(limit(30.0), pv_w=500.0, grid_w=-1450.0) == 1500
+    assert gx.cap_for(limit(30.0), pv_w=2050.0, grid_w=-1450.0) == 900  # 600 W own use

@@ -104,6 +104,7 @@ class Controller:
         self._previous_target_w: float | None = None
         self._previous_time: float | None = None
         self._previous_constraint: Constraint | None = None
+        self._previous_available: frozenset[str] = frozenset()
         self.load_noise = LoadNoise()
         self.inverter_lag = InverterLag()
 
@@ -112,6 +113,7 @@ class Controller:
         self._previous_target_w = None
         self._previous_time = None
         self._previous_constraint = None
+        self._previous_available = frozenset()
         self.load_noise.reset()
         self.inverter_lag.reset()
 
@@ -207,8 +209,15 @@ class Controller:
         # The fail-safe level does not depend on the meter, so a failing meter is
         # no reason to hold below it.
         hold = not meter_fresh and state is not ControlState.FAIL_SAFE
+        # Inverters that answer again were never told the target planned without them:
+        # their output is already there, so the ramp starts above it, not below.
+        returned_w = sum(
+            max(0.0, r.ac_power_w)
+            for key, r in available.items()
+            if key not in self._previous_available
+        )
         target, constraint = self._bound_increase(
-            target, constraint, output_w, rating_available, now, hold=hold
+            target, constraint, output_w, rating_available, now, hold=hold, returned_w=returned_w
         )
         if floor is not None and not hold and target < floor:
             # The ramp smooths increases but must not leave the site importing
@@ -232,11 +241,14 @@ class Controller:
         self._previous_target_w = target
         self._previous_time = now
         self._previous_constraint = constraint
+        self._previous_available = frozenset(available)
 
         shares = _shares(commanded, available, not_following)
         commands = {
+            # De-energized is ceasing to energize, not a 0 % limit (still synchronised and
+            # operating): the inverters stop as when disconnected (CSIP-AUS ALL-11, ALL-26).
             key: InverterCommand(
-                connect=merged.connect,
+                connect=merged.connect and merged.energize,
                 limit_pct=_percent(shares[key], available[key].rated_power_w),
             )
             for key in available
@@ -281,12 +293,18 @@ class Controller:
         now: float,
         *,
         hold: bool,
+        returned_w: float = 0.0,
     ) -> tuple[float, Constraint]:
-        """Let the target rise by at most the ramp rate; never hold back a decrease."""
+        """Let the target rise by at most the ramp rate; never hold back a decrease.
+
+        ``returned_w`` is the output of inverters that were unreachable last cycle: the
+        previous target did not include it, so the rise is counted from above it.
+        """
         previous = self._previous_target_w
         if previous is None or self._previous_time is None:
             previous, elapsed = output_w, 1.0
         else:
+            previous += returned_w
             elapsed = max(0.0, now - self._previous_time)
         if target <= previous:
             return target, constraint

@@ -19,18 +19,23 @@ as a refresh), so ``revert_timeout_s`` is exactly the timeout written to the inv
 
 Output, energy and status are read from SunSpec models 101-103 through ``sunspec.device``.
 The limit read back is 0xF322 while EDPC is on, so a limit that snapped back (the SolarEdge
-app, a restart) is seen as drift and written again.
+app, a restart) is seen as drift and written again. Values that stand still (lifetime energy
+unchanged while the power reading says energy flows) fail the read, as for SunSpec inverters:
+the site then counts the inverter at its rating, and, as nothing is written to it, its own
+command timeout brings it to the fallback limit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..core.errors import InvalidDeviceDataError
+from ..core.frozen import FrozenCounterCheck
 from ..core.measurements import InverterCommand, InverterReading
 from ..core.numbers import finite_number
 from ..sunspec.connection import RegisterConnection
@@ -52,6 +57,8 @@ LIMIT_STEP_PCT = 0.01
 """Limits are written rounded down to this step, so a read-back compares exactly."""
 ILLEGAL_DATA_ADDRESS = 2
 SERVER_BUSY = 6
+
+_LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,8 +167,11 @@ class SolarEdgeInverter:
         self._info: SolarEdgeInfo | None = None
         self._committed = False  # 0xF142/0xF104 are as EDPC needs them
         self._commit_deadline: float | None = None  # a commit we started is still running
+        self._commit_sent = False  # its write returned (else it may not have landed)
         self._edpc_ready = False  # the RAM settings are ours and EDPC is on
         self.commits = 0  # commits this client asked for (diagnostics, tests)
+        self._frozen_check = FrozenCounterCheck()
+        self._said_no_energy = False
 
     @property
     def unit_id(self) -> int:
@@ -218,7 +228,10 @@ class SolarEdgeInverter:
         """Enable advanced power control and RRCR, with one commit, unless they already are.
 
         A commit this client started and that has not finished (the cycle that waited for
-        it timed out) is waited for again rather than started a second time.
+        it timed out) is waited for again rather than started a second time. A commit
+        write that never returned (connection lost, the cycle's timeout) may or may not
+        have landed: the commit register says which (it holds the 1 while committing), and
+        one that did not land is written again instead of its 0 being taken for success.
         """
         if self._committed:
             return
@@ -227,7 +240,11 @@ class SolarEdgeInverter:
             if self._clock() - failed_at < self._commit_retry_s:
                 raise error
             self._commit_failure = None
-        if self._commit_deadline is None:
+        if self._commit_deadline is not None and not self._commit_sent:
+            (state,) = await self._read(reg.COMMIT, 1)
+            if state != 1:
+                await self._async_start_commit()
+        elif self._commit_deadline is None:
             enable = reg.decode_int32(await self._read(reg.ADVANCED_POWER_CONTROL_ENABLE, 2))
             config = reg.decode_int32(await self._read(reg.REACTIVE_POWER_CONFIG, 2))
             if enable == reg.ENABLED and config == reg.RRCR:
@@ -237,15 +254,21 @@ class SolarEdgeInverter:
                 await self._write(reg.ADVANCED_POWER_CONTROL_ENABLE, reg.encode_int32(1))
             if config != reg.RRCR:
                 await self._write(reg.REACTIVE_POWER_CONFIG, reg.encode_int32(reg.RRCR))
-            self._commit_deadline = self._clock() + self._commit_timeout_s
-            self.commits += 1
-            await self._write(reg.COMMIT, [1])
+            await self._async_start_commit()
         try:
             await self._async_wait_commit()
         except CommitError as err:
             self._commit_failure = (self._clock(), err)
             raise
         self._committed = True
+
+    async def _async_start_commit(self) -> None:
+        """Write the commit; ``_commit_sent`` tells later calls whether the write returned."""
+        self._commit_deadline = self._clock() + self._commit_timeout_s
+        self._commit_sent = False
+        self.commits += 1
+        await self._write(reg.COMMIT, [1])
+        self._commit_sent = True
 
     async def _async_wait_commit(self) -> None:
         """Poll the commit register until it reports the result (5-10 s)."""
@@ -320,6 +343,8 @@ class SolarEdgeInverter:
             )
         if limit is not None and not 0 <= limit <= 100:
             raise InvalidDeviceDataError(f"unit {self._unit_id}: dynamic limit {limit} %")
+        energy = finite_number(values["WH"])
+        self._check_frozen(timestamp, power, energy, values.get("WH_SF"))
         status = values["St"]
         return InverterReading(
             timestamp=timestamp,
@@ -329,8 +354,29 @@ class SolarEdgeInverter:
             limit_enabled=enabled == reg.ENABLED,
             connected=None,
             status=STATUS_NAMES.get(status) if isinstance(status, int) else None,
-            lifetime_energy_wh=finite_number(values["WH"]),
+            lifetime_energy_wh=energy,
         )
+
+    def _check_frozen(
+        self, now: float, power_w: float, energy_wh: float | None, energy_sf: object
+    ) -> None:
+        """Fail the read while the values look frozen (the loop logs it and its recovery)."""
+        if energy_wh is None and not self._said_no_energy:
+            self._said_no_energy = True
+            _LOGGER.warning(
+                "SolarEdge inverter (unit %s) reports no lifetime energy: frozen values cannot "
+                "be detected",
+                self._unit_id,
+            )
+        step_wh = float(10.0**energy_sf) if isinstance(energy_sf, int) else 0.0
+        check = self._frozen_check
+        valid_from = check.observe(now, power_w, energy_wh, None, step_wh)
+        if valid_from is not None:
+            raise InvalidDeviceDataError(
+                f"unit {self._unit_id}: values look frozen: lifetime energy unchanged for "
+                f"{now - valid_from:.0f} s while its power reading adds up to "
+                f"{check.still_wh:.0f} Wh"
+            )
 
     async def async_apply(self, command: InverterCommand) -> None:
         """Write the dynamic limit (0 % for connect=False), setting EDPC up first if needed."""

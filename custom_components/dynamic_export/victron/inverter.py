@@ -16,6 +16,8 @@ so the cap written is ``E`` (less the margin): steady while the load moves, so i
 rarely rewritten. Under a generation limit the cap follows the load instead. The cap is
 clamped to 0 W (zero feed-in) from below: the GX cannot hold generation below the site's
 own use, so a generation limit below the load, and ``connect=False``, end at zero export.
+The site's own use is taken as at least 0 W, so the cap never exceeds ``G`` itself, even
+when the GX's grid value is stale while its PV value moves (a frozen grid meter).
 It is rounded down to ``step_w`` and never set above the GX's own setting found at set-up
 (``own_limit_w``, e.g. a network limit the installer configured): that stays a ceiling.
 At 100 % (no limit) the GX's own setting is written back.
@@ -270,7 +272,10 @@ class VictronGxInverter:
         own = reg.NO_LIMIT if self._own is None else self._own
         if fraction >= 1.0:
             return own
-        exact = self._rating * fraction - pv_w - grid_w
+        # The site's own use is never below 0: readings that say so (a grid value that
+        # froze while the PV moved) would raise the cap above the generation asked for.
+        own_use_w = max(0.0, pv_w + grid_w)
+        exact = self._rating * fraction - own_use_w
         step = self._step()
         if held_w is not None and 0 <= held_w <= exact + step / 2 and held_w > exact - step:
             # Within a step of the cap held: readings taken a moment apart move the exact

@@ -4,14 +4,22 @@ The meter is a service of its own on the GX, at the unit id of its device instan
 30 or above; the GX lists it under *Available services*). Power is per phase, int16 W,
 + import, as the GX's ESS loop sees it; energy is the meter's total import and export
 (uint32, 0.01 kWh), on firmware that has it.
+
+The GX serves whatever its grid service last had, with no timestamp, so values that stopped
+moving look fresh. As for SunSpec meters, energy totals that stand still while the power
+reading says energy flows mean frozen values: the reading then counts as old as the totals'
+last move, and the controller's meter age limit sends the site to fail-safe. Firmware
+without the totals cannot be judged (said once in the log).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..core.frozen import FrozenCounterCheck
 from ..core.measurements import MeterReading
 from ..sunspec.connection import RegisterConnection
 from ..sunspec.errors import ModbusExceptionError
@@ -19,6 +27,10 @@ from . import registers as reg
 from .errors import GridMeterUnavailableError
 
 DEFAULT_GRID_METER_UNIT = 30
+ENERGY_STEP_WH = 10.0
+"""The totals' resolution: 0.01 kWh."""
+
+_LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +80,8 @@ class VictronGridMeter:
         self._clock = clock
         self._info: GridMeterInfo | None = None
         self._has_energy = True
+        self._frozen_check = FrozenCounterCheck()
+        self._said_no_counters = False
 
     @property
     def unit_id(self) -> int:
@@ -105,11 +119,37 @@ class VictronGridMeter:
             powers[1] if info.phases >= 2 else None,
             powers[2] if info.phases >= 3 else None,
         )
+        grid_w = sum(p for p in phases if p is not None)
+        valid_from = self._check_frozen(timestamp, grid_w, imported, exported)
         return MeterReading(
-            timestamp=timestamp,
-            grid_power_w=sum(p for p in phases if p is not None),
+            timestamp=timestamp if valid_from is None else valid_from,
+            grid_power_w=grid_w,
             phase_power_w=phases if info.phases > 1 else None,
             import_energy_wh=imported,
             export_energy_wh=exported,
             voltage_v=volts_amps[0] / 10.0 if volts_amps[0] else None,
         )
+
+    def _check_frozen(
+        self, now: float, power_w: float, imported: float | None, exported: float | None
+    ) -> float | None:
+        """When the values are frozen, the time they were last live; log the transitions."""
+        name = f"Victron grid meter (unit {self._unit_id})"
+        if imported is None and exported is None and not self._said_no_counters:
+            self._said_no_counters = True
+            _LOGGER.warning("%s reports no energy totals: frozen values cannot be detected", name)
+        check = self._frozen_check
+        was_frozen = check.frozen
+        valid_from = check.observe(now, power_w, imported, exported, ENERGY_STEP_WH)
+        if valid_from is not None and not was_frozen:
+            _LOGGER.warning(
+                "%s values look frozen: energy totals unchanged for %.0f s while its power "
+                "reading adds up to %.0f Wh; its data counts as %.0f s old",
+                name,
+                now - valid_from,
+                check.still_wh,
+                now - valid_from,
+            )
+        elif valid_from is None and was_frozen:
+            _LOGGER.info("%s energy totals move again: its values are live", name)
+        return valid_from

@@ -96,6 +96,7 @@ class RequestRecord:
     tls_version: str | None
     cipher: str | None
     time: float
+    """When it arrived, on the state's clock (a test's fake clock where it has one)."""
     status: int | None = None
     fault: str | None = None
     errors: list[str] = field(default_factory=list)
@@ -214,6 +215,10 @@ class CsipTestServer:
         self._release = asyncio.Event()
         """Set to let hanging requests go (``clear_faults``, ``stop``)."""
         self._routes = self._route_table()
+        self.on_request: Callable[[RequestRecord, str, bool], None] | None = None
+        """Called with (record, local path, served) as each request arrives (``served``
+        False, before it is handled: it may change the state the answer is made from) and
+        once it was answered (True). A procedure runner listens here."""
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -375,10 +380,20 @@ class CsipTestServer:
             content_type=request.headers.get("Content-Type", ""),
             tls_version=ssl_object.version() if ssl_object is not None else None,
             cipher=cipher[0] if cipher else None,
-            time=time.time(),
+            time=self.state.clock(),
         )
         self.requests.append(record)
         local = self._local_path(request.path)
+        if self.on_request is not None:
+            self.on_request(record, local or "", False)
+        response = await self._serve(request, record, local, body)
+        if self.on_request is not None:
+            self.on_request(record, local or "", True)
+        return response
+
+    async def _serve(
+        self, request: web.Request, record: RequestRecord, local: str | None, body: bytes
+    ) -> web.StreamResponse:
         fault = next(
             (f for f in reversed(self.faults) if f.matches(request.method, local or "")), None
         )
@@ -564,7 +579,7 @@ class CsipTestServer:
             if errors:
                 ctx.record.errors.extend(errors)
                 raise Reject(400, "schema errors: " + "; ".join(errors))
-        return StoredBody(ctx.body, doc, ctx.lfdi, ctx.path, time.time())
+        return StoredBody(ctx.body, doc, ctx.lfdi, ctx.path, self.state.clock())
 
     # -- rendering helpers -------------------------------------------------------------------
 
@@ -654,7 +669,11 @@ class CsipTestServer:
                 href=self._h(f"{base}/fsa"),
                 all=len(self.state.fsas),
             ),
-            el("RegistrationLink", href=self._h(f"{base}/rg")),
+            (
+                el("RegistrationLink", href=self._h(f"{base}/rg"))
+                if self.state.registration_links
+                else None
+            ),
             el("ConnectionPointLink", ns=CSIP_NS, href=self._h(f"{base}/cp")),
             href=self._h(base),
         )
@@ -962,6 +981,8 @@ class CsipTestServer:
             raise Reject(400, f"endDeviceLFDI {device_lfdi} is not the certificate's {ctx.lfdi}")
         status = stored.value("status")
         created = stored.value("createdDateTime")
+        if self.state.strict and stored.doc.name == "DERControlResponse":
+            self._check_response(stored.value("subject"), status)
         self.state.responses.append(
             ResponseRecord(
                 path=ctx.path,
@@ -976,6 +997,14 @@ class CsipTestServer:
         )
         location = self._h(f"{ctx.path}/{len(self.state.responses)}")
         return Reply(201, headers={"Location": location})
+
+    def _check_response(self, subject: str | None, status: str | None) -> None:
+        """What the reference server refuses of a DERControlResponse: a status outside
+        IEEE 2030.5's ResponseType, or a subject that is none of its DERControls."""
+        if status is None or not status.isdigit() or int(status) not in RESPONSE_STATUSES:
+            raise Reject(400, f"Response status {status} is not an IEEE 2030.5 ResponseType")
+        if (subject or "").upper() not in self.state.control_mrids():
+            raise Reject(400, f"Response subject {subject} is not a DERControl of this server")
 
     # -- mirror usage points -----------------------------------------------------------------
 
@@ -1113,6 +1142,8 @@ class CsipTestServer:
         return Reply(201 if new else 204)
 
 
+RESPONSE_STATUSES = frozenset({*range(1, 16), 252, 253, 254})
+"""IEEE 2030.5 ResponseType: event received (1) to rejected (15), and the rejections 252-254."""
 CSIP_ROLE_FLAGS = {0x03, 0x49}
 """Site (isMirror|isPremisesAggregationPoint) and DER (isMirror|isDER|isSubmeter) usage points."""
 CSIP_UOMS = {38: "W", 63: "var", 29: "V", 33: "Hz"}

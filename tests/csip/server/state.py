@@ -308,6 +308,8 @@ class CsipState:
     - ``default_page_limit``: the ``l`` used when a list GET has none (2030.5 says 1).
       ``max_page_limit``: the most items one page returns whatever ``l`` asks (``None``: no cap).
     - ``allow_in_band_registration``: POST /edev registers a new device (else 403).
+    - ``registration_links``: EndDevices carry a RegistrationLink (a server may leave it
+      out; the client must then carry on without checking its PIN).
       ``enable_in_band_devices``: such devices start enabled.
     - ``allow_unregistered_discovery``: unknown certificates may GET /dcap, /tm, /edev.
     - ``edev_list_shows_all``: /edev lists every device, not only the caller's.
@@ -340,6 +342,7 @@ class CsipState:
         self.default_page_limit = 1
         self.max_page_limit: int | None = None
         self.allow_in_band_registration = True
+        self.registration_links = True
         self.enable_in_band_devices = True
         self.allow_unregistered_discovery = True
         self.edev_list_shows_all = False
@@ -356,6 +359,7 @@ class CsipState:
         self.fsas: dict[str, FunctionSetAssignments] = {}
         self.mups: dict[int, MirrorUsagePoint] = {}
         self.responses: list[ResponseRecord] = []
+        self.removed_controls: set[str] = set()
         self._next_device = 1
         self._next_mup = 1
         self._next_program = 1
@@ -585,7 +589,14 @@ class CsipState:
     def remove_control(self, mrid: str) -> DERControl:
         """Delete a control from its list (which, per 2030.5, is not a cancellation)."""
         control = self.control(mrid)
+        self.removed_controls.add(mrid.upper())
         return self.programs[control.program_id].controls.pop(mrid)
+
+    def control_mrids(self) -> set[str]:
+        """Every DERControl mRID this server has published, removed ones too (upper case):
+        what a Response may name, as the reference server keeps deleted controls archived."""
+        live = {m.upper() for p in self.programs.values() for m in p.controls}
+        return live | self.removed_controls
 
     # -- EndDevices --------------------------------------------------------------------------
 

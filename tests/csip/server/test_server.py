@@ -274,6 +274,17 @@ def _lfdi(server: CsipTestServer) -> str:
 # The resource tree
 
 
+async def test_registration_links_can_be_left_out(
+    client: Client,
+    csip_server: CsipTestServer,  # noqa: F811
+) -> None:
+    """A server may publish EndDevices without a RegistrationLink (reference ALL-05)."""
+    csip_server.state.registration_links = False
+    edev = (await client.get("/edev/1")).doc
+    assert "RegistrationLink" not in links(edev)
+    assert "FunctionSetAssignmentsListLink" in links(edev)
+
+
 async def test_every_link_from_dcap_is_reachable(client: Client) -> None:
     dcap = (await client.get("/dcap")).doc
     assert (dcap.ns, dcap.name) == (SEP_NS, "DeviceCapability")
@@ -654,6 +665,25 @@ async def test_responses_are_stored_in_order(client: Client, csip_server: CsipTe
     foreign = await client.request("POST", "/rsps/1/rsp", _response("11" * 20, control.mrid, 1))
     assert foreign.status == 400
     assert len(csip_server.state.responses) == 3
+
+
+async def test_responses_name_a_control_with_a_response_type(
+    client: Client,
+    csip_server: CsipTestServer,  # noqa: F811
+) -> None:
+    """As the reference server: a status outside ResponseType, or a subject that is none of
+    its DERControls, is refused; a deleted control can still be answered."""
+    lfdi = _lfdi_of_client(csip_server)
+    control = csip_server.state.add_control("1")
+    for status in (0, 16, 251):
+        bad = await client.request("POST", "/rsps/1/rsp", _response(lfdi, control.mrid, status))
+        assert bad.status == 400, status
+    unknown = await client.request("POST", "/rsps/1/rsp", _response(lfdi, "AB" * 16, 1))
+    assert unknown.status == 400
+    csip_server.state.remove_control(control.mrid)
+    late = await client.request("POST", "/rsps/1/rsp", _response(lfdi, control.mrid, 3))
+    assert late.status == 201
+    assert csip_server.state.response_statuses(control.mrid) == [3]
 
 
 def _lfdi_of_client(server: CsipTestServer) -> str:

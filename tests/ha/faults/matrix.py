@@ -25,6 +25,8 @@ DEVICES: dict[str, str] = {
     "csip": "CSIP-AUS server",
     "sungrow": "Sungrow SG/SH",
     "huawei": "Huawei SUN2000",
+    "solaredge": "SolarEdge",
+    "victron": "Victron GX",
 }
 """Device kind (the test module's suffix) -> how the README names it."""
 
