@@ -25,7 +25,7 @@ from .runner import SUNSPEC, RunResult, run_scenario
 from .scenarios import SCENARIO_KEYS, all_scenarios
 from .tracker import run_tracker, versus_table
 
-FAMILIES = ("sunspec", "solaredge", "sungrow_sg", "sungrow_sh", "huawei", "victron")
+FAMILIES = ("sunspec", "solaredge", "sungrow_sg", "sungrow_sh", "huawei", "victron", "goodwe")
 
 ALL_KEYS = (*SCENARIO_KEYS, "f")
 

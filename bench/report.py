@@ -467,7 +467,8 @@ METHOD = (
     "- Other families (--family): their limit register stands for WMaxLimPct: SolarEdge's "
     "dynamic limit (0xF322, refreshed at half its command timeout), Sungrow's ratio, "
     "Huawei's derating (no revert timer: no refreshes), a Victron GX's maximum feed-in (its "
-    "cap as a share of the PV rating; one device for all the PV).",
+    "cap as a share of the PV rating; one device for all the PV), a GoodWe's export limit "
+    "(as a share of its rating; persistent, no refreshes).",
     "- Reversals: on the sum of the limits in force after each cycle (from the last cycle "
     "before the step through the window); a move counts once it goes 1 % of the total "
     "rating from the last turning point, each later counted move the other way is one "

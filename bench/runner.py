@@ -15,8 +15,10 @@ after each substep. Every read and write still goes over Modbus TCP on 127.0.0.1
 them with that family's client, as the integration's set-up builds it: SolarEdge (EDPC, the
 60 s revert timeout as its command timeout; power control already committed, as on an
 installed site), Sungrow and Huawei (no revert timer), or one Victron GX for all the PV (ESS
-maximum feed-in) with the GX's grid meter as the site meter. The WiNet-S and SDongle pacing is
-left out: it only costs wall time, and simulated time stands still meanwhile.
+maximum feed-in) with the GX's grid meter as the site meter, or GoodWe ET inverters through the
+``goodwe`` library over UDP 8899 (each at its own loopback address; their export limit, no
+revert timer). The WiNet-S and SDongle pacing is left out: it only costs wall time, and
+simulated time stands still meanwhile.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from custom_components.dynamic_export.core.controller import (
 from custom_components.dynamic_export.core.cycle import ControlLoop
 from custom_components.dynamic_export.core.devices import Inverter, SiteMeter
 from custom_components.dynamic_export.core.write_policy import WritePolicy
+from custom_components.dynamic_export.goodwe_inverter.client import GoodWeEtClient
+from custom_components.dynamic_export.goodwe_inverter.inverter import GoodWeInverter
 from custom_components.dynamic_export.huawei.inverter import HuaweiInverter
 from custom_components.dynamic_export.limiters.fixed import FixedLimiter
 from custom_components.dynamic_export.sim.families import FamilyOptions
@@ -57,6 +61,8 @@ CONTROL_INTERVAL_S = 1.0
 SUBSTEP_S = 0.1
 REVERT_TIMEOUT_S = 60.0
 WALL_EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
+GOODWE_TIMEOUT_S = 1.0
+"""As the integration's set-up (``GOODWE_TIMEOUT_S``): a request waits 1 s, one retry."""
 SUNSPEC = "sunspec"
 
 
@@ -182,6 +188,12 @@ async def _client(
     if family == "huawei":
         huawei = HuaweiInverter(connection, unit, clock=clock)
         return huawei, (await huawei.async_setup()).rated_power_w
+    if family == "goodwe":
+        host = server.goodwe_hosts[unit]
+        goodwe = GoodWeInverter(
+            GoodWeEtClient(host, timeout_s=GOODWE_TIMEOUT_S, retries=1), clock=clock
+        )
+        return goodwe, (await goodwe.async_setup()).rated_power_w
     gx_unit = server.vendor_units[unit]
     rating = sum(server.site.inverters[i].rated_power_w for i in gx_unit.indices)
     gx = VictronGxInverter(connection, rated_power_w=rating, clock=clock)

@@ -103,6 +103,7 @@ async def run_one(
             export_limit_w=limit,
             family=family,
             pv_rating_w=sum(inv.rating_w for inv in scenario.inverters),
+            goodwe_host=next(iter(site.server.goodwe_hosts.values()), None),
         )
         await hass.wait_state(f"sensor.{SITE_ID}_control_state", "controlling")
         entities = await hass.entity_ids()
@@ -433,7 +434,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"Method: Home Assistant {ha_version} in a subprocess (recorder on, SQLite), configured "
         "through its flows: a site at 1 s, one inverter of the family named in each heading "
-        "(SunSpec, SolarEdge, Sungrow, Huawei, or a Victron GX for the PV) and a SunSpec meter "
+        "(SunSpec, SolarEdge, Sungrow, Huawei, GoodWe over UDP, or a Victron GX for the PV) and "
+        "a SunSpec meter "
         "(the GX's grid meter with a GX) on the simulated site over Modbus TCP on 127.0.0.1, one "
         "fixed limiter. The site steps every "
         "0.1 s on the wall clock; true values are sampled every 0.1 s. The perfect reactive "

@@ -66,6 +66,7 @@ INVERTER_STEPS: dict[str, tuple[str, dict[str, Any]]] = {
     "sungrow_sh": ("sungrow", {"unit_id": 1}),
     "huawei": ("huawei", {"unit_id": 1}),
     "victron": ("victron_gx", {}),  # with the PV rating
+    "goodwe": ("goodwe", {}),  # the address only: UDP 8899 at the inverter's own 127.x.y.z
 }
 """Per inverter family: the subentry flow's connection kind and its answers (with the address)."""
 
@@ -261,12 +262,13 @@ class HomeAssistant:
         export_limit_w: float | None,
         family: str = "sunspec",
         pv_rating_w: float = 6000.0,
+        goodwe_host: str | None = None,
     ) -> None:
         """Add the site (1 s interval), the inverter, the meter and the fixed limiter.
 
         ``family``: the inverter's connection kind (each unit 1; a Victron GX for all the PV,
-        rated ``pv_rating_w``, with its grid meter, unit 30, as the site meter); the other
-        families keep the simulated SunSpec meter (unit 240).
+        rated ``pv_rating_w``, with its grid meter, unit 30, as the site meter; a GoodWe at
+        ``goodwe_host``); the other families keep the simulated SunSpec meter (unit 240).
         """
         created = await self._flow(
             "/api/config/config_entries/flow",
@@ -277,12 +279,17 @@ class HomeAssistant:
         sub = "/api/config/config_entries/subentries/flow"
         address = {"host": "127.0.0.1", "port": modbus_port}
         kind, inverter = INVERTER_STEPS[family]
+        answers: dict[str, Any] = {**address, **inverter}
         if family == "victron":
-            inverter = {"rated_power": pv_rating_w}
+            answers = {**address, "rated_power": pv_rating_w}
+        if family == "goodwe":
+            if goodwe_host is None:
+                raise HassError("a GoodWe inverter needs the address it answers on")
+            answers = {"host": goodwe_host}
         await self._flow(
             sub,
             [self.entry_id, "inverter"],
-            [{"next_step_id": kind}, {**address, **inverter}],
+            [{"next_step_id": kind}, answers],
         )
         meter: dict[str, Any] = {"unit_id": 240, "invert": False}
         meter_kind = "sunspec_tcp"

@@ -329,9 +329,9 @@ def test_a_scenario_names_each_inverters_family() -> None:
     assert scenario.with_family("victron").families == ("victron",)
     assert scenario.with_inverter_count(3).families == ("huawei",)
     with pytest.raises(ValueError, match="family"):
-        Scenario.from_dict({**data, "inverters": [{"rating_w": 5000, "family": "goodwe"}]})
+        Scenario.from_dict({**data, "inverters": [{"rating_w": 5000, "family": "enphase"}]})
     with pytest.raises(ValueError, match="unknown family"):
-        scenario.with_family("goodwe")
+        scenario.with_family("enphase")
 
 
 @pytest.mark.asyncio

@@ -1,8 +1,9 @@
 """Run the simulated site from the command line (used by ``scripts/develop``).
 
 Example: ``python -m custom_components.dynamic_export.sim --port 5020 --scenario default``;
-``--family solaredge`` (or ``sungrow_sg``, ``sungrow_sh``, ``huawei``, ``victron``) serves the
-inverters with that vendor's register map instead of SunSpec.
+``--family solaredge`` (or ``sungrow_sg``, ``sungrow_sh``, ``huawei``, ``victron``, ``goodwe``)
+serves the inverters with that vendor's register map instead of SunSpec; a GoodWe inverter n
+answers UDP 8899 at ``127.0.88.n`` (``--goodwe-prefix``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
         help="a GX firmware without register 2722: the feed-in limit in 100 W steps only",
     )
     parser.add_argument(
+        "--goodwe-prefix",
+        default="127.0.88",
+        help="GoodWe inverter n answers UDP 8899 at PREFIX.n (default 127.0.88: 127.0.88.1, …)",
+    )
+    parser.add_argument(
         "--single-client",
         action="store_true",
         help="a new connection closes the one before it (a SolarEdge inverter, a Huawei SDongle)",
@@ -77,6 +83,8 @@ async def _run(server: SimulatedSiteServer, status_every: float) -> None:
         for unit_id, unit in server.vendor_units.items():
             if not unit.indices:
                 _LOGGER.info("Victron GX grid meter on unit %s", unit_id)
+        for unit_id, host in server.goodwe_hosts.items():
+            _LOGGER.info("GoodWe inverter of unit %s: UDP %s:8899", unit_id, host)
         while True:
             _LOGGER.info("%s", site.status_line())
             await asyncio.sleep(status_every)
@@ -99,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
             family_options=FamilyOptions(
                 solaredge_committed=args.solaredge_committed,
                 victron_wide=not args.victron_2706_only,
+                goodwe_prefix=args.goodwe_prefix,
             ),
         )
     except ValueError as err:

@@ -3,7 +3,9 @@
 Each site inverter names its family in the scenario (``InverterSpec.family``). Inverters keep
 their unit id (the first inverter unit + their index) whatever their family, so a site can mix
 families; the inverters of a Victron GX are not served themselves: the GX stands for all of
-them at unit 100, with its grid meter at ``victron_grid_unit``.
+them at unit 100, with its grid meter at ``victron_grid_unit``. A GoodWe inverter keeps a unit
+id too (its bank and its place in the write log) but is reached over UDP 8899 at its own
+loopback address (see :mod:`.goodwe`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from dataclasses import dataclass
 
 from ..sungrow.registers import Family
 from ..victron import registers as victron_reg
+from .goodwe import DEFAULT_LOOP_S as GOODWE_LOOP_S
+from .goodwe import GoodWeUnit, goodwe_host
 from .huawei import HuaweiUnit
 from .physics import SimSite
 from .solaredge import DEFAULT_COMMIT_S, SolarEdgeUnit
@@ -38,6 +42,9 @@ class FamilyOptions:
     victron_wide: bool = True
     victron_max_feed_in_w: int = victron_reg.NO_LIMIT
     victron_loop_s: float = DEFAULT_LOOP_S
+    goodwe_prefix: str | None = None
+    """GoodWe inverter n answers UDP 8899 at ``<prefix>.<n>`` (None: a free random 127.x.y.z)."""
+    goodwe_loop_s: float = GOODWE_LOOP_S
 
 
 def build_vendor_units(
@@ -51,6 +58,7 @@ def build_vendor_units(
     """The vendor units of ``site`` by unit id (its SunSpec inverters are not among them)."""
     units: dict[int, VendorUnit] = {}
     gx_indices: list[int] = []
+    goodwe_group: list[GoodWeUnit] = []
     for index, spec in enumerate(site.scenario.inverters):
         inverter = site.inverters[index]
         unit_id = first_inverter_unit_id + index
@@ -75,6 +83,16 @@ def build_vendor_units(
             unit = SungrowUnit(unit_id, index, inverter, Family.SH, energy_start_wh=energy_start_wh)
         elif spec.family == "huawei":
             unit = HuaweiUnit(unit_id, index, inverter, energy_start_wh=energy_start_wh)
+        elif spec.family == "goodwe":
+            unit = GoodWeUnit(
+                unit_id,
+                index,
+                inverter,
+                goodwe_group,
+                energy_start_wh=energy_start_wh,
+                loop_s=options.goodwe_loop_s,
+                host=goodwe_host(options.goodwe_prefix, index),
+            )
         else:
             raise ValueError(f"inverter {index + 1}: unknown family {spec.family!r}")
         units[unit_id] = unit

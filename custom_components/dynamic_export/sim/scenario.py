@@ -19,11 +19,12 @@ from typing import Any
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 
 EVENT_TYPES = ("load_step", "pv_step", "cloud", "shade", "load_ramp")
-FAMILIES = ("sunspec", "solaredge", "sungrow_sg", "sungrow_sh", "huawei", "victron")
+FAMILIES = ("sunspec", "solaredge", "sungrow_sg", "sungrow_sh", "huawei", "victron", "goodwe")
 """How a simulated inverter is reached: its register map and control (see ``sim/families``).
 
 ``victron``: the inverter is one of the PV inverters a Victron GX manages; the GX, not the
-inverter, answers on Modbus (unit 100, its grid meter on unit 30).
+inverter, answers on Modbus (unit 100, its grid meter on unit 30). ``goodwe``: an ET inverter
+with its own meter, over UDP 8899 at a loopback address of its own.
 """
 
 

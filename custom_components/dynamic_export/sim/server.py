@@ -3,10 +3,11 @@
 Inverters answer on units 1..N and the meter on unit 240, all on one port. An inverter of
 another family (SolarEdge, Sungrow, Huawei: see :mod:`.families`) answers on its unit with its
 vendor's register map instead; a Victron GX answers for its PV on unit 100, its grid meter on
-unit 30. The Modbus TCP framing (function codes 3, 4, 6 and 16) is implemented here on asyncio
-streams rather than through a pymodbus server: pymodbus's server-side datastore API
-changes between the 3.x releases Home Assistant ships (and is deprecated for 4.0),
-while the wire protocol does not. Clients are still tested with pymodbus.
+unit 30. A GoodWe inverter answers UDP 8899 at its own loopback address (``goodwe_hosts``),
+through the same request handling. The Modbus TCP framing (function codes 3, 4, 6 and 16) is
+implemented here on asyncio streams rather than through a pymodbus server: pymodbus's
+server-side datastore API changes between the 3.x releases Home Assistant ships (and is
+deprecated for 4.0), while the wire protocol does not. Clients are still tested with pymodbus.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from types import TracebackType
 from typing import Literal, Self
 
 from .families import FamilyOptions, build_vendor_units
+from .goodwe import GoodWeEndpoint, GoodWeUnit, bind
 from .physics import SimSite
 from .registers import (
     FIRST_INVERTER_UNIT_ID,
@@ -154,6 +156,7 @@ class SimulatedSiteServer:
         self._tick_task: asyncio.Task[None] | None = None
         self._clients: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._goodwe: list[GoodWeEndpoint] = []
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -184,7 +187,8 @@ class SimulatedSiteServer:
     def device_units(self) -> list[tuple[str, int]]:
         """(family, unit id) of every controllable device, in unit order.
 
-        Each SunSpec, SolarEdge, Sungrow and Huawei inverter, and a Victron GX for all its PV.
+        Each SunSpec, SolarEdge, Sungrow, Huawei and GoodWe inverter, and a Victron GX for all
+        its PV.
         """
         found = [("sunspec", unit) for unit in self.inverter_units]
         found += [
@@ -194,10 +198,38 @@ class SimulatedSiteServer:
         ]
         return sorted(found, key=lambda item: item[1])
 
+    @property
+    def goodwe_hosts(self) -> dict[int, str]:
+        """Unit id → the loopback address each GoodWe inverter answers on (after start)."""
+        return {
+            unit_id: unit.host
+            for unit_id, unit in self.vendor_units.items()
+            if isinstance(unit, GoodWeUnit) and unit.host is not None
+        }
+
+    def _goodwe_endpoint(self, unit: GoodWeUnit) -> GoodWeEndpoint:
+        unit_id = unit.unit_id
+
+        def count_write() -> None:
+            self.write_requests[unit_id] += 1
+
+        return GoodWeEndpoint(
+            unit, self.handle_pdu, count_write, lambda: self.reply_delay_s.get(unit_id, 0.0)
+        )
+
     async def start(self) -> None:
-        """Listen on host/port and start the physics clock."""
+        """Listen on host/port (and UDP 8899 for GoodWe) and start the physics clock."""
         if self._server is not None:
             raise RuntimeError("server already started")
+        try:
+            for unit in self.vendor_units.values():
+                if isinstance(unit, GoodWeUnit):
+                    endpoint = self._goodwe_endpoint(unit)
+                    await bind(endpoint)
+                    self._goodwe.append(endpoint)
+        except BaseException:
+            self._close_goodwe()
+            raise
         self._server = await asyncio.start_server(self._serve_client, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         self._tick_task = asyncio.create_task(self._tick_loop(), name="sim-physics")
@@ -209,6 +241,7 @@ class SimulatedSiteServer:
         if server is None:
             return
         server.close()
+        self._close_goodwe()
         tasks = [t for t in (self._tick_task, *self._clients) if t is not None]
         self._tick_task = None
         for writer in list(self._writers):
@@ -217,6 +250,11 @@ class SimulatedSiteServer:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await server.wait_closed()
+
+    def _close_goodwe(self) -> None:
+        for endpoint in self._goodwe:
+            endpoint.close()
+        self._goodwe.clear()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -324,7 +362,8 @@ class SimulatedSiteServer:
         """The limit a logged write set, in % of the device's rating; None if it set none.
 
         SunSpec: ``WMaxLimPct``; SolarEdge: the dynamic limit; Sungrow: the ratio; Huawei:
-        the derating; Victron GX: the maximum feed-in as a share of its PV rating.
+        the derating; Victron GX: the maximum feed-in as a share of its PV rating; GoodWe: the
+        export limit as a share of its rating.
         """
         if not values:
             return None
