@@ -123,6 +123,16 @@ async def test_reads_identity_output_and_its_meter(servers: Callable[..., Any]) 
     assert runtime.lifetime_energy_wh is not None
     assert runtime.lifetime_energy_wh > 1_000_000
     assert await client.async_read_setting(EXPORT_ENABLED) == 0
+    # A live inverter's clock moves with the site's, and it says what its panels give: what
+    # the client's frozen-data checks watch.
+    assert runtime.pv_power_w == pytest.approx(runtime.ac_power_w, abs=1.0)
+    server.advance(2.0)
+    later = await client.async_runtime()
+    assert later.inverter_time is not None
+    assert runtime.inverter_time is not None
+    assert (later.inverter_time - runtime.inverter_time).total_seconds() == pytest.approx(
+        2.0, abs=1.0
+    )
 
 
 async def test_export_limit_holds_export_at_its_meter_through_load_steps(

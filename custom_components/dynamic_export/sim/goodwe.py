@@ -48,6 +48,7 @@ MODEL_AT = 35011  # 5 registers, ASCII
 FIRMWARE_AT = 35021  # 6 registers
 ARM_FIRMWARE_AT = 35027  # 6 registers
 TIMESTAMP = 35100  # 3 registers: year - 2000, month, day, hour, minute, second
+PPV1 = 35105  # U32 W (high word first): PV string 1, all of the simulated panels
 TOTAL_INVERTER_POWER = 35138  # S16 W
 ACTIVE_POWER = 35140  # S16 W at the meter, + export
 WORK_MODE = 35187
@@ -219,6 +220,17 @@ class GoodWeUnit(VendorUnit):
         bank.write(METER_COMM_STATUS, [1 if self.meter_ok else 0])
         tenths = int((self.energy_start_wh + inverter.lifetime_energy_wh) // 100) & 0xFFFF_FFFF
         bank.write(E_TOTAL, [tenths >> 16, tenths & 0xFFFF])
+        watts = max(0, round(inverter.output_w))
+        bank.write(PPV1, [watts >> 16, watts & 0xFFFF])
+        # Its clock runs on the site's, from 2026-01-01 12:00:00, so a live inverter's data
+        # is seen to move (what the client's frozen-data check looks for).
+        clock = 12 * 3600 + int(site.now)
+        days, second = divmod(clock, 86400)
+        hour, rest = divmod(second, 3600)
+        minute, second = divmod(rest, 60)
+        bank.write(
+            TIMESTAMP, [(26 << 8) | 1, ((1 + days % 28) << 8) | hour, (minute << 8) | second]
+        )
 
 
 # --- the network -----------------------------------------------------------------------------
