@@ -33,16 +33,17 @@ class GoodWeSteps(DeviceSteps):
     async def async_step_goodwe(
         self, user_input: dict[str, Any] | None = None
     ) -> SubentryFlowResult:
-        """Ask for the address and read the inverter."""
+        """Ask for the address and read the inverter (one GoodWe per site, see below)."""
+        # Each GoodWe holds export at its own meter. Two behind one grid connection, each
+        # given the export its own share allows, would each keep the export the other's cut
+        # was meant to remove: the site would stay above its limit. One per site until the
+        # site's export target is handed to them instead.
+        if any(sub.data.get(CONF_KIND) == KIND_GOODWE for sub in self._others()):
+            return self.async_abort(reason="site_has_goodwe")
         errors: dict[str, str] = {}
         if user_input is not None:
             host = str(user_input[CONF_HOST]).strip()
             data: dict[str, Any] = {CONF_KIND: KIND_GOODWE, CONF_HOST: host}
-            if any(
-                sub.data.get(CONF_KIND) == KIND_GOODWE and sub.data.get(CONF_HOST) == host
-                for sub in self._others()
-            ):
-                return self.async_abort(reason="already_configured")
             try:
                 probe = await self._async_probe_goodwe(host)
             except NotGoodWeEtError as err:

@@ -92,12 +92,11 @@ async def test_add_goodwe_reads_identity_and_writes_nothing(
     assert sub.data == {CONF_KIND: KIND_GOODWE, CONF_HOST: peer.host, CONF_RATED_POWER: 5000.0}
     assert not peer.limit_writes()
 
+    # A second GoodWe (this one again, or another) is refused before it is asked for.
     result = await start_subentry_flow(hass, entry, SUBENTRY_INVERTER, KIND_GOODWE)
-    result = await hass.config_entries.subentries.async_configure(
-        result["flow_id"], {CONF_HOST: peer.host}
-    )
     assert result["type"] is FlowResultType.ABORT
-    assert result["reason"] == "already_configured"
+    assert result["reason"] == "site_has_goodwe"
+    assert len(entry.subentries) == 1
 
 
 async def test_connection_test_errors(hass: HomeAssistant, peers: list[GoodWeEtPeer]) -> None:
