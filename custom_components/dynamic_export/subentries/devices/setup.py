@@ -293,6 +293,46 @@ async def _async_victron_gx(ctx: DeviceContext, sub: ConfigSubentry) -> Inverter
     return InverterHandle(sub.subentry_id, sub, sub.title, client, identity, rating)
 
 
+def _stored_baseline[B](
+    ctx: DeviceContext,
+    sub: ConfigSubentry,
+    store_key: str,
+    decode: Callable[[Any], B],
+    encode: Callable[[B], Any],
+) -> tuple[B | None, Callable[[B | None], None]]:
+    """The installer's setting kept for ``sub`` under ``store_key``, and how to keep a new one.
+
+    Devices that hold our limit in persistent memory (Sungrow, Huawei, GoodWe) report the
+    setting they had before the first write; after a crash only the store knows it. A stored
+    value that does not decode is logged and ignored (the device's own is read again).
+    """
+    key = sub.subentry_id
+
+    def stored() -> dict[str, Any]:
+        kept = ctx.store.data.get(store_key) if ctx.store is not None else None
+        return dict(kept) if isinstance(kept, dict) else {}
+
+    baseline: B | None = None
+    raw = stored().get(key)
+    if raw is not None:
+        try:
+            baseline = decode(raw)
+        except (KeyError, TypeError, ValueError) as err:
+            _LOGGER.warning("%s: ignoring a stored baseline that is not valid: %s", sub.title, err)
+
+    def keep(value: B | None) -> None:
+        if ctx.store is None:
+            return
+        kept = stored()
+        if value is None:
+            kept.pop(key, None)
+        else:
+            kept[key] = encode(value)
+        ctx.store.schedule_save(store_key, kept)
+
+    return baseline, keep
+
+
 STORE_SUNGROW_BASELINES = "sungrow_baselines"
 """Store key: per subentry, the power limitation a Sungrow inverter had before we limited it."""
 
@@ -306,28 +346,13 @@ async def _async_sungrow_inverter(ctx: DeviceContext, sub: ConfigSubentry) -> In
     """
     data = sub.data
     key = sub.subentry_id
-
-    def stored() -> dict[str, Any]:
-        kept = ctx.store.data.get(STORE_SUNGROW_BASELINES) if ctx.store is not None else None
-        return dict(kept) if isinstance(kept, dict) else {}
-
-    baseline: Baseline | None = None
-    raw = stored().get(key)
-    if isinstance(raw, dict):
-        try:
-            baseline = Baseline(int(raw["switch"]), int(raw["ratio"]))
-        except (KeyError, TypeError, ValueError) as err:
-            _LOGGER.warning("%s: ignoring a stored baseline that is not valid: %s", sub.title, err)
-
-    def keep(value: Baseline | None) -> None:
-        if ctx.store is None:
-            return
-        kept = stored()
-        if value is None:
-            kept.pop(key, None)
-        else:
-            kept[key] = {"switch": value.switch, "ratio": value.ratio}
-        ctx.store.schedule_save(STORE_SUNGROW_BASELINES, kept)
+    baseline, keep = _stored_baseline(
+        ctx,
+        sub,
+        STORE_SUNGROW_BASELINES,
+        lambda raw: Baseline(int(raw["switch"]), int(raw["ratio"])),
+        lambda value: {"switch": value.switch, "ratio": value.ratio},
+    )
 
     client = SungrowInverter(
         pace_for_winet(ctx.pool.get(data[CONF_HOST], data[CONF_PORT])),
@@ -356,28 +381,13 @@ async def _async_huawei_inverter(ctx: DeviceContext, sub: ConfigSubentry) -> Inv
     """
     data = sub.data
     key = sub.subentry_id
-
-    def stored() -> dict[str, Any]:
-        kept = ctx.store.data.get(STORE_HUAWEI_BASELINES) if ctx.store is not None else None
-        return dict(kept) if isinstance(kept, dict) else {}
-
-    baseline: HuaweiBaseline | None = None
-    raw = stored().get(key)
-    if raw is not None:
-        try:
-            baseline = HuaweiBaseline(int(raw))
-        except (TypeError, ValueError) as err:
-            _LOGGER.warning("%s: ignoring a stored baseline that is not valid: %s", sub.title, err)
-
-    def keep(value: HuaweiBaseline | None) -> None:
-        if ctx.store is None:
-            return
-        kept = stored()
-        if value is None:
-            kept.pop(key, None)
-        else:
-            kept[key] = value.derating
-        ctx.store.schedule_save(STORE_HUAWEI_BASELINES, kept)
+    baseline, keep = _stored_baseline(
+        ctx,
+        sub,
+        STORE_HUAWEI_BASELINES,
+        lambda raw: HuaweiBaseline(int(raw)),
+        lambda value: value.derating,
+    )
 
     client = HuaweiInverter(
         pace_for_sdongle(ctx.pool.get(data[CONF_HOST], data[CONF_PORT])),
@@ -414,28 +424,13 @@ async def _async_goodwe_inverter(ctx: DeviceContext, sub: ConfigSubentry) -> Inv
     """
     data = sub.data
     key = sub.subentry_id
-
-    def stored() -> dict[str, Any]:
-        kept = ctx.store.data.get(STORE_GOODWE_BASELINES) if ctx.store is not None else None
-        return dict(kept) if isinstance(kept, dict) else {}
-
-    baseline: GoodWeBaseline | None = None
-    raw = stored().get(key)
-    if isinstance(raw, dict):
-        try:
-            baseline = GoodWeBaseline(int(raw["enabled"]), int(raw["limit_w"]))
-        except (KeyError, TypeError, ValueError) as err:
-            _LOGGER.warning("%s: ignoring a stored baseline that is not valid: %s", sub.title, err)
-
-    def keep(value: GoodWeBaseline | None) -> None:
-        if ctx.store is None:
-            return
-        kept = stored()
-        if value is None:
-            kept.pop(key, None)
-        else:
-            kept[key] = {"enabled": value.enabled, "limit_w": value.limit_w}
-        ctx.store.schedule_save(STORE_GOODWE_BASELINES, kept)
+    baseline, keep = _stored_baseline(
+        ctx,
+        sub,
+        STORE_GOODWE_BASELINES,
+        lambda raw: GoodWeBaseline(int(raw["enabled"]), int(raw["limit_w"])),
+        lambda value: {"enabled": value.enabled, "limit_w": value.limit_w},
+    )
 
     client = GoodWeInverter(
         GoodWeEtClient(data[CONF_HOST], timeout_s=GOODWE_TIMEOUT_S, retries=1),
