@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import math
 
+from .errors import InvalidDeviceDataError
+
 MARGIN_STEPS = 3.0
 """Counter resolutions the still energy must exceed (with MARGIN_WH)."""
 MARGIN_WH = 10.0
@@ -134,3 +136,19 @@ class FrozenCounterCheck:
         )
         self._frozen = self._armed and self._suspect
         return moved_at if self._frozen else None
+
+    def fail_if_frozen(
+        self, device: str, now: float, power_w: float, energy_wh: float | None, step_wh: float
+    ) -> None:
+        """Observe an inverter's lifetime energy; raise while its values look frozen.
+
+        The read then fails like a silent device's: the inverter counts at its rating and
+        nothing is written to it (the control loop logs that, and its recovery).
+        """
+        valid_from = self.observe(now, power_w, energy_wh, None, step_wh)
+        if valid_from is not None:
+            raise InvalidDeviceDataError(
+                f"{device}: values look frozen: lifetime energy unchanged for "
+                f"{now - valid_from:.0f} s while its power reading adds up to "
+                f"{self.still_wh:.0f} Wh"
+            )

@@ -249,14 +249,9 @@ class HuaweiInverter:
         The energy yield counter (0.01 kWh) must move while the power reading says energy
         flows; a counter that updates rarely is never judged (see core.frozen).
         """
-        check = self._frozen_check
-        valid_from = check.observe(now, power_w, energy_wh, None, reg.ENERGY_WH_PER_COUNT)
-        if valid_from is not None:
-            raise InvalidDeviceDataError(
-                f"unit {self._unit_id}: values look frozen: lifetime energy unchanged "
-                f"for {now - valid_from:.0f} s while its power reading adds up to "
-                f"{check.still_wh:.0f} Wh"
-            )
+        self._frozen_check.fail_if_frozen(
+            f"unit {self._unit_id}", now, power_w, energy_wh, reg.ENERGY_WH_PER_COUNT
+        )
 
     async def _read_available(self, now: float, rating_w: float, power_w: float) -> float | None:
         """MPPT_PREDICTED_POWER as available power, only where it is sane.

@@ -369,14 +369,7 @@ class SolarEdgeInverter:
                 self._unit_id,
             )
         step_wh = float(10.0**energy_sf) if isinstance(energy_sf, int) else 0.0
-        check = self._frozen_check
-        valid_from = check.observe(now, power_w, energy_wh, None, step_wh)
-        if valid_from is not None:
-            raise InvalidDeviceDataError(
-                f"unit {self._unit_id}: values look frozen: lifetime energy unchanged for "
-                f"{now - valid_from:.0f} s while its power reading adds up to "
-                f"{check.still_wh:.0f} Wh"
-            )
+        self._frozen_check.fail_if_frozen(f"unit {self._unit_id}", now, power_w, energy_wh, step_wh)
 
     async def async_apply(self, command: InverterCommand) -> None:
         """Write the dynamic limit (0 % for connect=False), setting EDPC up first if needed."""

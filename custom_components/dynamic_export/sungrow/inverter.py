@@ -257,14 +257,7 @@ class SungrowInverter:
         The total energy counter must move while the power reading says energy flows; it is
         coarse (SH 0.1 kWh, SG 1 kWh), so this catches a stale dongle late, but it does.
         """
-        check = self._frozen_check
-        valid_from = check.observe(now, power_w, energy_wh, None, step_wh)
-        if valid_from is not None:
-            raise InvalidDeviceDataError(
-                f"unit {self._unit_id}: values look frozen: lifetime energy unchanged "
-                f"for {now - valid_from:.0f} s while its power reading adds up to "
-                f"{check.still_wh:.0f} Wh"
-            )
+        self._frozen_check.fail_if_frozen(f"unit {self._unit_id}", now, power_w, energy_wh, step_wh)
 
     async def _write(self, address: int, values: Sequence[int]) -> None:
         self.writes += 1

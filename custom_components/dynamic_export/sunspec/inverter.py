@@ -263,14 +263,9 @@ class SunSpecInverter:
                 "Inverter (unit %s) reports no lifetime energy: frozen values cannot be detected",
                 self._device.unit_id,
             )
-        check = self._frozen_check
-        valid_from = check.observe(now, power_w, energy_wh, None, step_wh)
-        if valid_from is not None:
-            raise InvalidDeviceDataError(
-                f"unit {self._device.unit_id}: values look frozen: lifetime energy unchanged "
-                f"for {now - valid_from:.0f} s while its power reading adds up to "
-                f"{check.still_wh:.0f} Wh"
-            )
+        self._frozen_check.fail_if_frozen(
+            f"unit {self._device.unit_id}", now, power_w, energy_wh, step_wh
+        )
 
     def limit_raw(self, limit_pct: float) -> int:
         """WMaxLimPct register value for a percentage: clamped to 0..100, rounded down."""
