@@ -22,6 +22,7 @@ The check is built not to fire on a live meter:
 
 from __future__ import annotations
 
+import logging
 import math
 
 from .errors import InvalidDeviceDataError
@@ -71,6 +72,7 @@ class FrozenCounterCheck:
         self._armed = False
         self._suspect = False
         self._frozen = False
+        self._said_no_counters = False
 
     @property
     def frozen(self) -> bool:
@@ -152,3 +154,39 @@ class FrozenCounterCheck:
                 f"{now - valid_from:.0f} s while its power reading adds up to "
                 f"{self.still_wh:.0f} Wh"
             )
+
+    def observe_meter(
+        self,
+        logger: logging.Logger,
+        name: str,
+        counters: str,
+        now: float,
+        power_w: float,
+        imported: float | None,
+        exported: float | None,
+        resolution_wh: float,
+    ) -> float | None:
+        """:meth:`observe` for a site meter, saying what it finds in ``logger``.
+
+        ``counters`` is how the meter's energy readings are named in its log lines ("energy
+        counters", "energy totals"): that the meter has none (once), that its values look
+        frozen, and that they move again.
+        """
+        if imported is None and exported is None and not self._said_no_counters:
+            self._said_no_counters = True
+            logger.warning("%s reports no %s: frozen values cannot be detected", name, counters)
+        was_frozen = self._frozen
+        valid_from = self.observe(now, power_w, imported, exported, resolution_wh)
+        if valid_from is not None and not was_frozen:
+            logger.warning(
+                "%s values look frozen: %s unchanged for %.0f s while its power reading adds "
+                "up to %.0f Wh; its data counts as %.0f s old",
+                name,
+                counters,
+                now - valid_from,
+                self.still_wh,
+                now - valid_from,
+            )
+        elif valid_from is None and was_frozen:
+            logger.info("%s %s move again: its values are live", name, counters)
+        return valid_from

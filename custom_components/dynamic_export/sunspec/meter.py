@@ -70,7 +70,6 @@ class SunSpecMeter:
         self._clock = clock
         self._info: MeterInfo | None = None
         self._frozen_check = FrozenCounterCheck()
-        self._said_no_counters = False
 
     @property
     def device(self) -> SunSpecDevice:
@@ -146,25 +145,16 @@ class SunSpecMeter:
         resolution_wh: float,
     ) -> float | None:
         """When the values are frozen, the time they were last live; log the transitions."""
-        name = f"Site meter (unit {self._device.unit_id})"
-        if imported is None and exported is None and not self._said_no_counters:
-            self._said_no_counters = True
-            _LOGGER.warning("%s reports no energy counters: frozen values cannot be detected", name)
-        check = self._frozen_check
-        was_frozen = check.frozen
-        valid_from = check.observe(now, power_w, imported, exported, resolution_wh)
-        if valid_from is not None and not was_frozen:
-            _LOGGER.warning(
-                "%s values look frozen: energy counters unchanged for %.0f s while its power "
-                "reading adds up to %.0f Wh; its data counts as %.0f s old",
-                name,
-                now - valid_from,
-                check.still_wh,
-                now - valid_from,
-            )
-        elif valid_from is None and was_frozen:
-            _LOGGER.info("%s energy counters move again: its values are live", name)
-        return valid_from
+        return self._frozen_check.observe_meter(
+            _LOGGER,
+            f"Site meter (unit {self._device.unit_id})",
+            "energy counters",
+            now,
+            power_w,
+            imported,
+            exported,
+            resolution_wh,
+        )
 
 
 def _resolution(info: MeterInfo, values: dict[str, PointValue]) -> float:

@@ -81,7 +81,6 @@ class VictronGridMeter:
         self._info: GridMeterInfo | None = None
         self._has_energy = True
         self._frozen_check = FrozenCounterCheck()
-        self._said_no_counters = False
 
     @property
     def unit_id(self) -> int:
@@ -134,22 +133,13 @@ class VictronGridMeter:
         self, now: float, power_w: float, imported: float | None, exported: float | None
     ) -> float | None:
         """When the values are frozen, the time they were last live; log the transitions."""
-        name = f"Victron grid meter (unit {self._unit_id})"
-        if imported is None and exported is None and not self._said_no_counters:
-            self._said_no_counters = True
-            _LOGGER.warning("%s reports no energy totals: frozen values cannot be detected", name)
-        check = self._frozen_check
-        was_frozen = check.frozen
-        valid_from = check.observe(now, power_w, imported, exported, ENERGY_STEP_WH)
-        if valid_from is not None and not was_frozen:
-            _LOGGER.warning(
-                "%s values look frozen: energy totals unchanged for %.0f s while its power "
-                "reading adds up to %.0f Wh; its data counts as %.0f s old",
-                name,
-                now - valid_from,
-                check.still_wh,
-                now - valid_from,
-            )
-        elif valid_from is None and was_frozen:
-            _LOGGER.info("%s energy totals move again: its values are live", name)
-        return valid_from
+        return self._frozen_check.observe_meter(
+            _LOGGER,
+            f"Victron grid meter (unit {self._unit_id})",
+            "energy totals",
+            now,
+            power_w,
+            imported,
+            exported,
+            ENERGY_STEP_WH,
+        )
