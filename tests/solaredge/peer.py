@@ -421,6 +421,12 @@ class SolarEdgePeer(FakeModbusServer):
 
     # -- the Modbus side --------------------------------------------------------------------
 
+    def reset_client_counts(self) -> None:
+        """Count clients from now on (a site reload closes and reopens its connection, and
+        the peer may see the new one before the old one's close: that is no second client)."""
+        self.peak_clients = len(self._writers)
+        self.knocked_off = 0
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # How many clients were connected at once, counting the newcomer before it knocks
         # the others off (``max_open_connections`` counts after, so it is always 1).

@@ -203,11 +203,12 @@ async def test_reconfigure_goes_through_the_site_connection(
         result["flow_id"], _form(peer, **{CONF_METER_NUMBER: 2})
     )
     assert result["errors"] == {"base": "not_grid_meter"}
+    assert (peer.knocked_off, peer.peak_clients) == (0, 1)  # read through the site's client
     result = await hass.config_entries.subentries.async_configure(result["flow_id"], _form(peer))
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "reconfigure_successful"
+    assert (peer.knocked_off, peer.peak_clients) == (0, 1)  # (the reload is still to come)
     await hass.async_block_till_done()
-    assert (peer.knocked_off, peer.peak_clients) == (0, 1)
 
     other = await _peer(peers, meters=[PeerMeter(serial="9999")])
     result = await start_reconfigure(hass, entry, SUBENTRY_METER, meter.subentry_id)
@@ -263,17 +264,21 @@ async def test_inverter_and_its_meter_hold_the_limit_on_one_connection(
         )
         assert result["type"] is FlowResultType.CREATE_ENTRY
         await hass.async_block_till_done()
+        peer.reset_client_counts()  # the inverter's test client has gone, the site's is in
         result = await start_subentry_flow(hass, entry, SUBENTRY_METER, KIND_SOLAREDGE)
         result = await hass.config_entries.subentries.async_configure(
             result["flow_id"], _suggested(result) | {CONF_METER_NUMBER: 1}
         )
         assert result["type"] is FlowResultType.CREATE_ENTRY
+        # The flows read through the running site's client (the reload is still to come).
+        assert (peer.peak_clients, peer.knocked_off) == (1, 0)
         await hass.async_block_till_done()
         await wait_for(
             lambda: state_of(hass, "sensor.home_control_state") == ControlState.CONTROLLING,
             10,
             "control with the SolarEdge meter",
         )
+        peer.reset_client_counts()
         start = site.t
 
         await run_until(site, start + 12.0)
@@ -297,7 +302,7 @@ async def test_inverter_and_its_meter_hold_the_limit_on_one_connection(
             SPACING_S + 3,
             "the SolarEdge meter's power near the export limit",
         )
-        # One client at any time, from the flows' tests to the control loop.
+        # One client at any time while the site controls: inverter and meter share it.
         assert (peer.peak_clients, peer.knocked_off) == (1, 0)
         assert any(r.address == grid.address for r in peer.requests)  # the meter was read
         assert peer.writes_to(F_DYNAMIC_LIMIT)  # and the inverter driven
