@@ -120,6 +120,7 @@ DEVICE_KINDS_INVERTER: Final = (
 DEVICE_KINDS_METER: Final = (
     KIND_SUNSPEC_TCP,
     KIND_SUNSPEC_RTU,
+    KIND_SOLAREDGE,
     KIND_POWERWALL,
     KIND_VICTRON_GX,
     KIND_HA_ENTITY,
@@ -147,6 +148,9 @@ CONF_FALLBACK_LIMIT: Final = "fallback_limit"
 """% of the rating the inverter holds by itself once we stop writing (its command timeout)."""
 DEFAULT_SOLAREDGE_PORT: Final = 1502
 DEFAULT_SOLAREDGE_FALLBACK: Final = 0.0
+CONF_METER_NUMBER: Final = "meter_number"
+"""Which of the meters wired to a SolarEdge inverter (1-3) is the site meter."""
+DEFAULT_SOLAREDGE_METER_NUMBER: Final = 1
 
 # Victron GX (ESS) over Modbus TCP: the GX as the inverter (maximum feed-in), its grid meter
 CONF_OWN_FEED_IN: Final = "own_feed_in"

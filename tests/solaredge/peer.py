@@ -14,6 +14,11 @@ already the wire addresses. The quirks the client has to live with:
   ``commit_result`` (e.g. 0xF104) makes the commit fail naming that register.
 - **RAM vs flash**: the EDPC registers (0xF300 up) are lost by :meth:`restart`, the committed
   ones (0xF104, 0xF142) survive it.
+- **meters in the inverter's unit**: each :class:`PeerMeter` is chained after model 103 as a
+  common model (L=65) and a meter model 201-204, laid out from pysunspec2's model definitions;
+  so meter 1's common block lands at 40121, meter 2's at 40295, meter 3's at 40469. A meter
+  reports ``W`` positive for export, as SolarEdge's grid meters do, and counts energy in
+  ``TotWhImp`` / ``TotWhExp``; :meth:`PeerMeter.freeze` keeps serving its last values.
 
 Faults for the fault matrix, beyond the server's own (``hang``, ``exceptions``,
 ``response_delay``): ``busy`` answers every request with that exception code,
@@ -37,10 +42,19 @@ import asyncio
 import math
 import struct
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from ..sunspec.helpers import FakeModbusServer, Request, build_image, common_values
+from ..sunspec.helpers import (
+    FakeModbusServer,
+    Request,
+    build_image,
+    common_values,
+    spec_encode,
+    spec_length,
+    spec_points,
+)
 
 UNIT = 1
 SERIAL = "7E1A2B3C"
@@ -54,6 +68,12 @@ DEFAULT_FALLBACK_PCT = 100.0
 # SunSpec, as SolarEdge documents it (1-based) -> wire address.
 DOC_SUNSPEC_ID = 40001
 SUNSPEC_BASE = DOC_SUNSPEC_ID - 1
+
+# Meters chained in the inverter's unit: where each one's common block starts (0-based).
+METER_COMMON = (40121, 40295, 40469)
+METER_MODEL = "SE-MTR-3Y-400V-A"
+METER_SERIAL = "606C0FFE"
+GRID_OPTION = "Export+Import"
 
 # Power-control registers (hex in the technical note = wire address).
 F_RRCR = 0xF000
@@ -99,6 +119,80 @@ def le_i32_value(words: list[int]) -> int:
 
 
 @dataclass
+class PeerMeter:
+    """A meter wired to the inverter: its grid power (+import) and its energy counters.
+
+    ``source`` (when set) gives the grid power at each request, else ``grid_w`` is used.
+    ``model_id`` is 201-204, ``option`` the meter function set on the inverter.
+    """
+
+    option: str = GRID_OPTION
+    model_id: int = 203
+    serial: str = METER_SERIAL
+    manufacturer: str = "SolarEdge"
+    version: str = "3.18"
+    grid_w: float = 0.0
+    source: Callable[[], float] | None = None
+    energy_sf: int = 0
+    import_wh: float = 50_000.0
+    export_wh: float = 80_000.0
+    frozen: bool = False
+    address: int = 0
+    """The meter model's ID register in the peer's map (set by the peer)."""
+    registers: dict[int, int] = field(default_factory=dict, repr=False)
+
+    def freeze(self, frozen: bool = True) -> None:
+        """Keep serving the last values while the site goes on (counters keep counting)."""
+        self.frozen = frozen
+
+    def common(self) -> dict[str, Any]:
+        values = common_values(self.manufacturer, METER_MODEL, self.serial)
+        return {**values, "Opt": self.option, "Vr": self.version}
+
+    def write(self, point: str, value: Any) -> None:
+        """Encode one point of the meter model in place (pysunspec2's encoders)."""
+        spec = spec_points(self.model_id)[point]
+        for offset, word in enumerate(spec_encode(spec, value)):
+            self.registers[self.address + spec.offset + offset] = word
+
+    def advance(self, dt: float) -> None:
+        grid = self.source() if self.source is not None else self.grid_w
+        self.import_wh += max(0.0, grid) * dt / 3600.0
+        self.export_wh += max(0.0, -grid) * dt / 3600.0
+        if self.frozen:
+            return
+        for name, value in meter_values(grid, self.import_wh, self.export_wh, self.energy_sf):
+            self.write(name, value)
+
+
+def meter_values(
+    grid_w: float, import_wh: float, export_wh: float, energy_sf: int = 0
+) -> list[tuple[str, Any]]:
+    """Raw int+SF points of a three-phase grid meter; SolarEdge's sign: W + export."""
+    export_w = -grid_w
+    scale = 10.0**energy_sf
+    return [
+        ("W", round(export_w)),
+        ("WphA", round(export_w / 3)),
+        ("WphB", round(export_w / 3)),
+        ("WphC", round(export_w - 2 * round(export_w / 3))),
+        ("W_SF", 0),
+        ("VAR", round(export_w * 0.1)),
+        ("VAR_SF", 0),
+        ("PhV", 2301),
+        ("PhVphA", 2300),
+        ("PhVphB", 2302),
+        ("PhVphC", 2301),
+        ("V_SF", -1),
+        ("Hz", 5001),
+        ("Hz_SF", -2),
+        ("TotWhImp", int(import_wh / scale)),
+        ("TotWhExp", int(export_wh / scale)),
+        ("TotWh_SF", energy_sf),
+    ]
+
+
+@dataclass
 class Commit:
     """A commit in progress: it ends at ``done_at`` (peer clock)."""
 
@@ -117,15 +211,26 @@ class SolarEdgePeer(FakeModbusServer):
         manufacturer: str = "SolarEdge ",
         serial: str = SERIAL,
         time_constant_s: float = 1.0,
+        meters: Sequence[PeerMeter] = (),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        image = build_image(
-            [
-                (1, common_values(manufacturer, MODEL, serial), 65),
-                (103, _inverter_values(0.0, 0)),
-            ],
-            SUNSPEC_BASE,
-        )
+        models: list[Any] = [
+            (1, common_values(manufacturer, MODEL, serial), 65),
+            (103, _inverter_values(0.0, 0)),
+        ]
+        for meter in meters:
+            models.append((1, meter.common(), 65))
+            models.append((meter.model_id, {}))
+        image = build_image(models, SUNSPEC_BASE)
+        self.meters = list(meters)
+        for number, meter in enumerate(self.meters, start=1):
+            # Laid out by the spec's lengths, the blocks land where SolarEdge documents them.
+            common_at = METER_COMMON[number - 1]
+            assert (image.registers[common_at], image.registers[common_at + 1]) == (1, 65)
+            meter.address = common_at + 2 + 65
+            assert image.registers[meter.address + 1] == spec_length(meter.model_id)
+            meter.registers = image.registers
+            meter.advance(0.0)
         self.image = image
         super().__init__({UNIT: image})
         self.registers = image.registers
@@ -137,6 +242,7 @@ class SolarEdgePeer(FakeModbusServer):
         self.output_source: Callable[[], float] | None = None
         self.committing: Commit | None = None
         self.max_open_connections = 0
+        self.peak_clients = 0
         self.knocked_off = 0
         self._output_w = 0.0
         self._energy_wh = 1_000_000.0
@@ -292,6 +398,8 @@ class SolarEdgePeer(FakeModbusServer):
             alpha = 1.0 - math.exp(-dt / self.time_constant_s) if dt > 0 else 0.0
             self._output_w += (ceiling - self._output_w) * alpha
         self._energy_wh += self._output_w * dt / 3600.0
+        for meter in self.meters:
+            meter.advance(dt)
         if self.frozen:
             return
         throttled = self.available_w > RATING_W * self._limit_pct / 100.0
@@ -313,7 +421,16 @@ class SolarEdgePeer(FakeModbusServer):
 
     # -- the Modbus side --------------------------------------------------------------------
 
+    def reset_client_counts(self) -> None:
+        """Count clients from now on (a site reload closes and reopens its connection, and
+        the peer may see the new one before the old one's close: that is no second client)."""
+        self.peak_clients = len(self._writers)
+        self.knocked_off = 0
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # How many clients were connected at once, counting the newcomer before it knocks
+        # the others off (``max_open_connections`` counts after, so it is always 1).
+        self.peak_clients = max(self.peak_clients, len(self._writers) + 1)
         for other in list(self._writers):  # one Modbus leader: the newcomer wins
             other.close()
             self._writers.discard(other)

@@ -23,3 +23,19 @@ class CommitError(DeviceResponseError):
         """Keep the rejected register next to the message."""
         super().__init__(message)
         self.register = register
+
+
+class NoMeterError(DeviceResponseError):
+    """The inverter has no meter at the position asked for (its SunSpec chain ends before)."""
+
+
+class NotGridMeterError(DeviceResponseError):
+    """The meter is not at the grid connection point (e.g. a consumption meter).
+
+    ``option`` is the meter function the meter's common block names, as read.
+    """
+
+    def __init__(self, message: str, option: str | None) -> None:
+        """Keep what the meter says it measures next to the message."""
+        super().__init__(message)
+        self.option = option

@@ -1,8 +1,9 @@
 """Add or reconfigure an inverter or the site meter: a menu of device kinds, then its steps.
 
 Each kind's steps live in a module of their own (``flow_sunspec``, ``flow_solaredge``,
-``flow_opendtu``, ``flow_powerwall``, ``flow_ha_entities``); these flows only offer the kinds
-and route a reconfigure to the steps of the kind the device was added as.
+``flow_solaredge_meter``, ``flow_opendtu``, ``flow_powerwall``, ``flow_ha_entities``); these
+flows only offer the kinds and route a reconfigure to the steps of the kind the device was
+added as.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .flow_huawei import HuaweiSteps
 from .flow_opendtu import OpenDtuSteps
 from .flow_powerwall import PowerwallSteps
 from .flow_solaredge import SolarEdgeSteps
+from .flow_solaredge_meter import SolarEdgeMeterSteps
 from .flow_sungrow import SungrowSteps
 from .flow_sunspec import SunSpecRtuSteps, SunSpecTcpSteps
 from .flow_victron import VictronGxSteps, has_victron_gx
@@ -71,7 +73,12 @@ class InverterSubentryFlow(
 
 
 class MeterSubentryFlow(
-    _KindMenu, SunSpecRtuSteps, PowerwallSteps, VictronGxSteps, HaEntityMeterSteps
+    _KindMenu,
+    SunSpecRtuSteps,
+    SolarEdgeMeterSteps,
+    PowerwallSteps,
+    VictronGxSteps,
+    HaEntityMeterSteps,
 ):
     """Add the site meter at the grid connection point (one per site)."""
 

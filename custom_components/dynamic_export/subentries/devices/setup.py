@@ -29,6 +29,7 @@ from ...const import (
     CONF_LIMIT_ENTITY,
     CONF_LIMIT_UNIT,
     CONF_MAX_AGE,
+    CONF_METER_NUMBER,
     CONF_OWN_FEED_IN,
     CONF_PARITY,
     CONF_PHASES,
@@ -45,6 +46,7 @@ from ...const import (
     DEFAULT_OPENDTU_PORT,
     DEFAULT_POWERWALL_PORT,
     DEFAULT_SOLAREDGE_FALLBACK,
+    DEFAULT_SOLAREDGE_METER_NUMBER,
     DOMAIN,
     KIND_GOODWE,
     KIND_HA_ENTITY,
@@ -71,6 +73,7 @@ from ...powerwall.client import PowerwallClient
 from ...powerwall.errors import CertificateChangedError
 from ...powerwall.meter import PowerwallMeter
 from ...solaredge.inverter import SolarEdgeInverter
+from ...solaredge.meter import SolarEdgeMeter
 from ...storage import SiteStore
 from ...sungrow.inverter import Baseline, SungrowInverter, pace_for_winet
 from ...sunspec.connection import ConnectionPool, RegisterConnection, SerialSettings
@@ -174,6 +177,8 @@ async def async_build_meter(ctx: DeviceContext, sub: ConfigSubentry) -> MeterHan
         return MeterHandle(sub, sub.title, client, _identity(meter_info), phases)
     if kind == KIND_POWERWALL:
         return _powerwall_meter(ctx, sub)
+    if kind == KIND_SOLAREDGE:
+        return await _async_solaredge_meter(ctx, sub)
     if kind == KIND_VICTRON_GX:
         grid = VictronGridMeter(
             ctx.pool.get(sub.data[CONF_HOST], sub.data[CONF_PORT]), sub.data[CONF_UNIT_ID]
@@ -270,6 +275,27 @@ async def _async_solaredge_inverter(ctx: DeviceContext, sub: ConfigSubentry) -> 
         Identity(info.manufacturer, info.model, info.serial_number, info.version) if info else None
     )
     return InverterHandle(sub.subentry_id, sub, sub.title, client, identity, rating)
+
+
+async def _async_solaredge_meter(ctx: DeviceContext, sub: ConfigSubentry) -> MeterHandle:
+    """A meter wired to a SolarEdge inverter, on the inverter's own connection.
+
+    The inverter serves one Modbus client at a time: the pool's one connection per host:port
+    carries the inverter's requests and the meter's, one at a time. A meter that is not at the
+    grid connection point (any more) fails its set-up and every read: the site stays in
+    fail-safe and the log says why.
+    """
+    data = sub.data
+    client = SolarEdgeMeter(
+        ctx.pool.get(data[CONF_HOST], data[CONF_PORT]),
+        data[CONF_UNIT_ID],
+        int(data.get(CONF_METER_NUMBER, DEFAULT_SOLAREDGE_METER_NUMBER)),
+    )
+    info = await async_try_setup(client, sub.title)
+    identity = (
+        Identity(info.manufacturer, info.model, info.serial_number, info.version) if info else None
+    )
+    return MeterHandle(sub, sub.title, client, identity, info.phases if info else 1)
 
 
 async def _async_victron_gx(ctx: DeviceContext, sub: ConfigSubentry) -> InverterHandle:
