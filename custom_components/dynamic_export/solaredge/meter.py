@@ -198,7 +198,6 @@ class SolarEdgeMeter:
         self._clock = clock
         self._info: SolarEdgeMeterInfo | None = None
         self._frozen_check = FrozenCounterCheck()
-        self._said_no_counters = False
 
     @property
     def unit_id(self) -> int:
@@ -276,26 +275,9 @@ class SolarEdgeMeter:
         resolution_wh: float,
     ) -> float | None:
         """When the values are frozen, the time they were last live; log the transitions."""
-        if imported is None and exported is None and not self._said_no_counters:
-            self._said_no_counters = True
-            _LOGGER.warning(
-                "%s reports no energy counters: frozen values cannot be detected", self.name
-            )
-        check = self._frozen_check
-        was_frozen = check.frozen
-        valid_from = check.observe(now, power_w, imported, exported, resolution_wh)
-        if valid_from is not None and not was_frozen:
-            _LOGGER.warning(
-                "%s values look frozen: energy counters unchanged for %.0f s while its power "
-                "reading adds up to %.0f Wh; its data counts as %.0f s old",
-                self.name,
-                now - valid_from,
-                check.still_wh,
-                now - valid_from,
-            )
-        elif valid_from is None and was_frozen:
-            _LOGGER.info("%s energy counters move again: its values are live", self.name)
-        return valid_from
+        return self._frozen_check.observe_meter(
+            _LOGGER, self.name, "energy counters", now, power_w, imported, exported, resolution_wh
+        )
 
 
 def _resolution(values: Mapping[str, PointValue]) -> float:
