@@ -160,6 +160,8 @@ class ProcedureRun:
     program_tags: dict[str, str] = field(default_factory=dict)
     physical: PhysicalCheck = field(default_factory=PhysicalCheck)
     errors: list[str] = field(default_factory=list)
+    begin: float = 0.0
+    """When the run began (the reference's test creation: its request log starts here)."""
     started_at: float | None = None
     ready_at: float | None = None
     finished: bool = False
@@ -168,6 +170,8 @@ class ProcedureRun:
     load_steps: list[tuple[float, float]] = field(default_factory=list)
     site_acts: list[tuple[float, str]] = field(default_factory=list)
     comms_fault: Fault | None = None
+    forced: list[tuple[float, Fault]] = field(default_factory=list)
+    """``force-response-status`` overrides with a duration, and when each expires."""
     client: CsipClient | None = None
     site: PhysicalSite | None = None
     follow_utility: bool = True
@@ -193,15 +197,19 @@ class ProcedureRun:
         device = self.device_record()
         return 1 if device is None else device.id
 
-    def matches(self, endpoint: str, record: RequestRecord) -> bool:
+    def reference(self, record: RequestRecord) -> str:
+        """The request's path as the reference server lays it out (no query)."""
         local = record.path[len(self.state.prefix) :] if self.state.prefix else record.path
-        return matches(endpoint, reference_path(self.state, local, self.edev_id()))
+        return reference_path(self.state, local, self.edev_id())
+
+    def matches(self, endpoint: str, record: RequestRecord) -> bool:
+        return matches(endpoint, self.reference(record))
 
     # -- the whole run -------------------------------------------------------------------
 
     async def run(self) -> RunResult:
         """Run the procedure to its end and check its criteria."""
-        begin = self.now()
+        self.begin = begin = self.now()
         procedure = self.procedure
         pre = procedure.preconditions
         self.server.on_request = self._on_request
@@ -271,6 +279,7 @@ class ProcedureRun:
         site.advance(1.0)
         self.physical.observe(site.samples[-1])
         await site.cycle()
+        self._expire_forced()
         if self.now() >= next_due or self._wake or client._wake.is_set():
             self._wake = False
             due = await client.run_due()
@@ -604,6 +613,26 @@ class ProcedureRun:
         elif p["enabled"] and self.comms_fault is not None:
             self.server.faults.remove(self.comms_fault)
             self.comms_fault = None
+
+    def _do_force_response_status(self, p: dict[str, Any]) -> None:
+        """Answer requests for the endpoint with the status (and Retry-After) instead of
+        the resource; from now, the request that triggered the step included, until
+        ``duration_seconds`` have passed (whatever Retry-After says), else until the end."""
+        endpoint = str(p["endpoint"])
+        m = re.fullmatch(r"/edev/[^/]+(?P<local>/derp/[^/]+(?:/derc(?:/[^/]+)?|/dderc)?)", endpoint)
+        if m is None:
+            raise UnknownProcedureElementError(f"force-response-status on {endpoint!r}")
+        retry_after = p.get("retry_after_seconds")
+        headers = {} if retry_after is None else {"Retry-After": str(int(retry_after))}
+        status = int(p["status"])
+        fault = self.server.inject(m["local"], "status", status=status, headers=headers)
+        if p.get("duration_seconds") is not None:
+            self.forced.append((self.now() + int(p["duration_seconds"]), fault))
+
+    def _expire_forced(self) -> None:
+        for expiry, fault in [f for f in self.forced if f[0] <= self.now()]:
+            self.forced.remove((expiry, fault))
+            self.server.faults.remove(fault)
 
     def _do_edev_registration_links(self, p: dict[str, Any]) -> None:
         self.state.registration_links = bool(p["enabled"])
