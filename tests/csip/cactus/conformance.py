@@ -112,6 +112,7 @@ EXPECTED: dict[str, Expected] = {
     "ALL-23": Expected(warnings=COMMS_LOSS),
     "ALL-24": Expected(),
     "ALL-25": Expected(),
+    "ALL-25-EXT": Expected(),
     "ALL-26": Expected(),
     "ALL-27": Expected(),
     "ALL-28": Expected(),

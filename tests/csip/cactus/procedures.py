@@ -57,10 +57,6 @@ BY_ID: dict[str, str] = {
         "service discovery (.well-known/csipaus) and proxied routes: the client is "
         "configured with its DeviceCapability URL"
     ),
-    "ALL-25-EXT": (
-        "a 72-hour soak (controls every 24 h): about 12 minutes of CPU even on the fake "
-        "clock, too long for every CI run; ALL-25 runs its controls"
-    ),
 }
 """Procedures that do not apply, by id."""
 
