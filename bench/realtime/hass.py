@@ -267,7 +267,8 @@ class HomeAssistant:
         """Add the site (1 s interval), the inverter, the meter and the fixed limiter.
 
         ``family``: the inverter's connection kind (each unit 1; a Victron GX for all the PV,
-        rated ``pv_rating_w``, with its grid meter, unit 30, as the site meter; a GoodWe at
+        rated ``pv_rating_w``, with its grid meter, unit 30, as the site meter; a SolarEdge
+        inverter with its meter 1 as the site meter, through the same client; a GoodWe at
         ``goodwe_host``); the other families keep the simulated SunSpec meter (unit 240).
         """
         created = await self._flow(
@@ -295,6 +296,8 @@ class HomeAssistant:
         meter_kind = "sunspec_tcp"
         if family == "victron":
             meter_kind, meter = "victron_gx", {"unit_id": 30}
+        if family == "solaredge":  # its meter 1, read through the inverter's own connection
+            meter_kind, meter = "solaredge", {"unit_id": 1, "meter_number": 1}
         await self._flow(
             sub,
             [self.entry_id, "meter"],
