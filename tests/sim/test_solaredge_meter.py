@@ -84,6 +84,10 @@ async def test_meter_reads_as_the_sunspec_meter_with_solaredge_sign(
         meter = SolarEdgeMeter(connection, 1, 1, clock=lambda: server.site.now)
         info = await meter.async_setup()
         assert info.address == METER_COMMON_ADDRESSES[0] + 2 + 65
+        unit = server.vendor_units[1]
+        assert isinstance(unit, SolarEdgeUnit)
+        assert unit.meter is not None
+        assert info.address == unit.meter.model_address
         assert (info.manufacturer, info.model) == ("SolarEdge", METER_MODEL)
         assert info.option == GRID_OPTION
         assert (info.meter_model_id, info.phases) == (203, 3)

@@ -106,10 +106,6 @@ class SolarEdgeMeterBlocks:
         """Where the meter model's ID register is served."""
         return self.source.image.model_address[203] + self._offset
 
-    def contains(self, address: int, count: int) -> bool:
-        """True if every register asked for is in the common block or the meter model."""
-        return self.start <= address and address + count <= self.end
-
     def read(self, address: int, count: int) -> list[int]:
         """Registers as served (caller checks :meth:`contains`)."""
         return self.source.image.read(address - self._offset, count)
@@ -236,12 +232,14 @@ class SolarEdgeUnit(VendorUnit):
     # --- Modbus --------------------------------------------------------------------------
 
     def read(self, function: int, address: int, count: int) -> list[int] | int:
-        """SunSpec from the model image, power control from the bank."""
+        """SunSpec from the model image (and meter 1's blocks), power control from the bank."""
         meter = self.meter
-        if function == 3 and meter is not None and self.sunspec.base <= address < meter.end + 2:
-            if address + count > meter.end + len(END_MARKER):
-                return ILLEGAL_DATA_ADDRESS  # past the end marker, as beyond any map
-            return self._read_chain(meter, address, count)
+        if function == 3 and meter is not None:
+            chain_end = meter.end + len(END_MARKER)
+            if self.sunspec.base <= address < chain_end:
+                if address + count > chain_end:
+                    return ILLEGAL_DATA_ADDRESS  # past the end marker, as beyond any map
+                return self._read_chain(meter, address, count)
         if function == 3 and self.sunspec.contains(address, count):
             return self.sunspec.read(address, count)
         return super().read(function, address, count)
