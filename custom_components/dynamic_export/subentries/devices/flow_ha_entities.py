@@ -20,13 +20,21 @@ from ...const import (
     CONF_POWER_ENTITY,
     CONF_RATED_POWER,
     DEFAULT_ENTITY_MAX_AGE,
+    DEFAULT_INVERTER_ENTITY_MAX_AGE,
     KIND_HA_ENTITY,
     LIMIT_UNIT_PERCENT,
     LIMIT_UNIT_WATT,
 )
 from ...selectors import number_selector
+from ...validation import FormCheck
 from .flow_base import RATING_WATTS, DeviceSteps, dropdown
 from .ha_entities import EntityValueError, number_range, read_power_w
+
+METER_MAX_AGE_RANGE = (1, 600)
+"""Seconds a grid power sensor may go unreported: a meter is read every cycle."""
+
+INVERTER_MAX_AGE_RANGE = (5, 3600)
+"""Seconds an inverter's power sensor may go unreported: its integration may poll slowly."""
 
 
 class HaEntityInverterSteps(DeviceSteps):
@@ -35,9 +43,12 @@ class HaEntityInverterSteps(DeviceSteps):
     async def async_step_ha_entity(
         self, user_input: dict[str, Any] | None = None
     ) -> SubentryFlowResult:
-        """Choose the entities, the limit's unit and the rating, and check the entities."""
-        errors: dict[str, str] = {}
+        """Choose the entities, the limit's unit, the rating and how old the power may get."""
+        check = FormCheck()
+        errors = check.errors
         if user_input is not None:
+            name = check.name(user_input)
+            check.number(user_input, CONF_MAX_AGE, *INVERTER_MAX_AGE_RANGE)
             power, limit = user_input[CONF_POWER_ENTITY], user_input[CONF_LIMIT_ENTITY]
             try:
                 read_power_w(self.hass, power)
@@ -54,8 +65,8 @@ class HaEntityInverterSteps(DeviceSteps):
                     CONF_LIMIT_ENTITY: limit,
                     CONF_LIMIT_UNIT: user_input[CONF_LIMIT_UNIT],
                     CONF_RATED_POWER: float(user_input[CONF_RATED_POWER]),
+                    CONF_MAX_AGE: float(user_input[CONF_MAX_AGE]),
                 }
-                name = str(user_input[CONF_NAME]).strip()
                 return self._finish(name, data, limit, same_device=False)
         schema = vol.Schema(
             {
@@ -70,12 +81,16 @@ class HaEntityInverterSteps(DeviceSteps):
                     [LIMIT_UNIT_WATT, LIMIT_UNIT_PERCENT], "limit_unit"
                 ),
                 vol.Required(CONF_RATED_POWER): RATING_WATTS,
+                vol.Required(
+                    CONF_MAX_AGE, default=DEFAULT_INVERTER_ENTITY_MAX_AGE
+                ): number_selector(*INVERTER_MAX_AGE_RANGE, 1, "s", checked_by_step=True),
             }
         )
         return self.async_show_form(
             step_id="ha_entity",
             data_schema=self.add_suggested_values_to_schema(schema, self._suggested(user_input)),
             errors=errors,
+            description_placeholders=check.placeholders,
         )
 
 
@@ -86,21 +101,23 @@ class HaEntityMeterSteps(DeviceSteps):
         self, user_input: dict[str, Any] | None = None
     ) -> SubentryFlowResult:
         """Choose the sensor, its sign and how old its value may get, and check it."""
-        errors: dict[str, str] = {}
+        check = FormCheck()
+        errors = check.errors
         if user_input is not None:
+            name = check.name(user_input)
+            check.number(user_input, CONF_MAX_AGE, *METER_MAX_AGE_RANGE)
             power = user_input[CONF_POWER_ENTITY]
             try:
                 read_power_w(self.hass, power)
             except EntityValueError as err:
                 errors[CONF_POWER_ENTITY] = err.reason
-            else:
+            if not errors:
                 data = {
                     CONF_KIND: KIND_HA_ENTITY,
                     CONF_POWER_ENTITY: power,
                     CONF_INVERT: bool(user_input[CONF_INVERT]),
                     CONF_MAX_AGE: float(user_input[CONF_MAX_AGE]),
                 }
-                name = str(user_input[CONF_NAME]).strip()
                 return self._finish(name, data, power, same_device=False)
         schema = vol.Schema(
             {
@@ -110,7 +127,7 @@ class HaEntityMeterSteps(DeviceSteps):
                 ),
                 vol.Required(CONF_INVERT, default=False): selector.BooleanSelector(),
                 vol.Required(CONF_MAX_AGE, default=DEFAULT_ENTITY_MAX_AGE): number_selector(
-                    1, 600, 1, "s"
+                    *METER_MAX_AGE_RANGE, 1, "s", checked_by_step=True
                 ),
             }
         )
@@ -118,4 +135,5 @@ class HaEntityMeterSteps(DeviceSteps):
             step_id="ha_entity",
             data_schema=self.add_suggested_values_to_schema(schema, self._suggested(user_input)),
             errors=errors,
+            description_placeholders=check.placeholders,
         )
