@@ -46,6 +46,7 @@ class OpenDtuSteps(DeviceSteps):
         check = FormCheck()
         errors = check.errors
         if user_input is not None:
+            check.host(user_input)
             check.number(user_input, CONF_PORT, *PORT_RANGE, whole=True)
         if user_input is not None and not errors:
             data = {
