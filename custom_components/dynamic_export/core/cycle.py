@@ -113,6 +113,7 @@ class ControlLoop:
         device_timeout_s: float = 5.0,
         on_rating: Callable[[str, float], None] | None = None,
         names: Mapping[str, str] | None = None,
+        site_name: str = "",
     ) -> None:
         """Wire the loop.
 
@@ -121,6 +122,8 @@ class ControlLoop:
         rating until it answers. ``on_rating`` is told when a read brings a new rating, so
         the caller can store it for the next start. ``names`` are what log lines call the
         inverters (by key) and the meter (``"meter"``); the keys themselves by default.
+        ``site_name`` starts the site's own lines (fail-safe, no meter), which would otherwise
+        read the same for every site.
         """
         self.meter = meter
         self.inverters = dict(inverters)
@@ -137,6 +140,7 @@ class ControlLoop:
         self._needs_release = False
         self._last_meter: MeterReading | None = None
         self.names = dict(names or {})
+        self._site = f"{site_name}: " if site_name else ""
         self._failing: set[tuple[str, str]] = set()
         self._refused: set[str] = set()
         self._last_controls: dict[str, Controls] = {}
@@ -466,7 +470,8 @@ class ControlLoop:
         if plan.fail_safe_reason is FailSafeReason.NO_METER:
             # Configuration, not a fault (often a site being set up): said once, plainly.
             _LOGGER.info(
-                "No site meter is configured: %s until one is added",
+                "%sNo site meter is configured: %s until one is added",
+                self._site,
                 "no export limit applies, nothing is limited"
                 if plan.constraint is Constraint.RATING
                 else f"generation is held to {plan.generation_target_w:.0f} W, the export "
@@ -474,12 +479,13 @@ class ControlLoop:
             )
         elif plan.state is ControlState.FAIL_SAFE:
             _LOGGER.warning(
-                "Fail-safe (%s): generation limited to %.0f W",
+                "%sFail-safe (%s): generation limited to %.0f W",
+                self._site,
                 plan.fail_safe_reason,
                 plan.generation_target_w,
             )
         elif self._last_state is not None and self._last_state[0] is ControlState.FAIL_SAFE:
-            _LOGGER.info("Meter data is fresh again: normal control resumed")
+            _LOGGER.info("%sMeter data is fresh again: normal control resumed", self._site)
         self._last_state = state
 
 
