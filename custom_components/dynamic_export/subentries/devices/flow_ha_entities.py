@@ -25,20 +25,38 @@ from ...const import (
     LIMIT_UNIT_WATT,
 )
 from ...selectors import number_selector
-from .flow_base import RATING_WATTS, DeviceSteps, dropdown
+from ...validation import FormCheck
+from .flow_base import MAX_RATING_W, DeviceSteps, dropdown
 from .ha_entities import EntityValueError, number_range, read_power_w
 
+RATING_RANGE = (1, MAX_RATING_W)
+RATING = number_selector(*RATING_RANGE, 1, "W", checked_by_step=True)
+MAX_AGE_RANGE = (1, 600)
+"""Seconds a meter sensor's value counts as fresh."""
+MAX_AGE = number_selector(*MAX_AGE_RANGE, 1, "s", checked_by_step=True)
 
-class HaEntityInverterSteps(DeviceSteps):
+
+class _NamedSteps(DeviceSteps):
+    """A device the user names: its name must be new to the site."""
+
+    def _names_but(self, unique_id: str) -> list[str]:
+        """The other parts' names, but that of the same entity (adding it twice aborts)."""
+        return [sub.title for sub in self._others() if sub.unique_id != unique_id]
+
+
+class HaEntityInverterSteps(_NamedSteps):
     """An inverter already in Home Assistant: a power sensor and a number that limits it."""
 
     async def async_step_ha_entity(
         self, user_input: dict[str, Any] | None = None
     ) -> SubentryFlowResult:
         """Choose the entities, the limit's unit and the rating, and check the entities."""
-        errors: dict[str, str] = {}
+        check = FormCheck()
+        errors = check.errors
         if user_input is not None:
             power, limit = user_input[CONF_POWER_ENTITY], user_input[CONF_LIMIT_ENTITY]
+            name = check.name(user_input, taken=self._names_but(limit))
+            check.number(user_input, CONF_RATED_POWER, *RATING_RANGE)
             try:
                 read_power_w(self.hass, power)
             except EntityValueError as err:
@@ -55,7 +73,6 @@ class HaEntityInverterSteps(DeviceSteps):
                     CONF_LIMIT_UNIT: user_input[CONF_LIMIT_UNIT],
                     CONF_RATED_POWER: float(user_input[CONF_RATED_POWER]),
                 }
-                name = str(user_input[CONF_NAME]).strip()
                 return self._finish(name, data, limit, same_device=False)
         schema = vol.Schema(
             {
@@ -69,38 +86,41 @@ class HaEntityInverterSteps(DeviceSteps):
                 vol.Required(CONF_LIMIT_UNIT, default=LIMIT_UNIT_WATT): dropdown(
                     [LIMIT_UNIT_WATT, LIMIT_UNIT_PERCENT], "limit_unit"
                 ),
-                vol.Required(CONF_RATED_POWER): RATING_WATTS,
+                vol.Required(CONF_RATED_POWER): RATING,
             }
         )
         return self.async_show_form(
             step_id="ha_entity",
             data_schema=self.add_suggested_values_to_schema(schema, self._suggested(user_input)),
             errors=errors,
+            description_placeholders=check.placeholders,
         )
 
 
-class HaEntityMeterSteps(DeviceSteps):
+class HaEntityMeterSteps(_NamedSteps):
     """A grid power sensor already in Home Assistant as the site meter."""
 
     async def async_step_ha_entity(
         self, user_input: dict[str, Any] | None = None
     ) -> SubentryFlowResult:
         """Choose the sensor, its sign and how old its value may get, and check it."""
-        errors: dict[str, str] = {}
+        check = FormCheck()
+        errors = check.errors
         if user_input is not None:
             power = user_input[CONF_POWER_ENTITY]
+            name = check.name(user_input, taken=self._names_but(power))
+            check.number(user_input, CONF_MAX_AGE, *MAX_AGE_RANGE)
             try:
                 read_power_w(self.hass, power)
             except EntityValueError as err:
                 errors[CONF_POWER_ENTITY] = err.reason
-            else:
+            if not errors:
                 data = {
                     CONF_KIND: KIND_HA_ENTITY,
                     CONF_POWER_ENTITY: power,
                     CONF_INVERT: bool(user_input[CONF_INVERT]),
                     CONF_MAX_AGE: float(user_input[CONF_MAX_AGE]),
                 }
-                name = str(user_input[CONF_NAME]).strip()
                 return self._finish(name, data, power, same_device=False)
         schema = vol.Schema(
             {
@@ -109,13 +129,12 @@ class HaEntityMeterSteps(DeviceSteps):
                     selector.EntitySelectorConfig(domain="sensor", device_class="power")
                 ),
                 vol.Required(CONF_INVERT, default=False): selector.BooleanSelector(),
-                vol.Required(CONF_MAX_AGE, default=DEFAULT_ENTITY_MAX_AGE): number_selector(
-                    1, 600, 1, "s"
-                ),
+                vol.Required(CONF_MAX_AGE, default=DEFAULT_ENTITY_MAX_AGE): MAX_AGE,
             }
         )
         return self.async_show_form(
             step_id="ha_entity",
             data_schema=self.add_suggested_values_to_schema(schema, self._suggested(user_input)),
             errors=errors,
+            description_placeholders=check.placeholders,
         )
