@@ -171,6 +171,8 @@ CONF_LIMIT_UNIT: Final = "limit_unit"
 LIMIT_UNIT_WATT: Final = "watt"
 LIMIT_UNIT_PERCENT: Final = "percent"
 DEFAULT_ENTITY_MAX_AGE: Final = 5.0
+DEFAULT_INVERTER_ENTITY_MAX_AGE: Final = 60.0
+"""An inverter's power sensor may be polled by its integration every 30 s or so."""
 
 # CSIP-AUS limiter
 SUBENTRY_CSIP: Final = "csip_aus"

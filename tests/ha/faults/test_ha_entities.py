@@ -111,10 +111,14 @@ OUTCOMES: dict[str, Outcome] = {
     ),
     "frozen_data": Outcome(
         "A grid sensor no longer reported is unavailable once older than its maximum age: "
-        "fail-safe. Its age counts from when its state was last seen reported",
-        "≤ the sensor's max age + 1 cycle (measured ≤ 4 s at 2 s)",
+        "fail-safe. An inverter's power sensor no longer reported is unavailable once older "
+        "than its own maximum age (60 s by default) and counted at its rating. Ages count "
+        "from when the state was last seen reported",
+        "≤ the sensor's max age + 1 cycle (measured ≤ 4 s at 2 s; the inverter at its max age "
+        "+ 1 cycle)",
         "meter connection off, error 'sensor.… has not been reported for N s (more than "
-        "2 s)'; control_state fail_safe; WARNING '<meter> unavailable: …'",
+        "2 s)'; control_state fail_safe; WARNING '<meter> unavailable: …'; the inverter's "
+        "connection off with the same error",
     ),
     "restart_during_control": Outcome(
         "Unloading the site (reload, removal) hands every number back to its maximum; "
@@ -471,6 +475,7 @@ async def test_unload_hands_back_and_start_up_limits_again(
 
 LOAD_W = 1000.0
 PV1_AVAILABLE_W = 2600.0
+INVERTER_MAX_AGE = 30.0
 
 
 class EntityLoop:
@@ -481,7 +486,13 @@ class EntityLoop:
         self.clock = FakeClock()
         self.meter = HaEntityMeter(hass, GRID, max_age_s=SENSOR_MAX_AGE, clock=self.clock)
         inverter = HaEntityInverter(
-            hass, PV1_POWER, W_LIMIT, limit_unit=LIMIT_UNIT_WATT, rated_power_w=4000
+            hass,
+            PV1_POWER,
+            W_LIMIT,
+            limit_unit=LIMIT_UNIT_WATT,
+            rated_power_w=4000,
+            max_age_s=INVERTER_MAX_AGE,
+            clock=self.clock,
         )
         self.loop = ControlLoop(
             meter=self.meter,
@@ -494,6 +505,7 @@ class EntityLoop:
             wall_clock=lambda: datetime.now(UTC),
         )
         self.reporting = True
+        self.reporting_output = True
 
     def output_w(self) -> float:
         limit = self.hass.states.get(W_LIMIT)
@@ -503,9 +515,10 @@ class EntityLoop:
     def report(self, timestamp: float | None = None) -> None:
         """The sensors' integrations report (``timestamp``: on a wall clock other than ours)."""
         output = self.output_w()
-        self.hass.states.async_set(
-            PV1_POWER, str(output), {"unit_of_measurement": "W"}, timestamp=timestamp
-        )
+        if self.reporting_output:
+            self.hass.states.async_set(
+                PV1_POWER, str(output), {"unit_of_measurement": "W"}, timestamp=timestamp
+            )
         self.hass.states.async_set(
             GRID, str(LOAD_W - output), {"unit_of_measurement": "W"}, timestamp=timestamp
         )
@@ -564,6 +577,31 @@ async def test_entities_back_after_an_hour(
     await entity_loop.cycles(3)
     assert entity_loop.output_w() == LOAD_W + EXPORT_LIMIT
     assert _logged(caplog, logging.INFO, "meter is back")
+
+
+@covers("frozen_data")
+async def test_inverter_power_no_longer_reported(
+    hass: HomeAssistant, entity_loop: EntityLoop
+) -> None:
+    """An inverter whose power is not reported past its maximum age is unavailable.
+
+    Its integration may have stopped polling and left the last value standing: sharing the
+    site's target out from it would be sharing from a guess.
+    """
+    await entity_loop.cycles(5)
+    entity_loop.reporting_output = False  # the grid sensor still reports
+    stale = await entity_loop.cycles(int(INVERTER_MAX_AGE) + 3)
+    live = [snap.inverters["pv1"].available for snap in stale]
+    assert all(live[: int(INVERTER_MAX_AGE) - 1]), live
+    assert not live[-1]
+    error = stale[-1].inverters["pv1"].error or ""
+    assert f"{PV1_POWER} has not been reported for" in error, error
+    assert "(more than 30 s)" in error
+
+    entity_loop.reporting_output = True
+    (back,) = await entity_loop.cycles(1)
+    assert back.inverters["pv1"].available
+    assert back.state is ControlState.CONTROLLING
 
 
 @covers("clock_jump")

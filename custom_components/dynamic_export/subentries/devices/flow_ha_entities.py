@@ -20,6 +20,7 @@ from ...const import (
     CONF_POWER_ENTITY,
     CONF_RATED_POWER,
     DEFAULT_ENTITY_MAX_AGE,
+    DEFAULT_INVERTER_ENTITY_MAX_AGE,
     KIND_HA_ENTITY,
     LIMIT_UNIT_PERCENT,
     LIMIT_UNIT_WATT,
@@ -29,11 +30,14 @@ from ...validation import FormCheck
 from .flow_base import MAX_RATING_W, DeviceSteps, dropdown
 from .ha_entities import EntityValueError, number_range, read_power_w
 
+METER_MAX_AGE_RANGE = (1, 600)
+"""Seconds a grid power sensor may go unreported: a meter is read every cycle."""
+
+INVERTER_MAX_AGE_RANGE = (5, 3600)
+"""Seconds an inverter's power sensor may go unreported: its integration may poll slowly."""
+
 RATING_RANGE = (1, MAX_RATING_W)
 RATING = number_selector(*RATING_RANGE, 1, "W", checked_by_step=True)
-MAX_AGE_RANGE = (1, 600)
-"""Seconds a meter sensor's value counts as fresh."""
-MAX_AGE = number_selector(*MAX_AGE_RANGE, 1, "s", checked_by_step=True)
 
 
 class _NamedSteps(DeviceSteps):
@@ -50,13 +54,14 @@ class HaEntityInverterSteps(_NamedSteps):
     async def async_step_ha_entity(
         self, user_input: dict[str, Any] | None = None
     ) -> SubentryFlowResult:
-        """Choose the entities, the limit's unit and the rating, and check the entities."""
+        """Choose the entities, the limit's unit, the rating and how old the power may get."""
         check = FormCheck()
         errors = check.errors
         if user_input is not None:
             power, limit = user_input[CONF_POWER_ENTITY], user_input[CONF_LIMIT_ENTITY]
             name = check.name(user_input, taken=self._names_but(limit))
             check.number(user_input, CONF_RATED_POWER, *RATING_RANGE)
+            check.number(user_input, CONF_MAX_AGE, *INVERTER_MAX_AGE_RANGE)
             try:
                 read_power_w(self.hass, power)
             except EntityValueError as err:
@@ -72,6 +77,7 @@ class HaEntityInverterSteps(_NamedSteps):
                     CONF_LIMIT_ENTITY: limit,
                     CONF_LIMIT_UNIT: user_input[CONF_LIMIT_UNIT],
                     CONF_RATED_POWER: float(user_input[CONF_RATED_POWER]),
+                    CONF_MAX_AGE: float(user_input[CONF_MAX_AGE]),
                 }
                 return self._finish(name, data, limit, same_device=False)
         schema = vol.Schema(
@@ -87,6 +93,9 @@ class HaEntityInverterSteps(_NamedSteps):
                     [LIMIT_UNIT_WATT, LIMIT_UNIT_PERCENT], "limit_unit"
                 ),
                 vol.Required(CONF_RATED_POWER): RATING,
+                vol.Required(
+                    CONF_MAX_AGE, default=DEFAULT_INVERTER_ENTITY_MAX_AGE
+                ): number_selector(*INVERTER_MAX_AGE_RANGE, 1, "s", checked_by_step=True),
             }
         )
         return self.async_show_form(
@@ -109,7 +118,7 @@ class HaEntityMeterSteps(_NamedSteps):
         if user_input is not None:
             power = user_input[CONF_POWER_ENTITY]
             name = check.name(user_input, taken=self._names_but(power))
-            check.number(user_input, CONF_MAX_AGE, *MAX_AGE_RANGE)
+            check.number(user_input, CONF_MAX_AGE, *METER_MAX_AGE_RANGE)
             try:
                 read_power_w(self.hass, power)
             except EntityValueError as err:
@@ -129,7 +138,9 @@ class HaEntityMeterSteps(_NamedSteps):
                     selector.EntitySelectorConfig(domain="sensor", device_class="power")
                 ),
                 vol.Required(CONF_INVERT, default=False): selector.BooleanSelector(),
-                vol.Required(CONF_MAX_AGE, default=DEFAULT_ENTITY_MAX_AGE): MAX_AGE,
+                vol.Required(CONF_MAX_AGE, default=DEFAULT_ENTITY_MAX_AGE): number_selector(
+                    *METER_MAX_AGE_RANGE, 1, "s", checked_by_step=True
+                ),
             }
         )
         return self.async_show_form(

@@ -6,8 +6,10 @@ sets its limit. These clients read ``hass.states`` and write through the number'
 ``set_value`` action, so the control loop drives them like any other device.
 
 Power sensors may report in W or kW (the state's unit decides). The meter's sign is chosen
-in its flow; readings are stamped with the time the state was last reported, and a state
-not reported for longer than the meter's maximum age makes the meter unavailable.
+in its flow; readings are stamped with the time the state was last reported, and a power
+state not reported for longer than its maximum age makes the meter, or the inverter,
+unavailable: another integration that stopped polling would otherwise leave its last value
+standing, and the controller would share the site's target out from a stale output.
 
 That age is kept on the monotonic clock, not judged from ``last_reported`` against the wall
 clock: a wall clock set back an hour would make a frozen sensor look fresh for that hour,
@@ -35,7 +37,7 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.util import dt as dt_util
 
 from ...compat import vol
-from ...const import LIMIT_UNIT_PERCENT
+from ...const import DEFAULT_INVERTER_ENTITY_MAX_AGE, LIMIT_UNIT_PERCENT
 from ...core.errors import DeviceResponseError, DeviceUnavailableError, InvalidDeviceDataError
 from ...core.measurements import InverterCommand, InverterReading, MeterReading
 from ...core.numbers import finite_number
@@ -124,6 +126,42 @@ def _limits(state: State) -> tuple[float, float]:
     return low, high
 
 
+class ReportAge:
+    """How long ago a state was last reported, on the monotonic clock (module doc).
+
+    A ``last_reported`` that differs from the one seen at the previous check was reported
+    since then, so its age is at most the time since that check; the wall clock only dates
+    a report never seen before.
+    """
+
+    def __init__(self, entity_id: str, max_age_s: float) -> None:
+        """``max_age_s``: a state older than this fails :meth:`check`."""
+        if not max_age_s > 0:
+            raise ValueError("max_age_s must be positive")
+        self.entity_id = entity_id
+        self.max_age_s = max_age_s
+        self._reported: datetime | None = None  # last_reported at the previous check
+        self._reported_at = 0.0  # when (monotonic) that report was made
+        self._seen_at: float | None = None  # when (monotonic) the previous check saw it
+
+    def check(self, state: State, now: float) -> float:
+        """When (monotonic) ``state`` was last reported; unavailable when that is too long ago."""
+        reported = state.last_reported
+        if reported != self._reported:
+            age = max(0.0, (dt_util.utcnow() - reported).total_seconds())
+            if self._seen_at is not None:
+                age = min(age, now - self._seen_at)  # reported after the previous check
+            self._reported, self._reported_at = reported, now - age
+        self._seen_at = now
+        age = now - self._reported_at
+        if age > self.max_age_s:
+            raise DeviceUnavailableError(
+                f"{self.entity_id} has not been reported for {age:.0f} s "
+                f"(more than {self.max_age_s:g} s)"
+            )
+        return self._reported_at
+
+
 class HaEntityMeter:
     """A grid power sensor as the site meter (implements core.devices.SiteMeter)."""
 
@@ -137,39 +175,19 @@ class HaEntityMeter:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``invert``: the sensor shows export as positive."""
-        if max_age_s <= 0:
-            raise ValueError("max_age_s must be positive")
         self._hass = hass
         self.entity_id = entity_id
         self._invert = invert
-        self._max_age_s = max_age_s
+        self._report_age = ReportAge(entity_id, max_age_s)
         self._clock = clock
-        self._reported: datetime | None = None  # last_reported at the previous read
-        self._reported_at = 0.0  # when (monotonic) that report was made
-        self._seen_at: float | None = None  # when (monotonic) the previous read saw it
 
     async def async_read(self) -> MeterReading:
         """The sensor's value now, stamped with when it was last reported."""
         state = _state(self._hass, self.entity_id)
         now = self._clock()
-        age = self._age(state.last_reported, now)
-        if age > self._max_age_s:
-            raise DeviceUnavailableError(
-                f"{self.entity_id} has not been reported for {age:.0f} s "
-                f"(more than {self._max_age_s:g} s)"
-            )
+        reported_at = self._report_age.check(state, now)
         watts = power_w(state)
-        return MeterReading(timestamp=now - age, grid_power_w=-watts if self._invert else watts)
-
-    def _age(self, reported: datetime, now: float) -> float:
-        """Seconds since the state was last reported, on the monotonic clock (module doc)."""
-        if reported != self._reported:
-            age = max(0.0, (dt_util.utcnow() - reported).total_seconds())
-            if self._seen_at is not None:
-                age = min(age, now - self._seen_at)  # reported after the previous read
-            self._reported, self._reported_at = reported, now - age
-        self._seen_at = now
-        return now - self._reported_at
+        return MeterReading(timestamp=reported_at, grid_power_w=-watts if self._invert else watts)
 
 
 class HaEntityInverter:
@@ -189,12 +207,17 @@ class HaEntityInverter:
         *,
         limit_unit: str,
         rated_power_w: float,
+        max_age_s: float = DEFAULT_INVERTER_ENTITY_MAX_AGE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """Bind to the two entities; ``rated_power_w`` converts between W and %."""
+        """Bind to the two entities; ``rated_power_w`` converts between W and %.
+
+        ``max_age_s``: a power state not reported for longer makes the inverter unavailable.
+        """
         if not rated_power_w > 0:
             raise ValueError("rated_power_w must be positive")
         self._hass = hass
+        self._report_age = ReportAge(power_entity, max_age_s)
         self.power_entity = power_entity
         self.limit_entity = limit_entity
         self._percent = limit_unit == LIMIT_UNIT_PERCENT
@@ -221,15 +244,20 @@ class HaEntityInverter:
         return step if self._percent else 100.0 * step / self._rating
 
     async def async_read(self) -> InverterReading:
-        """Output from the power sensor, the limit in force from the number."""
-        output = power_w(_state(self._hass, self.power_entity))
+        """Output from the power sensor, the limit in force from the number.
+
+        Stamped with when the power was last reported; too old a report fails the read.
+        """
+        power = _state(self._hass, self.power_entity)
+        reported_at = self._report_age.check(power, self._clock())
+        output = power_w(power)
         limit_pct: float | None = None
         limit = self._hass.states.get(self.limit_entity)
         if limit is not None and limit.state not in (STATE_UNAVAILABLE, STATE_UNKNOWN):
             value = _number(limit)
             limit_pct = value if self._percent else 100.0 * value / self._rating
         return InverterReading(
-            timestamp=self._clock(),
+            timestamp=reported_at,
             ac_power_w=output,
             rated_power_w=self._rating,
             limit_pct=limit_pct,

@@ -42,6 +42,7 @@ from ...const import (
     CONF_VERSION,
     DEFAULT_BAUDRATE,
     DEFAULT_ENTITY_MAX_AGE,
+    DEFAULT_INVERTER_ENTITY_MAX_AGE,
     DEFAULT_METER_MAX_AGE,
     DEFAULT_OPENDTU_PORT,
     DEFAULT_POWERWALL_PORT,
@@ -156,6 +157,7 @@ async def async_build_inverters(ctx: DeviceContext, sub: ConfigSubentry) -> list
             sub.data[CONF_LIMIT_ENTITY],
             limit_unit=sub.data.get(CONF_LIMIT_UNIT, LIMIT_UNIT_WATT),
             rated_power_w=rating,
+            max_age_s=float(sub.data.get(CONF_MAX_AGE, DEFAULT_INVERTER_ENTITY_MAX_AGE)),
         )
         identity = Identity(model="Home Assistant entities")
         return [InverterHandle(sub.subentry_id, sub, sub.title, entity_inverter, identity, rating)]

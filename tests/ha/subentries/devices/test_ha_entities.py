@@ -140,6 +140,7 @@ async def test_add_and_reconfigure_entity_inverter(hass: HomeAssistant, numbers:
         CONF_LIMIT_ENTITY: W_LIMIT,
         CONF_LIMIT_UNIT: LIMIT_UNIT_WATT,
         CONF_RATED_POWER: 5000.0,
+        CONF_MAX_AGE: 60.0,
     }
 
     result = await start_subentry_flow(hass, entry, SUBENTRY_INVERTER, KIND_HA_ENTITY)
@@ -185,6 +186,9 @@ async def test_entity_inverter_flow_errors(hass: HomeAssistant, numbers: None) -
         ({CONF_LIMIT_ENTITY: "number.missing"}, {CONF_LIMIT_ENTITY: "entity_not_found"}),
         ({CONF_LIMIT_ENTITY: "number.no_range"}, {CONF_LIMIT_ENTITY: "not_a_number_entity"}),
         ({CONF_LIMIT_ENTITY: "number.broken"}, {CONF_LIMIT_ENTITY: "not_numeric"}),
+        ({CONF_NAME: "   "}, {CONF_NAME: "name_blank"}),
+        ({CONF_MAX_AGE: 4}, {CONF_MAX_AGE: "max_age_out_of_range"}),
+        ({CONF_MAX_AGE: 3601}, {CONF_MAX_AGE: "max_age_out_of_range"}),
     ]
     for changes, errors in cases:
         result = await start_subentry_flow(hass, entry, SUBENTRY_INVERTER, KIND_HA_ENTITY)
@@ -207,6 +211,11 @@ async def test_add_and_reconfigure_entity_meter(hass: HomeAssistant) -> None:
         result["flow_id"], {**form, CONF_POWER_ENTITY: "sensor.missing"}
     )
     assert result["errors"] == {CONF_POWER_ENTITY: "entity_not_found"}
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {**form, CONF_NAME: " ", CONF_MAX_AGE: 601}
+    )
+    assert result["errors"] == {CONF_NAME: "name_blank", CONF_MAX_AGE: "max_age_out_of_range"}
+    assert result["description_placeholders"] == {"max_age_min": "1", "max_age_max": "600"}
     result = await hass.config_entries.subentries.async_configure(result["flow_id"], form)
     assert result["type"] is FlowResultType.CREATE_ENTRY
     (sub,) = entry.subentries.values()
@@ -431,9 +440,9 @@ async def test_entity_forms_check_name_rating_and_age_on_their_fields(
 ) -> None:
     """A blank or taken name, a rating or maximum age out of range: translated field errors.
 
-    The rating and age used to be held to their range by the schema alone, which fails the
-    form with an untranslated message and nothing beside the field; a blank name made a
-    device with no name.
+    The rating used to be held to its range by the schema alone, which fails the form with
+    an untranslated message and nothing beside the field; a name another part of the site
+    has made a second device of that name (entity ids ending in ``_2``).
     """
     set_power(hass, PV1_POWER, 1200)
     set_power(hass, GRID, 300)
