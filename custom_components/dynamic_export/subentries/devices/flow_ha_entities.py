@@ -27,7 +27,7 @@ from ...const import (
 )
 from ...selectors import number_selector
 from ...validation import FormCheck
-from .flow_base import MAX_RATING_W, DeviceSteps, dropdown
+from .flow_base import RATING_RANGE, RATING_WATTS, DeviceSteps, dropdown
 from .ha_entities import EntityValueError, number_range, read_power_w
 
 METER_MAX_AGE_RANGE = (1, 600)
@@ -35,9 +35,6 @@ METER_MAX_AGE_RANGE = (1, 600)
 
 INVERTER_MAX_AGE_RANGE = (5, 3600)
 """Seconds an inverter's power sensor may go unreported: its integration may poll slowly."""
-
-RATING_RANGE = (1, MAX_RATING_W)
-RATING = number_selector(*RATING_RANGE, 1, "W", checked_by_step=True)
 
 
 class _NamedSteps(DeviceSteps):
@@ -92,7 +89,7 @@ class HaEntityInverterSteps(_NamedSteps):
                 vol.Required(CONF_LIMIT_UNIT, default=LIMIT_UNIT_WATT): dropdown(
                     [LIMIT_UNIT_WATT, LIMIT_UNIT_PERCENT], "limit_unit"
                 ),
-                vol.Required(CONF_RATED_POWER): RATING,
+                vol.Required(CONF_RATED_POWER): RATING_WATTS,
                 vol.Required(
                     CONF_MAX_AGE, default=DEFAULT_INVERTER_ENTITY_MAX_AGE
                 ): number_selector(*INVERTER_MAX_AGE_RANGE, 1, "s", checked_by_step=True),
