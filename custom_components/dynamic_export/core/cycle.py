@@ -115,6 +115,7 @@ class ControlLoop:
         on_rating: Callable[[str, float], None] | None = None,
         names: Mapping[str, str] | None = None,
         slow_failure_s: float = SLOW_FAILURE_S,
+        site_name: str = "",
     ) -> None:
         """Wire the loop.
 
@@ -124,7 +125,8 @@ class ControlLoop:
         the caller can store it for the next start. ``names`` are what log lines call the
         inverters (by key) and the meter (``"meter"``); the keys themselves by default.
         ``slow_failure_s``: an inverter whose read fails after this long is asked less often
-        until it answers (``core.silence``).
+        until it answers (``core.silence``). ``site_name`` starts the site's own lines
+        (fail-safe, no meter), which would otherwise read the same for every site.
         """
         self.meter = meter
         self.inverters = dict(inverters)
@@ -142,6 +144,7 @@ class ControlLoop:
         self._needs_release = False
         self._last_meter: MeterReading | None = None
         self.names = dict(names or {})
+        self._site = f"{site_name}: " if site_name else ""
         self._failing: set[tuple[str, str]] = set()
         self._refused: set[str] = set()
         self._last_controls: dict[str, Controls] = {}
@@ -490,7 +493,8 @@ class ControlLoop:
         if plan.fail_safe_reason is FailSafeReason.NO_METER:
             # Configuration, not a fault (often a site being set up): said once, plainly.
             _LOGGER.info(
-                "No site meter is configured: %s until one is added",
+                "%sNo site meter is configured: %s until one is added",
+                self._site,
                 "no export limit applies, nothing is limited"
                 if plan.constraint is Constraint.RATING
                 else f"generation is held to {plan.generation_target_w:.0f} W, the export "
@@ -498,12 +502,13 @@ class ControlLoop:
             )
         elif plan.state is ControlState.FAIL_SAFE:
             _LOGGER.warning(
-                "Fail-safe (%s): generation limited to %.0f W",
+                "%sFail-safe (%s): generation limited to %.0f W",
+                self._site,
                 plan.fail_safe_reason,
                 plan.generation_target_w,
             )
         elif self._last_state is not None and self._last_state[0] is ControlState.FAIL_SAFE:
-            _LOGGER.info("Meter data is fresh again: normal control resumed")
+            _LOGGER.info("%sMeter data is fresh again: normal control resumed", self._site)
         self._last_state = state
 
 

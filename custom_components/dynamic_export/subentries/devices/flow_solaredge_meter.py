@@ -96,6 +96,7 @@ class SolarEdgeMeterSteps(ModbusTcpChecks):
         errors = check.errors
         inverters = _solaredge_inverters(self._others())
         if user_input is not None:
+            check.host(user_input)
             check.number(user_input, CONF_PORT, *PORT_RANGE, whole=True)
             check.number(user_input, CONF_UNIT_ID, *UNIT_ID_RANGE, whole=True)
             check.number(user_input, CONF_METER_NUMBER, *METER_NUMBERS, whole=True)
