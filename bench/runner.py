@@ -14,10 +14,11 @@ after each substep. Every read and write still goes over Modbus TCP on 127.0.0.1
 ``family`` serves the site's inverters as another family (see ``sim/families.py``) and drives
 them with that family's client, as the integration's set-up builds it: SolarEdge (EDPC, the
 60 s revert timeout as its command timeout; power control already committed, as on an
-installed site), Sungrow and Huawei (no revert timer), or one Victron GX for all the PV (ESS
-maximum feed-in) with the GX's grid meter as the site meter, or GoodWe ET inverters through the
-``goodwe`` library over UDP 8899 (each at its own loopback address; their export limit, no
-revert timer). The WiNet-S and SDongle pacing is left out: it only costs wall time, and
+installed site; the site meter is the first inverter's meter 1, read through it), Sungrow
+and Huawei (no revert timer), or one Victron GX for all the PV (ESS maximum feed-in) with
+the GX's grid meter as the site meter, or GoodWe ET inverters through the ``goodwe`` library
+over UDP 8899 (each at its own loopback address; their export limit, no revert timer). The
+WiNet-S and SDongle pacing is left out: it only costs wall time, and
 simulated time stands still meanwhile.
 """
 
@@ -45,6 +46,7 @@ from custom_components.dynamic_export.sim.physics import SimSite
 from custom_components.dynamic_export.sim.scenario import FAMILIES, Scenario
 from custom_components.dynamic_export.sim.server import SimulatedSiteServer
 from custom_components.dynamic_export.solaredge.inverter import SolarEdgeInverter
+from custom_components.dynamic_export.solaredge.meter import SolarEdgeMeter
 from custom_components.dynamic_export.sungrow.inverter import SungrowInverter
 from custom_components.dynamic_export.sunspec.connection import ConnectionPool, ModbusTcpConnection
 from custom_components.dynamic_export.sunspec.device import SunSpecDevice
@@ -250,6 +252,12 @@ async def run_scenario(
                 grid = VictronGridMeter(connection, grid_unit, clock=clock)
                 await grid.async_setup()
                 meter = grid
+            elif family == "solaredge":  # its meter 1, through the inverter's connection
+                se_unit = server.solaredge_meter_unit_id
+                assert se_unit is not None
+                se_meter = SolarEdgeMeter(connection, se_unit, 1, clock=clock)
+                await se_meter.async_setup()
+                meter = se_meter
             else:
                 sunspec_meter = SunSpecMeter(
                     SunSpecDevice(connection, server.meter_unit_id), clock=clock

@@ -113,6 +113,7 @@ async def run_one(
         busy = await _busy(bench.busy_cpus)
         site.begin_scenario()
         requests_before = dict(site.server.write_requests)
+        knocked_before = site.server.knocked_off
         cpu_before = cpu_seconds(hass.pid or 0)
         counter.counting = True
         start_ts = time.time()
@@ -147,6 +148,7 @@ async def run_one(
             measured_wall_s=end_ts - start_ts,
             ha_cpu_s=None if cpu_before is None or cpu_after is None else cpu_after - cpu_before,
             write_requests=requests,
+            knocked_off=site.server.knocked_off - knocked_before,
             state_events={k: v for k, v in counter.counts.items() if k in entities},
             recorder_rows=rows,
             entities=sorted(entities),
@@ -436,7 +438,8 @@ def main(argv: list[str] | None = None) -> int:
         "through its flows: a site at 1 s, one inverter of the family named in each heading "
         "(SunSpec, SolarEdge, Sungrow, Huawei, GoodWe over UDP, or a Victron GX for the PV) and "
         "a SunSpec meter "
-        "(the GX's grid meter with a GX) on the simulated site over Modbus TCP on 127.0.0.1, one "
+        "(the GX's grid meter with a GX, the inverter's meter 1 with a SolarEdge) on the "
+        "simulated site over Modbus TCP on 127.0.0.1, one "
         "fixed limiter. The site steps every "
         "0.1 s on the wall clock; true values are sampled every 0.1 s. The perfect reactive "
         "tracker replays the same recorded inputs, setting the ideal limit every 0.1 s with no "

@@ -69,6 +69,8 @@ INVERTER_STEPS: dict[str, tuple[str, dict[str, Any]]] = {
     "goodwe": ("goodwe", {}),  # the address only: UDP 8899 at the inverter's own 127.x.y.z
 }
 """Per inverter family: the subentry flow's connection kind and its answers (with the address)."""
+METER_TRIES = 5
+"""Tries of the meter's connection test (a SolarEdge one fails while the site reconnects)."""
 
 
 class HassError(RuntimeError):
@@ -267,7 +269,8 @@ class HomeAssistant:
         """Add the site (1 s interval), the inverter, the meter and the fixed limiter.
 
         ``family``: the inverter's connection kind (each unit 1; a Victron GX for all the PV,
-        rated ``pv_rating_w``, with its grid meter, unit 30, as the site meter; a GoodWe at
+        rated ``pv_rating_w``, with its grid meter, unit 30, as the site meter; a SolarEdge
+        inverter with its meter 1 as the site meter, through the same client; a GoodWe at
         ``goodwe_host``); the other families keep the simulated SunSpec meter (unit 240).
         """
         created = await self._flow(
@@ -295,15 +298,42 @@ class HomeAssistant:
         meter_kind = "sunspec_tcp"
         if family == "victron":
             meter_kind, meter = "victron_gx", {"unit_id": 30}
-        await self._flow(
-            sub,
-            [self.entry_id, "meter"],
-            [{"next_step_id": meter_kind}, {**address, **meter}],
-        )
+        if family == "solaredge":  # its meter 1, read through the inverter's own connection
+            meter_kind, meter = "solaredge", {"unit_id": 1, "meter_number": 1}
+        if family == "solaredge":
+            # Its meter's connection test reads through the loaded site's one client; while
+            # the site still sets the inverter up (the commit) it would open a second one.
+            await self._wait_loaded()
+        for attempt in range(METER_TRIES):
+            try:
+                await self._flow(
+                    sub,
+                    [self.entry_id, "meter"],
+                    [{"next_step_id": meter_kind}, {**address, **meter}],
+                )
+                break
+            except HassError as err:
+                if "cannot_connect" not in str(err) or attempt == METER_TRIES - 1:
+                    raise
+                self._log(f"the meter's connection test failed ({attempt + 1}); again")
+                await asyncio.sleep(3.0)
         limits: dict[str, Any] = {"name": "Export limit", "connect": True, "energize": True}
         if export_limit_w is not None:
             limits["export_limit"] = export_limit_w
         await self._flow(sub, [self.entry_id, "fixed_limiter"], [limits])
+
+    async def _wait_loaded(self, timeout_s: float = 120.0) -> None:
+        """Wait until the site's entry is loaded again after a subentry was added."""
+        await asyncio.sleep(1.0)  # the reload a new subentry starts
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            entries = await self._request(
+                "GET", f"/api/config/config_entries/entry?domain={DOMAIN}"
+            )
+            if any(e["entry_id"] == self.entry_id and e["state"] == "loaded" for e in entries):
+                return
+            await asyncio.sleep(0.5)
+        raise HassError(f"the site did not load again within {timeout_s:.0f} s: {self.tail()}")
 
     async def state(self, entity_id: str) -> str | None:
         """The state of ``entity_id`` (None while it does not exist)."""

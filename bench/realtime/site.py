@@ -61,7 +61,8 @@ class RealtimeSite:
     """Serve ``scenario`` over Modbus TCP and step it in real time.
 
     ``family`` serves the inverters as that family (``sim/families.py``); a SolarEdge inverter
-    starts with power control not yet committed, so the integration's set-up commits it once.
+    starts with power control not yet committed, so the integration's set-up commits it once,
+    and serves one Modbus client at a time (inverter and meter share the site's one).
     """
 
     def __init__(
@@ -75,6 +76,7 @@ class RealtimeSite:
             autostep=False,
             family=family,
             family_options=FamilyOptions(),
+            single_client=family == "solaredge",  # as the inverter: a newcomer knocks one off
         )
         self.scenario = self.server.site.scenario
         self.recording = Recording()

@@ -136,6 +136,10 @@ class DynamicExportConfigFlow(
         check = FormCheck()
         if user_input is not None:
             name = check.name(user_input, CONF_SITE_NAME)
+            if name and slugify(name) in self._async_current_ids(include_ignore=False):
+                # On the field, so the form stays open: an abort would lose what was typed.
+                check.errors[CONF_SITE_NAME] = "site_name_taken"
+                check.placeholders["name"] = name
             check.interval(user_input)
             if not check.errors:
                 await self.async_set_unique_id(slugify(name))

@@ -186,6 +186,7 @@ async def async_build_runtime(hass: HomeAssistant, entry: DynamicExportConfigEnt
             **{key: handle.name for key, handle in inverters.items()},
             **({"meter": meter.name} if meter else {}),
         },
+        site_name=entry.title,
     )
     coordinator = SiteCoordinator(hass, entry, loop, control_interval(entry))
     coordinator.after_cycle.extend(hooks)

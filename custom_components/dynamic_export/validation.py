@@ -7,11 +7,11 @@ and a bad value becomes a translated error on its own field.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from homeassistant.const import CONF_NAME
+from homeassistant.const import CONF_HOST, CONF_NAME
 
 from .const import CONF_CONTROL_INTERVAL, MAX_CONTROL_INTERVAL, MAX_LIMIT_W, MIN_CONTROL_INTERVAL
 from .core.numbers import finite_number
@@ -24,15 +24,33 @@ class FormCheck:
     errors: dict[str, str] = field(default_factory=dict)
     placeholders: dict[str, str] = field(default_factory=dict)
 
-    def name(self, user_input: Mapping[str, Any], key: str = CONF_NAME) -> str:
-        """The name as stored (stripped); a blank one is refused.
+    def name(
+        self, user_input: Mapping[str, Any], key: str = CONF_NAME, taken: Iterable[str] = ()
+    ) -> str:
+        """The name as stored (stripped); a blank one, or one in ``taken``, is refused.
 
-        A blank title would make a nameless site or limiter whose entities lose their prefix.
+        A blank title would make a nameless site or limiter whose entities lose their prefix;
+        a second part of the site with the same name would make a second device of that name
+        whose entity ids end in ``_2``.
         """
         name = str(user_input.get(key) or "").strip()
         if not name:
             self.errors[key] = "name_blank"
+        elif name.casefold() in {other.strip().casefold() for other in taken}:
+            self.errors[key] = "name_taken"
+            self.placeholders["name"] = name
         return name
+
+    def host(self, user_input: Mapping[str, Any], key: str = CONF_HOST) -> str:
+        """The host as stored (stripped); a blank one is refused on its own field.
+
+        Without this check a blank host reaches the device client, which says only that
+        nothing answers (or, for a GoodWe, refuses it outright).
+        """
+        host = str(user_input.get(key) or "").strip()
+        if not host:
+            self.errors[key] = "host_blank"
+        return host
 
     def interval(self, user_input: Mapping[str, Any], key: str = CONF_CONTROL_INTERVAL) -> None:
         """The control interval must be whole seconds within its range.

@@ -40,15 +40,22 @@ async def test_site_created_with_control_choice(hass: HomeAssistant) -> None:
 
 
 async def test_site_name_must_be_unique(hass: HomeAssistant) -> None:
-    """A second site with the same name is refused."""
+    """A second site with the same name is an error on the name; the form stays open."""
     added_site(hass)
     result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"],
-        {CONF_SITE_NAME: "home", CONF_CONTROL_INTERVAL: 1, CONF_CONTROL_ENABLED: True},
+        {CONF_SITE_NAME: " home ", CONF_CONTROL_INTERVAL: 1, CONF_CONTROL_ENABLED: True},
     )
-    assert result["type"] is FlowResultType.ABORT
-    assert result["reason"] == "already_configured"
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {CONF_SITE_NAME: "site_name_taken"}
+    assert result["description_placeholders"]["name"] == "home"
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"],
+        {CONF_SITE_NAME: "Cabin", CONF_CONTROL_INTERVAL: 1, CONF_CONTROL_ENABLED: True},
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == "Cabin"
 
 
 async def test_options_flow_saves_tuning(hass: HomeAssistant) -> None:

@@ -60,7 +60,7 @@ async def test_device_away_for_long_gets_an_issue_until_it_is_back(
 
 
 async def test_meter_away_for_long_is_unreachable_and_a_stuck_fail_safe(
-    hass: HomeAssistant, sim: SimulatedSiteServer
+    hass: HomeAssistant, sim: SimulatedSiteServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     entry = await setup_site(hass, sunspec_site(sim, limiter_subentry(export_limit=1500.0)))
     sim.set_unit_offline(sim.meter_unit_id, mode="exception")
@@ -73,6 +73,8 @@ async def test_meter_away_for_long_is_unreachable_and_a_stuck_fail_safe(
     placeholders = fail_safe.translation_placeholders or {}
     assert placeholders["reason"] == "the site meter does not answer"
     assert float(placeholders["level"]) == pytest.approx(1500.0)
+    # The log line names the site: with two sites, two bare "Fail-safe" lines read the same.
+    assert "Home: Fail-safe (meter_unavailable): generation limited to 1500 W" in caplog.text
     # Unloading removes them: a site that is not running is judged afresh when it starts.
     assert await hass.config_entries.async_unload(entry.entry_id)
     assert not issues_of(hass)
@@ -80,7 +82,11 @@ async def test_meter_away_for_long_is_unreachable_and_a_stuck_fail_safe(
 
 @pytest.mark.parametrize(("limit", "raised"), [(1500.0, True), (None, False)])
 async def test_missing_meter_is_an_issue_when_it_limits(
-    hass: HomeAssistant, sim: SimulatedSiteServer, limit: float | None, raised: bool
+    hass: HomeAssistant,
+    sim: SimulatedSiteServer,
+    caplog: pytest.LogCaptureFixture,
+    limit: float | None,
+    raised: bool,
 ) -> None:
     entry = await setup_site(
         hass, site_entry([inverter_subentry(sim, 1), limiter_subentry(export_limit=limit)])
@@ -93,6 +99,7 @@ async def test_missing_meter_is_an_issue_when_it_limits(
         )
         issue = issues_of(hass)[f"{entry.entry_id}_meter_missing"]
         assert (issue.translation_placeholders or {})["level"] == "1500"
+        assert "Home: No site meter is configured: generation is held to" in caplog.text
     else:
         await asyncio.sleep(SHORT_S + 2)
         assert not issues_of(hass)

@@ -18,7 +18,10 @@ already the wire addresses. The quirks the client has to live with:
   common model (L=65) and a meter model 201-204, laid out from pysunspec2's model definitions;
   so meter 1's common block lands at 40121, meter 2's at 40295, meter 3's at 40469. A meter
   reports ``W`` positive for export, as SolarEdge's grid meters do, and counts energy in
-  ``TotWhImp`` / ``TotWhExp``; :meth:`PeerMeter.freeze` keeps serving its last values.
+  ``TotWhImp`` / ``TotWhExp``; :meth:`PeerMeter.freeze` keeps serving its last values,
+  ``PeerMeter.silent`` leaves reads of its blocks unanswered, ``PeerMeter.refuse`` answers
+  them with that exception code and ``PeerMeter.drop_next_read`` closes the connection at the
+  next one, while the inverter's own registers answer as before.
 
 Faults for the fault matrix, beyond the server's own (``hang``, ``exceptions``,
 ``response_delay``): ``busy`` answers every request with that exception code,
@@ -137,6 +140,14 @@ class PeerMeter:
     import_wh: float = 50_000.0
     export_wh: float = 80_000.0
     frozen: bool = False
+    silent: bool = False
+    """Reads touching the meter's blocks go unanswered (the inverter answers the rest)."""
+    refuse: int | None = None
+    """An exception code reads touching the meter's blocks are answered with."""
+    drop_next_read: bool = False
+    """The next read of the meter's blocks closes the connection unanswered."""
+    common_address: int = 0
+    """Where the meter's common block starts in the peer's map (set by the peer)."""
     address: int = 0
     """The meter model's ID register in the peer's map (set by the peer)."""
     registers: dict[int, int] = field(default_factory=dict, repr=False)
@@ -144,6 +155,14 @@ class PeerMeter:
     def freeze(self, frozen: bool = True) -> None:
         """Keep serving the last values while the site goes on (counters keep counting)."""
         self.frozen = frozen
+
+    def touched_by(self, pdu: bytes) -> bool:
+        """Whether a request (any function) touches the meter's common block or model."""
+        if len(pdu) < 5:
+            return False
+        address, count = struct.unpack(">HH", pdu[1:5])
+        end = self.address + 2 + spec_length(self.model_id)
+        return address < end and self.common_address < address + count
 
     def common(self) -> dict[str, Any]:
         values = common_values(self.manufacturer, METER_MODEL, self.serial)
@@ -227,6 +246,7 @@ class SolarEdgePeer(FakeModbusServer):
             # Laid out by the spec's lengths, the blocks land where SolarEdge documents them.
             common_at = METER_COMMON[number - 1]
             assert (image.registers[common_at], image.registers[common_at + 1]) == (1, 65)
+            meter.common_address = common_at
             meter.address = common_at + 2 + 65
             assert image.registers[meter.address + 1] == spec_length(meter.model_id)
             meter.registers = image.registers
@@ -310,6 +330,11 @@ class SolarEdgePeer(FakeModbusServer):
     @property
     def output_w(self) -> float:
         self.advance()
+        return self._output_w
+
+    @property
+    def current_output_w(self) -> float:
+        """The output as of the last :meth:`advance` (for a meter source: no recursion)."""
         return self._output_w
 
     @property
@@ -438,12 +463,22 @@ class SolarEdgePeer(FakeModbusServer):
         self.max_open_connections = max(self.max_open_connections, len(self._writers) + 1)
         await super()._handle(reader, writer)
 
+    def _unanswered(self, unit: int, pdu: bytes) -> bool:
+        """A read of a silent meter's blocks gets no answer."""
+        return any(meter.silent and meter.touched_by(pdu) for meter in self.meters)
+
     def _process(self, unit: int, pdu: bytes) -> bytes:
         self.advance()
         function = pdu[0]
         address, values = 0, []
         if self.busy is not None:
             return bytes([function | 0x80, self.busy])
+        for meter in self.meters:
+            if meter.refuse is not None and meter.touched_by(pdu):
+                return bytes([function | 0x80, meter.refuse])
+            if meter.drop_next_read and function == 3 and meter.touched_by(pdu):
+                meter.drop_next_read = False
+                raise ConnectionResetError("the peer drops the connection mid-read")
         if function == 16:
             address, count, _ = struct.unpack(">HHB", pdu[1:6])
             values = list(struct.unpack(f">{count}H", pdu[6 : 6 + 2 * count]))

@@ -394,7 +394,7 @@ class FakeModbusServer:
                 if self.drop_next:
                     self.drop_next -= 1
                     return
-                if self.hang:
+                if self.hang or self._unanswered(unit, pdu):
                     continue
                 if self.response_delay:
                     await asyncio.sleep(self.response_delay)
@@ -409,6 +409,10 @@ class FakeModbusServer:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
             self._tasks.discard(task)  # type: ignore[arg-type]
+
+    def _unanswered(self, unit: int, pdu: bytes) -> bool:
+        """Whether to leave this request unanswered (a peer silent for part of its map)."""
+        return False
 
     def _process(self, unit: int, pdu: bytes) -> bytes:
         function = pdu[0]

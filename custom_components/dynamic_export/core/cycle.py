@@ -25,6 +25,7 @@ from .errors import CredentialsRejectedError, DeviceError
 from .limiter import Limiter
 from .measurements import InverterCommand, InverterReading, MeterReading
 from .merge import MergedControls, merge_requests
+from .silence import SLOW_FAILURE_S, SilenceBackoff
 from .write_policy import WritePolicy
 
 _LOGGER = logging.getLogger(__name__)
@@ -113,6 +114,8 @@ class ControlLoop:
         device_timeout_s: float = 5.0,
         on_rating: Callable[[str, float], None] | None = None,
         names: Mapping[str, str] | None = None,
+        slow_failure_s: float = SLOW_FAILURE_S,
+        site_name: str = "",
     ) -> None:
         """Wire the loop.
 
@@ -121,6 +124,9 @@ class ControlLoop:
         rating until it answers. ``on_rating`` is told when a read brings a new rating, so
         the caller can store it for the next start. ``names`` are what log lines call the
         inverters (by key) and the meter (``"meter"``); the keys themselves by default.
+        ``slow_failure_s``: an inverter whose read fails after this long is asked less often
+        until it answers (``core.silence``). ``site_name`` starts the site's own lines
+        (fail-safe, no meter), which would otherwise read the same for every site.
         """
         self.meter = meter
         self.inverters = dict(inverters)
@@ -133,10 +139,12 @@ class ControlLoop:
         self.clock = clock
         self.wall_clock = wall_clock
         self.device_timeout_s = device_timeout_s
+        self._silence = SilenceBackoff(slow_failure_s)
         self._control_enabled = control_enabled
         self._needs_release = False
         self._last_meter: MeterReading | None = None
         self.names = dict(names or {})
+        self._site = f"{site_name}: " if site_name else ""
         self._failing: set[tuple[str, str]] = set()
         self._refused: set[str] = set()
         self._last_controls: dict[str, Controls] = {}
@@ -257,12 +265,13 @@ class ControlLoop:
     async def _async_measure(
         self,
     ) -> tuple[MeterReading | None, str | None, dict[str, InverterReading | None], dict[str, str]]:
-        """Read the meter and every inverter concurrently."""
-        keys = list(self.inverters)
+        """Read the meter and every inverter concurrently (a silent one less often)."""
+        started = self.clock()
+        keys = [key for key in self.inverters if self._silence.due(key, started)]
         meter_call = self._guarded(self.meter.async_read(), "meter") if self.meter else _no_meter()
         meter_result, inverter_results = await asyncio.gather(
             meter_call,
-            asyncio.gather(*(self._guarded(self.inverters[key].async_read(), key) for key in keys)),
+            asyncio.gather(*(self._timed_read(key) for key in keys)),
         )
         meter_error: str | None = None
         if isinstance(meter_result, MeterReading):
@@ -274,18 +283,36 @@ class ControlLoop:
             self._note_recovery(_READ, "meter")
         readings: dict[str, InverterReading | None] = {}
         errors: dict[str, str] = {}
-        for key, result in zip(keys, inverter_results, strict=True):
+        now = self.clock()
+        asked = dict(zip(keys, inverter_results, strict=True))
+        for key in self.inverters:
+            if key not in asked:  # silent: not asked this cycle
+                readings[key] = None
+                errors[key] = self._silence.waiting_error(key)
+                continue
+            result, took_s = asked[key]
             if isinstance(result, InverterReading):
                 readings[key] = result
                 self._note_rating(key, result.rated_power_w)
                 self._note_recovery(_READ, key)
+                self._silence.record(key, now, error=None, took_s=took_s)
             else:
                 readings[key] = None
                 errors[key] = str(result)
                 if key not in self.ratings:
                     errors[key] += " (rating never read: counted as unlimited)"
                 self._note_failure(_READ, key, errors[key])
+                self._silence.record(key, now, error=errors[key], took_s=took_s)
         return self._last_meter, meter_error, readings, errors
+
+    async def _timed_read(self, key: str) -> tuple[InverterReading | str, float]:
+        """Read an inverter, guarded; also how long it took on the wall clock.
+
+        Real time, not the loop's clock: what a silent device costs is real waiting.
+        """
+        started = time.monotonic()
+        result = await self._guarded(self.inverters[key].async_read(), key)
+        return result, time.monotonic() - started
 
     async def _guarded[T](self, awaitable: Awaitable[T], key: str | None = None) -> T | str:
         """Await a device call; turn its failure into an error message.
@@ -466,7 +493,8 @@ class ControlLoop:
         if plan.fail_safe_reason is FailSafeReason.NO_METER:
             # Configuration, not a fault (often a site being set up): said once, plainly.
             _LOGGER.info(
-                "No site meter is configured: %s until one is added",
+                "%sNo site meter is configured: %s until one is added",
+                self._site,
                 "no export limit applies, nothing is limited"
                 if plan.constraint is Constraint.RATING
                 else f"generation is held to {plan.generation_target_w:.0f} W, the export "
@@ -474,12 +502,13 @@ class ControlLoop:
             )
         elif plan.state is ControlState.FAIL_SAFE:
             _LOGGER.warning(
-                "Fail-safe (%s): generation limited to %.0f W",
+                "%sFail-safe (%s): generation limited to %.0f W",
+                self._site,
                 plan.fail_safe_reason,
                 plan.generation_target_w,
             )
         elif self._last_state is not None and self._last_state[0] is ControlState.FAIL_SAFE:
-            _LOGGER.info("Meter data is fresh again: normal control resumed")
+            _LOGGER.info("%sMeter data is fresh again: normal control resumed", self._site)
         self._last_state = state
 
 

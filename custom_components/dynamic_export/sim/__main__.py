@@ -83,6 +83,8 @@ async def _run(server: SimulatedSiteServer, status_every: float) -> None:
         for unit_id, unit in server.vendor_units.items():
             if not unit.indices:
                 _LOGGER.info("Victron GX grid meter on unit %s", unit_id)
+        if (se_unit := server.solaredge_meter_unit_id) is not None:
+            _LOGGER.info("SolarEdge meter 1 (the grid meter) in unit %s", se_unit)
         for unit_id, host in server.goodwe_hosts.items():
             _LOGGER.info("GoodWe inverter of unit %s: UDP %s:8899", unit_id, host)
         while True:

@@ -5,7 +5,8 @@ their unit id (the first inverter unit + their index) whatever their family, so 
 families; the inverters of a Victron GX are not served themselves: the GX stands for all of
 them at unit 100, with its grid meter at ``victron_grid_unit``. A GoodWe inverter keeps a unit
 id too (its bank and its place in the write log) but is reached over UDP 8899 at its own
-loopback address (see :mod:`.goodwe`).
+loopback address (see :mod:`.goodwe`). The site's grid meter is also served as meter 1 of the
+first SolarEdge inverter, in its unit (see :mod:`.solaredge`), as a SolarEdge site wires it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from .goodwe import DEFAULT_LOOP_S as GOODWE_LOOP_S
 from .goodwe import GoodWeUnit, goodwe_host
 from .huawei import HuaweiUnit
 from .physics import SimSite
-from .solaredge import DEFAULT_COMMIT_S, SolarEdgeUnit
+from .solaredge import DEFAULT_COMMIT_S, GRID_OPTION, SolarEdgeMeterBlocks, SolarEdgeUnit
 from .sungrow import SungrowUnit
 from .vendor import VendorUnit
 from .victron import DEFAULT_GRID_UNIT, DEFAULT_LOOP_S, VictronGridUnit, VictronGxUnit
@@ -33,11 +34,15 @@ class FamilyOptions:
 
     ``solaredge_committed``: power control was committed once already (an installed site), so
     a client finds nothing to commit; otherwise its first set-up commits (``commit_s`` of site
-    time). ``victron_wide``: the GX's firmware has register 2722 (W) beside 2706 (100 W).
+    time). ``solaredge_meter``: the site's grid meter is also served as meter 1 of the first
+    SolarEdge inverter, set up on it as ``solaredge_meter_option``. ``victron_wide``: the
+    GX's firmware has register 2722 (W) beside 2706 (100 W).
     """
 
     solaredge_committed: bool = False
     solaredge_commit_s: float = DEFAULT_COMMIT_S
+    solaredge_meter: bool = True
+    solaredge_meter_option: str = GRID_OPTION
     victron_grid_unit: int = DEFAULT_GRID_UNIT
     victron_wide: bool = True
     victron_max_feed_in_w: int = victron_reg.NO_LIMIT
@@ -54,8 +59,13 @@ def build_vendor_units(
     options: FamilyOptions,
     energy_start_wh: float,
     counters_start_wh: tuple[float, float],
+    meter_max_power_w: float,
 ) -> dict[int, VendorUnit]:
-    """The vendor units of ``site`` by unit id (its SunSpec inverters are not among them)."""
+    """The vendor units of ``site`` by unit id (its SunSpec inverters are not among them).
+
+    ``meter_max_power_w`` scales the grid meter served by a SolarEdge inverter, as the SunSpec
+    meter's.
+    """
     units: dict[int, VendorUnit] = {}
     gx_indices: list[int] = []
     goodwe_group: list[GoodWeUnit] = []
@@ -77,6 +87,17 @@ def build_vendor_units(
                 commit_s=options.solaredge_commit_s,
                 energy_start_wh=energy_start_wh,
             )
+            wired = [u for u in units.values() if isinstance(u, SolarEdgeUnit) and u.meter]
+            if options.solaredge_meter and not wired:
+                unit.wire_meter(
+                    SolarEdgeMeterBlocks(
+                        site.meter,
+                        max_power_w=meter_max_power_w,
+                        unit_id=unit_id,
+                        counters_start_wh=counters_start_wh,
+                        option=options.solaredge_meter_option,
+                    )
+                )
         elif spec.family == "sungrow_sg":
             unit = SungrowUnit(unit_id, index, inverter, Family.SG, energy_start_wh=energy_start_wh)
         elif spec.family == "sungrow_sh":

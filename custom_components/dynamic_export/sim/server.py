@@ -33,6 +33,7 @@ from .registers import (
     MeterRegisters,
 )
 from .scenario import Scenario, load_scenario
+from .solaredge import SolarEdgeUnit
 from .vendor import READ_HOLDING, READ_INPUT, VendorUnit
 
 _LOGGER = logging.getLogger(__name__)
@@ -120,19 +121,20 @@ class SimulatedSiteServer:
                 common_length=common_length,
                 energy_start_wh=inverter_energy_start_wh,
             )
+        max_power = sum(inv.rated_power_w for inv in self.site.inverters) + 20000.0
         self.vendor_units: dict[int, VendorUnit] = build_vendor_units(
             self.site,
             first_inverter_unit_id=first_inverter_unit_id,
             options=family_options or FamilyOptions(),
             energy_start_wh=inverter_energy_start_wh,
             counters_start_wh=meter_counters_start_wh,
+            meter_max_power_w=max_power,
         )
         """Units of the other families, by unit id (see :mod:`.families`)."""
         if meter_unit_id in self.inverter_units or meter_unit_id in self.vendor_units:
             raise ValueError(f"meter unit {meter_unit_id} clashes with an inverter unit")
         if clash := set(self.inverter_units) & set(self.vendor_units):
             raise ValueError(f"unit(s) {sorted(clash)} serve two devices")
-        max_power = sum(inv.rated_power_w for inv in self.site.inverters) + 20000.0
         self.meter_unit = MeterRegisters(
             self.site.meter,
             max_power_w=max_power,
@@ -180,6 +182,14 @@ class SimulatedSiteServer:
         """Unit id of the Victron GX's grid meter, None when the site has no GX."""
         for unit_id, unit in self.vendor_units.items():
             if unit.family == "victron" and not unit.indices:
+                return unit_id
+        return None
+
+    @property
+    def solaredge_meter_unit_id(self) -> int | None:
+        """Unit id of the SolarEdge inverter serving the grid meter as its meter 1, or None."""
+        for unit_id, unit in self.vendor_units.items():
+            if isinstance(unit, SolarEdgeUnit) and unit.meter is not None:
                 return unit_id
         return None
 

@@ -12,6 +12,11 @@ relies on, and what this device does:
   for the command timeout (0xF310) the fallback limit (0xF312) applies instead, until the
   next write. The ceiling moves at the ramp rates (0xF318/0xF31A, %/min; -1 at once; 5 %/min
   after a restart, as the inverter's default).
+- **meter 1** (:class:`SolarEdgeMeterBlocks`, on the first SolarEdge inverter): the site's grid
+  meter chained after model 103 as SolarEdge serves it, a common block (L=65) at the address
+  :mod:`..solaredge.meter` reads meter 1 from, then meter model 203. Its values are those of
+  the SunSpec simulated meter (:class:`.registers.MeterRegisters`: the same delayed, noisy grid
+  power and energy counters), with SolarEdge's sign: ``W`` (and ``VAR``) positive for export.
 """
 
 from __future__ import annotations
@@ -20,16 +25,19 @@ import math
 from collections.abc import Sequence
 
 from ..solaredge import registers as reg
+from ..solaredge.meter import METER_COMMON_ADDRESSES
 from ..sunspec.models import MODELS
-from .physics import SimInverter, SimSite
+from .physics import SimInverter, SimMeter, SimSite
 from .registers import (
+    END_MARKER,
+    MeterRegisters,
     RegisterImage,
     common_values,
     model_103_scale_factors,
     power_sf,
     refresh_model_103,
 )
-from .vendor import ILLEGAL_DATA_VALUE, VendorUnit
+from .vendor import ILLEGAL_DATA_ADDRESS, ILLEGAL_DATA_VALUE, VendorUnit
 
 MANUFACTURER = "SolarEdge"
 DEFAULT_RAMP_PCT_PER_MIN = 5.0
@@ -45,6 +53,76 @@ _FLOATS = (
     reg.DYNAMIC_LIMIT,
 )
 _PERCENTS = (reg.FALLBACK_LIMIT, reg.DYNAMIC_LIMIT)
+GRID_OPTION = "Export+Import"
+"""The meter function SolarEdge names a meter at the grid connection point by."""
+METER_MODEL = "SE-MTR-3Y-400V-A"
+METER_SERIAL = "SIM-SE-MTR-1"
+METER_COMMON_LENGTH = 65
+_SIGNED_POINTS = ("W", "WphA", "WphB", "WphC", "VAR", "VARphA", "VARphB", "VARphC")
+"""Meter points whose sign SolarEdge turns round (export positive)."""
+
+
+class SolarEdgeMeterBlocks:
+    """Meter 1 of a SolarEdge inverter: the site's grid meter, in the inverter's unit.
+
+    The values come from a :class:`MeterRegisters` (the SunSpec meter's physics and scaling),
+    whose common block and meter model are served here from meter 1's address on, with the
+    power points negated and the common block saying what the meter is set up as.
+    """
+
+    def __init__(
+        self,
+        meter: SimMeter,
+        *,
+        max_power_w: float,
+        unit_id: int,
+        counters_start_wh: tuple[float, float] = (0.0, 0.0),
+        option: str = GRID_OPTION,
+    ) -> None:
+        self.meter = meter
+        self.frozen = False
+        """Serve the last values while the site goes on (the inverter lost its meter)."""
+        self.source = MeterRegisters(
+            meter,
+            max_power_w=max_power_w,
+            unit_id=unit_id,
+            common_length=METER_COMMON_LENGTH,
+            counters_start_wh=counters_start_wh,
+        )
+        image = self.source.image
+        image.set(1, "Mn", MANUFACTURER)
+        image.set(1, "Md", METER_MODEL)
+        image.set(1, "SN", METER_SERIAL)
+        image.set(1, "Opt", option)
+        self.start = METER_COMMON_ADDRESSES[0]
+        """Where meter 1's common block is served (its ID register)."""
+        self._offset = self.start - image.model_address[1]
+        self.end = image.end - 2 + self._offset
+        """First address after the meter model (where the end marker goes)."""
+        self._flip_signs()
+
+    @property
+    def model_address(self) -> int:
+        """Where the meter model's ID register is served."""
+        return self.source.image.model_address[203] + self._offset
+
+    def read(self, address: int, count: int) -> list[int]:
+        """Registers as served (caller checks :meth:`contains`)."""
+        return self.source.image.read(address - self._offset, count)
+
+    def refresh(self) -> None:
+        """The grid meter's present values, in SolarEdge's sign (unless frozen)."""
+        if self.frozen:
+            return
+        self.source.refresh(self.meter)
+        self._flip_signs()
+
+    def _flip_signs(self) -> None:
+        image = self.source.image
+        for name in _SIGNED_POINTS:
+            raw = image.get(203, name)
+            if isinstance(raw, int):
+                image.set(203, name, -raw)
 
 
 class SolarEdgeUnit(VendorUnit):
@@ -104,6 +182,17 @@ class SolarEdgeUnit(VendorUnit):
         self.fallback_active = False
         self.restart()
         inverter.limit_revert_s = 0.0
+        self.meter: SolarEdgeMeterBlocks | None = None
+        """Meter 1, when the site's grid meter is wired to this inverter (:meth:`wire_meter`)."""
+
+    def wire_meter(self, meter: SolarEdgeMeterBlocks) -> None:
+        """Serve ``meter`` as meter 1, chained right after model 103 (where the end marker was)."""
+        if self.sunspec.end - 2 != meter.start:
+            raise ValueError(
+                f"meter 1 belongs at {meter.start}, but the inverter's models end at "
+                f"{self.sunspec.end - 2}"
+            )
+        self.meter = meter
 
     # --- state ---------------------------------------------------------------------------
 
@@ -143,10 +232,29 @@ class SolarEdgeUnit(VendorUnit):
     # --- Modbus --------------------------------------------------------------------------
 
     def read(self, function: int, address: int, count: int) -> list[int] | int:
-        """SunSpec from the model image, power control from the bank."""
+        """SunSpec from the model image (and meter 1's blocks), power control from the bank."""
+        meter = self.meter
+        if function == 3 and meter is not None:
+            chain_end = meter.end + len(END_MARKER)
+            if self.sunspec.base <= address < chain_end:
+                if address + count > chain_end:
+                    return ILLEGAL_DATA_ADDRESS  # past the end marker, as beyond any map
+                return self._read_chain(meter, address, count)
         if function == 3 and self.sunspec.contains(address, count):
             return self.sunspec.read(address, count)
         return super().read(function, address, count)
+
+    def _read_chain(self, meter: SolarEdgeMeterBlocks, address: int, count: int) -> list[int]:
+        """The inverter's models, meter 1's blocks after them, then the end marker."""
+        words: list[int] = []
+        for at in range(address, address + count):
+            if at < meter.start:
+                words.append(self.sunspec.read(at, 1)[0])
+            elif at < meter.end:
+                words.append(meter.read(at, 1)[0])
+            else:
+                words.append(END_MARKER[at - meter.end])
+        return words
 
     def check_write(self, address: int, values: list[int]) -> int | None:
         """Refuse a commit other than 1, and a float that is not finite or not a percentage."""
@@ -232,3 +340,5 @@ class SolarEdgeUnit(VendorUnit):
         inverter = site.inverters[self.indices[0]]
         lifetime = round(self.energy_start_wh + inverter.lifetime_energy_wh)
         refresh_model_103(self.sunspec, inverter, self.w_sf, lifetime)
+        if self.meter is not None:
+            self.meter.refresh()

@@ -26,6 +26,7 @@ DEVICES: dict[str, str] = {
     "sungrow": "Sungrow SG/SH",
     "huawei": "Huawei SUN2000",
     "solaredge": "SolarEdge",
+    "solaredge_meter": "SolarEdge meter (through the inverter)",
     "victron": "Victron GX",
     "goodwe": "GoodWe",
 }

@@ -49,10 +49,10 @@ OUTCOMES: dict[str, Outcome] = {
         site_does=(
             "The inverter is unavailable and counted at its rating; nothing can be written to "
             "it, and it keeps the last derating written (no revert timer), so its output "
-            "stays limited. Each cycle reconnects (1.5 s SDongle settle) and waits out the "
-            "3 s timeout"
+            "stays limited. A cycle that asks it reconnects (1.5 s SDongle settle) and waits "
+            "out the 3 s timeout; it is asked after 1, 2, 4, 8 s, then every 10 s"
         ),
-        how_fast="The cycle that times out (3 s); back the first cycle it answers",
+        how_fast="The cycle that times out (3 s); back the first cycle that asks it (≤ 10 s)",
         user_sees=(
             "`binary_sensor.<inverter>_connection` off with '… no response in 3 s', its "
             "sensors unavailable; WARNING '… unavailable: …', INFO '… is back'"

@@ -31,6 +31,7 @@ from custom_components.dynamic_export.core.controller import (
 from custom_components.dynamic_export.core.controls import Controls
 from custom_components.dynamic_export.core.cycle import ControlLoop, CycleSnapshot
 from custom_components.dynamic_export.core.errors import DeviceUnavailableError
+from custom_components.dynamic_export.core.silence import MAX_RETRY_DELAY_S
 from custom_components.dynamic_export.core.write_policy import WritePolicy
 from custom_components.dynamic_export.limiters.fixed import FixedLimiter
 from custom_components.dynamic_export.sim.scenario import Scenario
@@ -71,11 +72,14 @@ OUTCOMES: dict[str, Outcome] = {
         site_does=(
             "Meter silent: fail-safe, generation held at the export limit. Inverter silent: "
             "counted at its rating (generation limit, fail-safe), the others stay "
-            "controlled; while it stays silent every cycle waits for its timeout"
+            "controlled. A cycle that asks it waits for its timeout, so a silent inverter is "
+            "asked again after 1, 2, 4, 8 s and then every 10 s; the cycles between are not "
+            "held up"
         ),
         how_fast=(
             "Meter: ≤ meter data maximum age + the 3 s timeout + 1 cycle (≤ 9 s by default). "
-            "Inverter: the cycle that times out (3 s)"
+            "Inverter: the cycle that times out (3 s); back ≤ 10 s + the timeout after it "
+            "answers again"
         ),
         user_sees=(
             "`sensor.<site>_control_state` fail_safe (reason meter_unavailable) and "
@@ -200,6 +204,17 @@ async def _time(condition: Callable[[], bool], within_s: float, what: str) -> fl
     started = time.monotonic()
     await wait_for(condition, within_s, what)
     return time.monotonic() - started
+
+
+async def _cycle_durations(coordinator: Any, over_s: float) -> list[float]:
+    """How long each cycle took that ended in the next ``over_s`` seconds."""
+    durations: dict[float, float] = {}
+    deadline = time.monotonic() + over_s
+    while time.monotonic() < deadline:
+        snapshot = coordinator.data
+        durations[snapshot.time] = snapshot.duration_s
+        await asyncio.sleep(0.1)
+    return list(durations.values())
 
 
 def _site(sim: SimulatedSiteServer, *, generation_limit: float | None = None, **options: Any):
@@ -383,13 +398,18 @@ async def test_inverter_silent_is_counted_at_its_rating(
     assert "no response in 3 s" in connection.attributes["error"]
     assert _logged(caplog, logging.WARNING, "unavailable:", "unit 2", "no response in 3 s")
     await wait_for(lambda: sim.site.inverters[0].output_w <= 1000 + TOLERANCE, 5, "inverter 1")
-    # Every cycle now waits for the silent unit: the shared connection is serialised.
+    # A cycle that asks the silent unit waits out its timeout (the shared connection is
+    # serialised), but it is asked only after 1, 2, 4, 8 s and then every 10 s: the cycles
+    # between run at their pace.
     await wait_for(lambda: coordinator.data.duration_s >= DEFAULT_TIMEOUT_S, 5, "slow cycles")
+    durations = await _cycle_durations(coordinator, 15.0)
+    fast = [d for d in durations if d < CYCLE_S]
+    assert len(fast) >= 2 * (len(durations) - len(fast)), durations
 
     sim.set_unit_offline(2, False)
     await wait_for(
         lambda: _state(hass, "binary_sensor.inverter_2_connection").state == "on",
-        DEFAULT_TIMEOUT_S + CYCLE_S + SLACK_S,
+        MAX_RETRY_DELAY_S + DEFAULT_TIMEOUT_S + CYCLE_S + SLACK_S,
         "inverter 2 back",
     )
     assert _logged(caplog, logging.INFO, "is back")

@@ -42,8 +42,9 @@ def dropdown(options: list[str], key: str | None = None, *, custom: bool = False
 PASSWORD = selector.TextSelector(
     selector.TextSelectorConfig(type=selector.TextSelectorType.PASSWORD)
 )
-RATING_WATTS = number_selector(1, MAX_RATING_W, 1, "W")
-"""An inverter's rated power."""
+RATING_RANGE = (1, MAX_RATING_W)
+RATING_WATTS = number_selector(*RATING_RANGE, 1, "W", checked_by_step=True)
+"""An inverter's rated power; the step checks ``RATING_RANGE`` (see ``validation``)."""
 
 
 class DeviceSteps(ConfigSubentryFlow):

@@ -20,6 +20,7 @@ from ...core.errors import DeviceError, DeviceUnavailableError
 from ...goodwe_inverter.client import GoodWeEtClient
 from ...goodwe_inverter.errors import NoGoodWeMeterError, NotGoodWeEtError
 from ...goodwe_inverter.probe import GoodWeProbe, async_probe
+from ...validation import FormCheck
 from .flow_base import DeviceSteps
 from .naming import device_title
 
@@ -40,9 +41,9 @@ class GoodWeSteps(DeviceSteps):
         # site's export target is handed to them instead.
         if any(sub.data.get(CONF_KIND) == KIND_GOODWE for sub in self._others()):
             return self.async_abort(reason="site_has_goodwe")
-        errors: dict[str, str] = {}
-        if user_input is not None:
-            host = str(user_input[CONF_HOST]).strip()
+        check = FormCheck()
+        errors = check.errors
+        if user_input is not None and (host := check.host(user_input)):
             data: dict[str, Any] = {CONF_KIND: KIND_GOODWE, CONF_HOST: host}
             try:
                 probe = await self._async_probe_goodwe(host)

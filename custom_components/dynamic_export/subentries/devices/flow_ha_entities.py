@@ -27,7 +27,7 @@ from ...const import (
 )
 from ...selectors import number_selector
 from ...validation import FormCheck
-from .flow_base import RATING_WATTS, DeviceSteps, dropdown
+from .flow_base import RATING_RANGE, RATING_WATTS, DeviceSteps, dropdown
 from .ha_entities import EntityValueError, number_range, read_power_w
 
 METER_MAX_AGE_RANGE = (1, 600)
@@ -37,7 +37,15 @@ INVERTER_MAX_AGE_RANGE = (5, 3600)
 """Seconds an inverter's power sensor may go unreported: its integration may poll slowly."""
 
 
-class HaEntityInverterSteps(DeviceSteps):
+class _NamedSteps(DeviceSteps):
+    """A device the user names: its name must be new to the site."""
+
+    def _names_but(self, unique_id: str) -> list[str]:
+        """The other parts' names, but that of the same entity (adding it twice aborts)."""
+        return [sub.title for sub in self._others() if sub.unique_id != unique_id]
+
+
+class HaEntityInverterSteps(_NamedSteps):
     """An inverter already in Home Assistant: a power sensor and a number that limits it."""
 
     async def async_step_ha_entity(
@@ -47,9 +55,10 @@ class HaEntityInverterSteps(DeviceSteps):
         check = FormCheck()
         errors = check.errors
         if user_input is not None:
-            name = check.name(user_input)
-            check.number(user_input, CONF_MAX_AGE, *INVERTER_MAX_AGE_RANGE)
             power, limit = user_input[CONF_POWER_ENTITY], user_input[CONF_LIMIT_ENTITY]
+            name = check.name(user_input, taken=self._names_but(limit))
+            check.number(user_input, CONF_RATED_POWER, *RATING_RANGE)
+            check.number(user_input, CONF_MAX_AGE, *INVERTER_MAX_AGE_RANGE)
             try:
                 read_power_w(self.hass, power)
             except EntityValueError as err:
@@ -94,7 +103,7 @@ class HaEntityInverterSteps(DeviceSteps):
         )
 
 
-class HaEntityMeterSteps(DeviceSteps):
+class HaEntityMeterSteps(_NamedSteps):
     """A grid power sensor already in Home Assistant as the site meter."""
 
     async def async_step_ha_entity(
@@ -104,9 +113,9 @@ class HaEntityMeterSteps(DeviceSteps):
         check = FormCheck()
         errors = check.errors
         if user_input is not None:
-            name = check.name(user_input)
-            check.number(user_input, CONF_MAX_AGE, *METER_MAX_AGE_RANGE)
             power = user_input[CONF_POWER_ENTITY]
+            name = check.name(user_input, taken=self._names_but(power))
+            check.number(user_input, CONF_MAX_AGE, *METER_MAX_AGE_RANGE)
             try:
                 read_power_w(self.hass, power)
             except EntityValueError as err:

@@ -56,6 +56,7 @@ class HuaweiSteps(ModbusTcpChecks):
         check = FormCheck()
         errors = check.errors
         if user_input is not None:
+            check.host(user_input)
             check.number(user_input, CONF_PORT, *PORT_RANGE, whole=True)
             check.number(user_input, CONF_UNIT_ID, *HUAWEI_UNIT_ID_RANGE, whole=True)
         if user_input is not None and not errors:

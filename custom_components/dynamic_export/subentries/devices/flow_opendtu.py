@@ -23,13 +23,14 @@ from ...const import (
     KIND_OPENDTU,
 )
 from ...core.errors import DeviceError, DeviceUnavailableError
+from ...core.numbers import finite_number
 from ...opendtu import probe as opendtu_probe
 from ...opendtu.errors import InvalidPasswordError as DtuPasswordError
 from ...opendtu.errors import NotOpenDtuError
 from ...opendtu.probe import DtuInfo, DtuInverter
 from ...selectors import PORT, PORT_RANGE
 from ...validation import FormCheck
-from .flow_base import PASSWORD, RATING_WATTS, DeviceSteps
+from .flow_base import PASSWORD, RATING_RANGE, RATING_WATTS, DeviceSteps
 
 
 class OpenDtuSteps(DeviceSteps):
@@ -46,6 +47,7 @@ class OpenDtuSteps(DeviceSteps):
         check = FormCheck()
         errors = check.errors
         if user_input is not None:
+            check.host(user_input)
             check.number(user_input, CONF_PORT, *PORT_RANGE, whole=True)
         if user_input is not None and not errors:
             data = {
@@ -157,8 +159,17 @@ class OpenDtuSteps(DeviceSteps):
         assert self._chosen is not None
         on_dtu = {inv.serial: inv for inv in self._dtu.inverters}
         unknown = [s for s in self._chosen if on_dtu[s].max_power_w is None]
+        # Each field is named by a serial number: the error says which range, whatever its name.
+        placeholders = {"rated_power_min": f"{RATING_RANGE[0]:g}"}
+        placeholders["rated_power_max"] = f"{RATING_RANGE[1]:g}"
+        errors: dict[str, str] = {}
         if user_input is not None:
-            return self._save_opendtu({serial: float(user_input[serial]) for serial in unknown})
+            for serial in unknown:
+                value = finite_number(user_input.get(serial))
+                if value is None or not RATING_RANGE[0] <= value <= RATING_RANGE[1]:
+                    errors[serial] = "rated_power_out_of_range"
+            if not errors:
+                return self._save_opendtu({serial: float(user_input[serial]) for serial in unknown})
         configured = _configured_inverters(self._current())
         schema = vol.Schema({vol.Required(serial): RATING_WATTS for serial in unknown})
         suggested = {
@@ -169,8 +180,9 @@ class OpenDtuSteps(DeviceSteps):
         names = ", ".join(f"{on_dtu[s].name} ({s})" for s in unknown)
         return self.async_show_form(
             step_id="opendtu_ratings",
-            data_schema=self.add_suggested_values_to_schema(schema, suggested),
-            description_placeholders={"inverters": names},
+            data_schema=self.add_suggested_values_to_schema(schema, user_input or suggested),
+            errors=errors,
+            description_placeholders={"inverters": names, **placeholders},
         )
 
     def _dtu_host(self) -> str:

@@ -51,6 +51,7 @@ class PowerwallSteps(DeviceSteps):
         errors = check.errors
         current = self._current()
         if user_input is not None:
+            check.host(user_input)
             check.number(user_input, CONF_PORT, *PORT_RANGE, whole=True)
         if user_input is not None and not errors:
             data = {

@@ -57,6 +57,7 @@ class SolarEdgeSteps(ModbusTcpChecks):
         check = FormCheck()
         errors = check.errors
         if user_input is not None:
+            check.host(user_input)
             check.number(user_input, CONF_PORT, *PORT_RANGE, whole=True)
             check.number(user_input, CONF_UNIT_ID, *UNIT_ID_RANGE, whole=True)
             check.number(user_input, CONF_FALLBACK_LIMIT, *FALLBACK_RANGE)

@@ -7,13 +7,24 @@ host and port as the site's SolarEdge inverter there (then both ride on one conn
 while the site is loaded the connection test goes through the site's own connection instead
 of knocking the control loop off. The test only reads; a meter that is not at the grid
 connection point (a consumption or production meter) is refused with the function it has.
+
+Right after the inverter is added (or anything else changes) the site reloads, and a
+SolarEdge inverter's set-up takes its 5–10 s commit: a test made meanwhile would open a
+second client and knock the site's own off. So the test first waits for the site to settle.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
-from homeassistant.config_entries import ConfigSubentry, SubentryFlowResult
+from homeassistant.config_entries import (
+    ConfigEntry,
+    ConfigEntryState,
+    ConfigSubentry,
+    SubentryFlowResult,
+)
 from homeassistant.const import CONF_HOST, CONF_PORT
 from homeassistant.helpers import selector
 
@@ -47,6 +58,25 @@ SOLAREDGE_METER_REFUSALS: dict[type[DeviceError], str] = {
 }
 
 
+SITE_SETTLE_S = 30.0
+"""How long the connection test waits for a site that is setting up or reloading."""
+
+_SETTLING = (ConfigEntryState.SETUP_IN_PROGRESS, ConfigEntryState.UNLOAD_IN_PROGRESS)
+
+
+class SiteBusyError(Exception):
+    """The site was still setting up or reloading when the test had to read."""
+
+
+async def _async_site_settled(entry: ConfigEntry[Any]) -> None:
+    """Wait until the site is not setting up, unloading or reloading (its lock is free)."""
+    deadline = time.monotonic() + SITE_SETTLE_S
+    while entry.setup_lock.locked() or entry.state in _SETTLING:
+        if time.monotonic() >= deadline:
+            raise SiteBusyError
+        await asyncio.sleep(0.2)
+
+
 def _solaredge_inverters(subentries: list[ConfigSubentry]) -> list[ConfigSubentry]:
     return [
         sub
@@ -66,6 +96,7 @@ class SolarEdgeMeterSteps(ModbusTcpChecks):
         errors = check.errors
         inverters = _solaredge_inverters(self._others())
         if user_input is not None:
+            check.host(user_input)
             check.number(user_input, CONF_PORT, *PORT_RANGE, whole=True)
             check.number(user_input, CONF_UNIT_ID, *UNIT_ID_RANGE, whole=True)
             check.number(user_input, CONF_METER_NUMBER, *METER_NUMBERS, whole=True)
@@ -95,6 +126,8 @@ class SolarEdgeMeterSteps(ModbusTcpChecks):
             else:
                 try:
                     info = await self._async_probe_solaredge_meter(data)
+                except SiteBusyError:
+                    errors["base"] = "site_busy"
                 except NotSunSpecError:
                     errors["base"] = "not_sunspec"
                 except NotGridMeterError as err:
@@ -127,7 +160,9 @@ class SolarEdgeMeterSteps(ModbusTcpChecks):
 
     async def _async_probe_solaredge_meter(self, data: dict[str, Any]) -> SolarEdgeMeterInfo:
         """Read the meter, through the loaded site's connection when there is one."""
-        site_pool = loaded_pool(self._get_entry())
+        entry = self._get_entry()
+        await _async_site_settled(entry)
+        site_pool = loaded_pool(entry)
         pool = site_pool or ConnectionPool(timeout_s=self.probe_timeout_s)
         try:
             connection = pool.get(data[CONF_HOST], data[CONF_PORT])

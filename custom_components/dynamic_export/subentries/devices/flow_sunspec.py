@@ -118,6 +118,7 @@ class SunSpecTcpSteps(SunSpecSteps):
         check = FormCheck()
         errors = check.errors
         if user_input is not None:
+            check.host(user_input)
             check.number(user_input, CONF_PORT, *PORT_RANGE, whole=True)
             check.number(user_input, CONF_UNIT_ID, *UNIT_ID_RANGE, whole=True)
         if user_input is not None and not errors:

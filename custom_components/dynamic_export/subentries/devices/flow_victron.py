@@ -72,6 +72,7 @@ class VictronGxSteps(DeviceSteps):
         errors = check.errors
         current = self._current()
         if user_input is not None:
+            check.host(user_input)
             check.number(user_input, CONF_PORT, *PORT_RANGE, whole=True)
             if self.is_meter:
                 check.number(user_input, CONF_UNIT_ID, *UNIT_ID_RANGE, whole=True)

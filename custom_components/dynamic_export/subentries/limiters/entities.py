@@ -264,9 +264,15 @@ class FixedLimitNumber(SubentryEntity, NumberEntity):
 
     @property
     def native_value(self) -> float | None:
-        """The configured limit, or None when not set."""
+        """The configured limit, or None when not set.
+
+        Whole watts as an int, so its box and history read "1500 W", not "1500.0 W".
+        """
         value = self.subentry.data.get(self._key)
-        return None if value is None else float(value)
+        if value is None:
+            return None
+        watts = float(value)
+        return int(watts) if watts.is_integer() else watts
 
     async def async_set_native_value(self, value: float) -> None:
         """Store a new limit; it applies from the next control cycle."""

@@ -59,6 +59,13 @@ class _LimiterFlow(ConfigSubentryFlow):
             return self.async_update_and_abort(self._get_entry(), subentry, title=title, data=data)
         return self.async_create_entry(title=title, data={**data, CONF_ENABLED: True})
 
+    def _taken_names(self) -> list[str]:
+        """The names of the site's other parts (devices and limiters): a name must be new."""
+        own = self._get_reconfigure_subentry().subentry_id if self.source == "reconfigure" else None
+        return [
+            sub.title for sub in self._get_entry().subentries.values() if sub.subentry_id != own
+        ]
+
     def _current(self) -> dict[str, Any]:
         if self.source != "reconfigure":
             return {}
@@ -80,7 +87,7 @@ class FixedLimiterSubentryFlow(_LimiterFlow):
         """Name the limiter and set the limits it asks for; an emptied field removes a limit."""
         check = FormCheck()
         if user_input is not None:
-            name = check.name(user_input)
+            name = check.name(user_input, taken=self._taken_names())
             check.limits(user_input, *WATT_LIMIT_KEYS)
             if not check.errors:
                 return self._finish(name, _fixed_data(user_input))
@@ -232,7 +239,7 @@ class TariffSubentryFlow(_LimiterFlow):
         check = FormCheck(placeholders={"detail": ""})
         errors, placeholders = check.errors, check.placeholders
         if user_input is not None:
-            name = check.name(user_input)
+            name = check.name(user_input, taken=self._taken_names())
             check.limits(user_input, CONF_EXPORT_LIMIT)
             preset = user_input[CONF_PRESET]
             windows = user_input.get(CONF_WINDOWS) or []
@@ -298,7 +305,7 @@ class SocSubentryFlow(_LimiterFlow):
         check = FormCheck()
         errors = check.errors
         if user_input is not None:
-            name = check.name(user_input)
+            name = check.name(user_input, taken=self._taken_names())
             check.limits(user_input, CONF_LOW_EXPORT_LIMIT, CONF_HIGH_EXPORT_LIMIT)
             check.number(user_input, CONF_THRESHOLD, *SOC_THRESHOLD_RANGE)
             check.number(user_input, CONF_HYSTERESIS, *SOC_HYSTERESIS_RANGE)
@@ -367,7 +374,7 @@ class MqttSubentryFlow(_LimiterFlow):
         check = FormCheck()
         errors = check.errors
         if user_input is not None:
-            name = check.name(user_input)
+            name = check.name(user_input, taken=self._taken_names())
             topic = user_input[CONF_TOPIC].strip()
             if not topic or "#" in topic or "+" in topic:
                 errors[CONF_TOPIC] = "invalid_topic"

@@ -433,3 +433,45 @@ async def test_entity_clients_refuse_what_they_cannot_use(
     with pytest.raises(EntityValueError) as err:
         number_range(hass, "number.asleep")
     assert err.value.reason == "not_numeric"
+
+
+async def test_entity_forms_check_name_rating_and_age_on_their_fields(
+    hass: HomeAssistant, numbers: None
+) -> None:
+    """A blank or taken name, a rating or maximum age out of range: translated field errors.
+
+    The rating used to be held to its range by the schema alone, which fails the form with
+    an untranslated message and nothing beside the field; a name another part of the site
+    has made a second device of that name (entity ids ending in ``_2``).
+    """
+    set_power(hass, PV1_POWER, 1200)
+    set_power(hass, GRID, 300)
+    entry = added_site(hass, [limiter_subentry("Network limit", export_limit=1500.0)])
+    cases = [
+        ({CONF_NAME: "  "}, {CONF_NAME: "name_blank"}),
+        ({CONF_NAME: "network limit"}, {CONF_NAME: "name_taken"}),
+        ({CONF_RATED_POWER: 0}, {CONF_RATED_POWER: "rated_power_out_of_range"}),
+        ({CONF_RATED_POWER: 10_000_000}, {CONF_RATED_POWER: "rated_power_out_of_range"}),
+    ]
+    for changes, errors in cases:
+        result = await start_subentry_flow(hass, entry, SUBENTRY_INVERTER, KIND_HA_ENTITY)
+        result = await hass.config_entries.subentries.async_configure(
+            result["flow_id"], _inverter_form(**changes)
+        )
+        assert result["type"] is FlowResultType.FORM, errors
+        assert result["errors"] == errors
+    assert result["description_placeholders"]["rated_power_max"] == "100000"
+    meter = {CONF_NAME: "Grid", CONF_POWER_ENTITY: GRID, CONF_INVERT: False, CONF_MAX_AGE: 10}
+    for changes, errors in [
+        ({CONF_NAME: ""}, {CONF_NAME: "name_blank"}),
+        ({CONF_MAX_AGE: 0}, {CONF_MAX_AGE: "max_age_out_of_range"}),
+        ({CONF_MAX_AGE: 601}, {CONF_MAX_AGE: "max_age_out_of_range"}),
+    ]:
+        result = await start_subentry_flow(hass, entry, SUBENTRY_METER, KIND_HA_ENTITY)
+        result = await hass.config_entries.subentries.async_configure(
+            result["flow_id"], {**meter, **changes}
+        )
+        assert result["type"] is FlowResultType.FORM, errors
+        assert result["errors"] == errors
+    assert result["description_placeholders"] == {"max_age_min": "1", "max_age_max": "600"}
+    assert len(entry.subentries) == 1

@@ -136,6 +136,13 @@ async def test_rating_is_asked_when_the_dtu_does_not_know_it(
     )
     assert result["step_id"] == "opendtu_ratings"
     assert HMS_SERIAL in result["description_placeholders"]["inverters"]
+    for wrong in (0, 10_000_000):  # a translated error on the field, not a schema failure
+        result = await hass.config_entries.subentries.async_configure(
+            result["flow_id"], {HMS_SERIAL: wrong}
+        )
+        assert result["step_id"] == "opendtu_ratings"
+        assert result["errors"] == {HMS_SERIAL: "rated_power_out_of_range"}
+        assert result["description_placeholders"]["rated_power_max"] == "100000"
     result = await hass.config_entries.subentries.async_configure(
         result["flow_id"], {HMS_SERIAL: 2000}
     )

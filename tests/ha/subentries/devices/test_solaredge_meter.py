@@ -7,6 +7,7 @@ second client knocks the first off, which the peer counts.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -29,6 +30,7 @@ from custom_components.dynamic_export.const import (
 )
 from custom_components.dynamic_export.core.controller import ControlState
 from custom_components.dynamic_export.entity import SPACING_S
+from custom_components.dynamic_export.subentries.devices import flow_solaredge_meter
 
 from ....solaredge.peer import (
     F_DYNAMIC_LIMIT,
@@ -218,6 +220,55 @@ async def test_reconfigure_goes_through_the_site_connection(
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "different_device"
     assert not [w for w in peer.writes() if w.address < 0xF000]  # only power control
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_meter_added_while_the_site_reloads_waits_for_it(
+    hass: HomeAssistant, peers: list[SolarEdgePeer]
+) -> None:
+    """The meter added at once after the inverter: the test waits out the site's reload.
+
+    Adding the inverter reloads the site, whose set-up commits the inverter's settings (3 s
+    here). A connection test made meanwhile would be a second client that knocks the site's
+    own off; it waits for the site and then reads through the site's connection.
+    """
+    peer = await _peer(peers, commit_s=3.0)
+    entry = await setup_site(hass, site_entry([]))
+    result = await start_subentry_flow(hass, entry, SUBENTRY_INVERTER, KIND_SOLAREDGE)
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"],
+        {CONF_HOST: "127.0.0.1", CONF_PORT: peer.port, CONF_UNIT_ID: UNIT, CONF_FALLBACK_LIMIT: 0},
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    result = await start_subentry_flow(hass, entry, SUBENTRY_METER, KIND_SOLAREDGE)
+    await asyncio.sleep(0.5)  # the reload is under way: the site commits the inverter
+    assert entry.setup_lock.locked()
+    peer.reset_client_counts()
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], _suggested(result) | {CONF_METER_NUMBER: 1}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert peer.knocked_off == 0
+    assert peer.peak_clients == 1
+    await hass.async_block_till_done()
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_a_site_that_stays_busy_is_a_form_error(
+    hass: HomeAssistant, peers: list[SolarEdgePeer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A site still setting up when the wait runs out: say so, and read nothing."""
+    monkeypatch.setattr(flow_solaredge_meter, "SITE_SETTLE_S", 0.5)
+    peer = await _peer(peers, committed=True)
+    entry = await setup_site(hass, site_entry([solaredge_subentry(peer)]))
+    result = await start_subentry_flow(hass, entry, SUBENTRY_METER, KIND_SOLAREDGE)
+    async with entry.setup_lock:  # as a reload holds it
+        result = await hass.config_entries.subentries.async_configure(
+            result["flow_id"], _suggested(result) | {CONF_METER_NUMBER: 1}
+        )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": "site_busy"}
+    assert peer.knocked_off == 0
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 

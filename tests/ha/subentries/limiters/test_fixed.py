@@ -84,3 +84,17 @@ async def test_limit_named_by_the_limiter_is_not_repeated(hass: HomeAssistant) -
     load = hass.states.get("number.zero_export_limit_load_limit")
     assert load is not None
     assert load.attributes["friendly_name"] == "Zero export limit Load limit"
+
+
+async def test_whole_watts_show_without_a_fraction(hass: HomeAssistant) -> None:
+    """1500 W is "1500" in the number's box and history, not "1500.0"; a fraction stays."""
+    await setup_site(
+        hass,
+        site_entry([limiter_subentry("Network", export_limit=1500.0, import_limit=2.5)]),
+    )
+    export = hass.states.get("number.network_export_limit")
+    assert export is not None
+    assert export.state == "1500"
+    imported = hass.states.get("number.network_import_limit")
+    assert imported is not None
+    assert imported.state == "2.5"

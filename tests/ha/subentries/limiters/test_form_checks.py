@@ -191,3 +191,48 @@ async def test_amber_settings_refuse_bad_limit(hass: HomeAssistant) -> None:
     assert result["errors"] == {CONF_THRESHOLD: "threshold_out_of_range"}
     placeholders = result["description_placeholders"]
     assert (placeholders["threshold_min"], placeholders["threshold_max"]) == ("-100", "100")
+
+
+@pytest.mark.parametrize(
+    ("kind", "valid"),
+    [(SUBENTRY_FIXED_LIMITER, FIXED), (SUBENTRY_TARIFF, TARIFF), (SUBENTRY_SOC, SOC)],
+)
+async def test_a_name_the_site_already_has_is_refused(
+    hass: HomeAssistant, kind: str, valid: dict[str, Any]
+) -> None:
+    """A second "Network limit" would be a second device of that name (entity ids ``_2``)."""
+    entry = added_site(hass, [limiter_subentry("Network limit", export_limit=1500.0)])
+    result = await start_subentry_flow(hass, entry, kind)
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {**valid, CONF_NAME: " network LIMIT "}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {CONF_NAME: "name_taken"}
+    assert result["description_placeholders"]["name"] == "network LIMIT"
+    assert len(entry.subentries) == 1
+    result = await hass.config_entries.subentries.async_configure(result["flow_id"], valid)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+async def test_reconfigure_may_keep_its_own_name_but_not_take_another(
+    hass: HomeAssistant,
+) -> None:
+    """Its own name is not taken; another part's is."""
+    entry = added_site(
+        hass,
+        [
+            limiter_subentry("Export", export_limit=1500.0),
+            limiter_subentry("Generation cap", export_limit=None),
+        ],
+    )
+    sub = next(s for s in entry.subentries.values() if s.title == "Export")
+    result = await start_reconfigure(hass, entry, SUBENTRY_FIXED_LIMITER, sub.subentry_id)
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {**FIXED, CONF_NAME: "Generation cap"}
+    )
+    assert result["errors"] == {CONF_NAME: "name_taken"}
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], {**FIXED, CONF_NAME: "Export", CONF_EXPORT_LIMIT: 1000}
+    )
+    assert result["reason"] == "reconfigure_successful"
+    assert entry.subentries[sub.subentry_id].data[CONF_EXPORT_LIMIT] == 1000.0
