@@ -161,3 +161,22 @@ async def test_503_with_retry_after_is_not_retried_at_once(h: Harness) -> None:
     times = [r.time - start for r in h.server.requests_to("/derp/1/derc") if r.time > start]
     assert times == [60.0, 180.0]
     assert h.server.requests_to("/derp/1/derc")[-1].status == 200
+
+
+async def test_rate_limited_control_list_keeps_the_default_just_read(h: Harness) -> None:
+    """A 429 on a DERControlList does not hide the DefaultDERControl read in the same pass
+    (CACTUS P-05/P-06): the default applies at once, the list is asked for after Retry-After,
+    and until then the controls last read of it (none here) stand."""
+    h.server.inject("/derp/1/derc", "status", status=429, headers={"Retry-After": "180"}, times=1)
+    control = h.state.add_control("1", start=h.now() + 30, duration=600, op_mod_exp_lim_w=800)
+    client = h.client()
+    controls = await h.run(client)
+    assert controls.export_limit == 1500.0
+    start = h.clock.t
+    for _ in range(179):
+        controls = await h.step(client, 1)
+    assert controls.export_limit == 1500.0
+    assert h.state.response_statuses(control.mrid) == []
+    controls = await h.step(client, 1)
+    assert controls.export_limit == 800.0
+    assert [r.time - start for r in h.server.requests_to("/derp/1/derc")] == [0.0, 180.0]

@@ -54,12 +54,15 @@ class Programs:
             if not self._timetable.is_due(job, now):
                 continue
             try:
-                programs, rate = await self._fetch(href)
+                programs, rate, failed = await self._fetch(href)
             except RequestFailedError as err:
                 self._timetable.retry(job, now, poll_rate("derp", None), after=err.retry_after)
                 continue
             self._programs[href] = programs
-            self._timetable.plan(job, now, rate)
+            if failed is None:
+                self._timetable.plan(job, now, rate)
+            else:
+                self._timetable.retry(job, now, rate, after=failed.retry_after)
             changed = True
         if not changed or any(href not in self._programs for href in self._fsas):
             return None
@@ -87,26 +90,44 @@ class Programs:
         self._timetable.plan("fsa", now, poll_rate("fsa", listing.poll_rate))
         return changed
 
-    async def _fetch(self, href: str) -> tuple[tuple[DERProgram, ...], int]:
-        """One DERProgramList with each program's default and controls; its poll rate."""
+    async def _fetch(
+        self, href: str
+    ) -> tuple[tuple[DERProgram, ...], int, RequestFailedError | None]:
+        """One DERProgramList with its programs' defaults and controls, and its poll rate.
+
+        Also the last failure of a program's default or control list: that part keeps what
+        was last read of it (none, the first time), so a rate-limited DERControlList never
+        hides a DefaultDERControl just read; the caller retries the list after the delay.
+        """
         connection = self._connection
         listing = await connection.get_list(f"DERProgramList {href}", href, parse_der_program_list)
+        before = {p.mrid: p for p in self._programs.get(href, ())}
+        failed: RequestFailedError | None = None
         programs: list[DERProgram] = []
         for program in listing.items:
+            known = before.get(program.mrid)
             default: DefaultDERControl | None = None
             if program.default_control_href is not None:
-                default = await connection.get_optional(
-                    f"DefaultDERControl {program.default_control_href}",
-                    program.default_control_href,
-                    functools.partial(parse_default_der_control, program=program),
-                )
+                try:
+                    default = await connection.get_optional(
+                        f"DefaultDERControl {program.default_control_href}",
+                        program.default_control_href,
+                        functools.partial(parse_default_der_control, program=program),
+                    )
+                except RequestFailedError as err:
+                    failed = err
+                    default = None if known is None else known.default_control
             controls: tuple[DERControl, ...] = ()
             if program.control_list_href is not None:
-                control_list = await connection.get_list(
-                    f"DERControlList {program.control_list_href}",
-                    program.control_list_href,
-                    functools.partial(parse_der_control_list, program=program),
-                )
-                controls = control_list.items
+                try:
+                    control_list = await connection.get_list(
+                        f"DERControlList {program.control_list_href}",
+                        program.control_list_href,
+                        functools.partial(parse_der_control_list, program=program),
+                    )
+                    controls = control_list.items
+                except RequestFailedError as err:
+                    failed = err
+                    controls = () if known is None else known.controls
             programs.append(replace(program, default_control=default, controls=controls))
-        return tuple(programs), poll_rate("derp", listing.poll_rate)
+        return tuple(programs), poll_rate("derp", listing.poll_rate), failed

@@ -359,6 +359,51 @@ def polls_on_time(run: ProcedureRun, params: dict[str, Any]) -> CheckResult:
     return _ok()
 
 
+_RESOURCES: dict[str, str] = {
+    "DERProgramList": "/edev/*/fsa/*/derp",
+    "DERProgram": "/edev/*/derp/*",
+    "DERControlList": "/edev/*/derp/*/derc",
+    "DERControl": "/edev/*/derp/*/derc/*",
+    "DefaultDERControl": "/edev/*/derp/*/dderc",
+}
+"""A resource's path on the reference server, ``*`` one whole path component."""
+
+
+def _component_match(path: str, pattern: str) -> bool:
+    """``*`` matches exactly one path component, never part of one."""
+    have = [c for c in path.split("/") if c]
+    want = [c for c in pattern.split("/") if c]
+    return len(have) == len(want) and all(w in ("*", h) for h, w in zip(have, want, strict=True))
+
+
+def resource_requests(run: ProcedureRun, params: dict[str, Any]) -> CheckResult:
+    """Requests for any of the resources, counted as the reference counts them: every
+    request of the run (from the client's first, before the test started, to the finish),
+    whatever its method and whatever it was answered (the forced 429s count), by path
+    without the query (each page of a list counts)."""
+    for key in params:
+        if key not in {"resources", "minimum_count", "maximum_count"}:
+            raise UnknownCheckError(f"resource-requests parameter {key!r} is not implemented")
+    names = [str(r) for r in params["resources"]]
+    unknown = [n for n in names if n not in _RESOURCES]
+    if unknown:
+        raise UnknownCheckError(f"resource-requests for {unknown} is not implemented")
+    patterns = [_RESOURCES[n] for n in names]
+    seen = [
+        r
+        for r in run.server.requests
+        if any(_component_match(run.reference(r), pattern) for pattern in patterns)
+    ]
+    count = len(seen)
+    shown = ", ".join(f"{r.method} {r.time - run.begin:.0f}s {r.status}" for r in seen[:12])
+    low, high = params.get("minimum_count"), params.get("maximum_count")
+    if low is not None and count < int(low):
+        return _fail(f"{count} requests for {names}, expected at least {low}: {shown}")
+    if high is not None and count > int(high):
+        return _fail(f"{count} requests for {names}, expected at most {high}: {shown}")
+    return _ok(f"{count} requests for {names}: {shown}")
+
+
 def all_steps_complete(run: ProcedureRun, params: dict[str, Any]) -> CheckResult:
     ignored = set(params.get("ignored_steps") or [])
     left = [name for name in run.listeners if name not in ignored]
@@ -378,6 +423,7 @@ CHECKS: dict[str, Callable[[ProcedureRun, dict[str, Any]], CheckResult]] = {
     "readings-voltage": readings_voltage,
     "response-contents": responses,
     "all-polls-at-correct-time": polls_on_time,
+    "resource-requests": resource_requests,
 }
 
 

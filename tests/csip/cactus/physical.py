@@ -16,6 +16,11 @@ change, and the site is allowed :data:`LAG_S` to react, plus :data:`MARGIN_W`:
 A step of the test load moves the grid power at once; the loop then has LAG_S to bring
 export (or import) back under the cap (the seconds it took are kept as a figure).
 
+The runner samples the site every second while anything moves and, while the site is
+settled and nothing is due, once per idle step of up to 15 s (see ``runner.py``): such a
+sample stands for every second since the last one (the instruction and the site were the
+same throughout), so it is judged once and counted for each of them.
+
 An import cap a solar-only site cannot hold (the load above all its solar) is judged
 against what it can do: import no more than the load less the available solar. Seconds
 where that floor is above the cap are counted and reported as *unholdable*.
@@ -215,13 +220,14 @@ class PhysicalCheck:
         self.load_steps.append(t)
         self.recovery_s.append(0)
 
-    def observe(self, sample: Sample) -> None:
-        """Judge the site at ``sample.t``."""
+    def observe(self, sample: Sample, dt: int = 1) -> None:
+        """Judge the site at ``sample.t``, ``dt`` seconds after the last sample (longer
+        than 1 s only while the site and its instructions stood still over them)."""
         previous = self._previous
         self._previous = sample
         if previous is None:
             return
-        self.checked_s += 1
+        self.checked_s += dt
         self.max_import_w = max(self.max_import_w, -sample.export_w)
         lag = LAG_S + self.instructions.randomize_s()
         values: dict[Kind, float] = {
@@ -260,12 +266,13 @@ class PhysicalCheck:
                 if track.rate == math.inf:
                     track.envelope = cap
                 else:
-                    track.envelope = max(cap, min(track.envelope, before[kind]) - track.rate)
+                    track.envelope = max(cap, min(track.envelope, before[kind]) - track.rate * dt)
             track.cap, track.source = cap, source
             if cap is not None:
                 self.tightest[kind] = min(self.tightest.get(kind, math.inf), cap)
-            track.window.append(track.envelope)
-            track.floor_window.append(floor)
+            for _ in range(min(dt, lag + 1)):
+                track.window.append(track.envelope)
+                track.floor_window.append(floor)
             while len(track.window) > lag + 1:
                 track.window.popleft()
                 track.floor_window.popleft()
@@ -273,7 +280,7 @@ class PhysicalCheck:
             if kind == "import":
                 reachable = max(track.floor_window)
                 if cap is not None and floor > cap:
-                    self.unholdable_s += 1
+                    self.unholdable_s += dt
                 allowed = max(allowed, reachable)
             over = allowed != math.inf and values[kind] > allowed + MARGIN_W
             since_load = sample.t - self.load_steps[-1] if self.load_steps else math.inf

@@ -57,28 +57,11 @@ BY_ID: dict[str, str] = {
         "service discovery (.well-known/csipaus) and proxied routes: the client is "
         "configured with its DeviceCapability URL"
     ),
-    "ALL-25-EXT": (
-        "a 72-hour soak (controls every 24 h): about 12 minutes of CPU even on the fake "
-        "clock, too long for every CI run; ALL-25 runs its controls"
-    ),
 }
 """Procedures that do not apply, by id."""
 
 
-GAPS: dict[str, str] = {
-    "P-05": (
-        "provisional: HTTP 429 without Retry-After; the client retries that resource at its "
-        "poll rate, never faster (tests/csip/test_client_faults.py), but the runner does not "
-        "model the reference's resource-requests count, whose counting window the definitions "
-        "do not give"
-    ),
-    "P-06": (
-        "provisional: HTTP 429 with Retry-After 180 s; the client does not ask for the resource "
-        "again before Retry-After has passed (tests/csip/test_client_faults.py), but the runner "
-        "does not model the reference's resource-requests count, whose counting window the "
-        "definitions do not give"
-    ),
-}
+GAPS: dict[str, str] = {}
 """Procedures that apply but are not run yet: the gap, named."""
 
 

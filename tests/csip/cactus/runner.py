@@ -8,6 +8,14 @@ procedure through the server's ``on_request`` hook: an event without
 ``serve_request_first`` runs its actions before the request is answered (the answer
 already shows them), one with it after.
 
+Idle time is skipped: once the site has stood still for :data:`SETTLE_S` seconds (same
+export, generation, inverter commands and limiter requests) and nothing is due in the next
+two seconds (a client timer, a control's start or end as the server or the client has it,
+a load step or site act, a step's wait, a forced status expiring, the start, the end), the
+clock moves on by up to :data:`IDLE_STEP_S` at once, to one second before the next due
+moment, with one physics step, one sample and one control cycle; the physical check
+judges that sample for every second it stands for. Everything else runs second by second.
+
 The procedure's phases are the reference runner's: ``init_actions`` before the client
 starts (the EndDevice is not registered: the client registers in band, unless a
 ``register-end-device`` action registers it out of band); then, unless
@@ -24,6 +32,7 @@ do something to the site it cannot do) raises: the procedure fails loudly.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -41,6 +50,7 @@ from cactus_test_definitions.variable_expressions import (
     OperationType,
 )
 
+from custom_components.dynamic_export.core.write_policy import MIN_REVERT_CYCLES
 from custom_components.dynamic_export.csip.client import CsipClient
 from custom_components.dynamic_export.csip.limiter import CsipLimiter
 
@@ -51,12 +61,13 @@ from ..server.state import ActivePower, CsipState, EndDevice, EventStatus, Progr
 from .checks import CheckResult, run_check
 from .paths import matches, reference_path
 from .physical import PhysicalCheck
-from .site import RATING_W, PhysicalSite
+from .site import RATING_W, REVERT_S, PhysicalSite
 
 _LOGGER = logging.getLogger(__name__)
 
 MAX_RUN_S = 3 * 3600
-"""A procedure still listening after this long fails (its steps never completed)."""
+"""A procedure still listening after this long (plus all its steps' waits) fails (its steps
+never completed)."""
 TAIL_S = 120
 """After the last step and the last control's end, time for the client's last Responses."""
 PROCEED_S = 300
@@ -66,6 +77,11 @@ START_DELAY_S = 20
 very second after the client's poll, which would make a one-minute control end before
 the client's next poll could see it)."""
 MAX_INIT_S = 30 * 60
+IDLE_STEP_S = int(REVERT_S / MIN_REVERT_CYCLES)
+"""The longest idle step: the control loop keeps the inverter's revert timer refreshed
+only with cycles at most this far apart (core.write_policy)."""
+SETTLE_S = 5
+"""Seconds the site must stand still before idle time is skipped."""
 """Time the client gets to meet the preconditions."""
 PIN = 111115
 NMI = "3062345678"
@@ -160,6 +176,8 @@ class ProcedureRun:
     program_tags: dict[str, str] = field(default_factory=dict)
     physical: PhysicalCheck = field(default_factory=PhysicalCheck)
     errors: list[str] = field(default_factory=list)
+    begin: float = 0.0
+    """When the run began (the reference's test creation: its request log starts here)."""
     started_at: float | None = None
     ready_at: float | None = None
     finished: bool = False
@@ -168,12 +186,18 @@ class ProcedureRun:
     load_steps: list[tuple[float, float]] = field(default_factory=list)
     site_acts: list[tuple[float, str]] = field(default_factory=list)
     comms_fault: Fault | None = None
+    forced: list[tuple[float, Fault]] = field(default_factory=list)
+    """``force-response-status`` overrides with a duration, and when each expires."""
     client: CsipClient | None = None
     site: PhysicalSite | None = None
     follow_utility: bool = True
     """False: the CSIP limiter is switched off (the site ignores the server), so the
     physical check has something to catch."""
     _wake: bool = False
+    still: list[tuple[object, ...]] = field(default_factory=list)
+    """What the site and its loop did in the last cycles (see :meth:`_settled`)."""
+    idle_s: float = 0.0
+    """Seconds skipped in idle steps (a figure for the report)."""
 
     @property
     def state(self) -> CsipState:
@@ -193,15 +217,19 @@ class ProcedureRun:
         device = self.device_record()
         return 1 if device is None else device.id
 
-    def matches(self, endpoint: str, record: RequestRecord) -> bool:
+    def reference(self, record: RequestRecord) -> str:
+        """The request's path as the reference server lays it out (no query)."""
         local = record.path[len(self.state.prefix) :] if self.state.prefix else record.path
-        return matches(endpoint, reference_path(self.state, local, self.edev_id()))
+        return reference_path(self.state, local, self.edev_id())
+
+    def matches(self, endpoint: str, record: RequestRecord) -> bool:
+        return matches(endpoint, self.reference(record))
 
     # -- the whole run -------------------------------------------------------------------
 
     async def run(self) -> RunResult:
         """Run the procedure to its end and check its criteria."""
-        begin = self.now()
+        self.begin = begin = self.now()
         procedure = self.procedure
         pre = procedure.preconditions
         self.server.on_request = self._on_request
@@ -217,7 +245,7 @@ class ProcedureRun:
         if pre is None or pre.immediate_start:
             self._start()
         next_due = self.now()
-        while not self.finished and self.now() - begin < MAX_RUN_S:
+        while not self.finished and self.now() - begin < self._max_run_s():
             # Every step done: like a tester, let the schedule run out (its Completed
             # Responses are part of the criteria) before finishing.
             done = self.started_at is not None and not self.listeners
@@ -231,7 +259,8 @@ class ProcedureRun:
                     self.ready_at = self.now()
                 if self.ready_at is not None and self.now() >= self.ready_at + START_DELAY_S:
                     self._start()
-            next_due = await self._second(self.client, next_due)
+            step = self._idle_step(next_due)
+            next_due = await self._second(self.client, next_due, step)
             self._fire_waits()
             if self.errors:
                 break
@@ -249,11 +278,14 @@ class ProcedureRun:
             errors=list(self.errors),
         )
 
-    async def _second(self, client: CsipClient, next_due: float) -> float:
-        """One lock-step second: physics, a control cycle, the client's due work."""
+    async def _second(self, client: CsipClient, next_due: float, seconds: int = 1) -> float:
+        """One lock-step second (or an idle step of ``seconds``): physics, a control
+        cycle, the client's due work."""
         site = self.site
         assert site is not None
-        self.harness.clock.advance(1.0)
+        self.harness.clock.advance(float(seconds))
+        if seconds > 1:
+            self.idle_s += seconds
         while self.load_steps and self.load_steps[0][0] <= self.now():
             site.set_load(self.load_steps.pop(0)[1])
             self.physical.load_changed(self.now())
@@ -268,14 +300,87 @@ class ProcedureRun:
             else:
                 site.set_pv(site.pv_w if act == "pv_on" else 0.0)
             self.physical.load_changed(self.now())
-        site.advance(1.0)
-        self.physical.observe(site.samples[-1])
-        await site.cycle()
+        if self.physical.load_steps and self.physical.load_steps[-1] == self.now():
+            self.still.clear()
+        site.advance(float(seconds), settled=seconds > 1)
+        self.physical.observe(site.samples[-1], seconds)
+        snapshot = await site.cycle()
+        inverter = site.sim.inverters[0]
+        sample = site.samples[-1]
+        self.still.append(
+            (
+                round(sample.export_w, 1),
+                round(sample.generation_w, 1),
+                inverter.limit_pct,
+                inverter.limit_enabled,
+                inverter.connected,
+                snapshot.requests,
+                snapshot.merged,
+            )
+        )
+        del self.still[: -SETTLE_S - 1]
+        self._expire_forced()
         if self.now() >= next_due or self._wake or client._wake.is_set():
+            # As the client's own background task does: clear the wake, then do the work.
             self._wake = False
+            client._wake.clear()
+            self.still.clear()  # what it fetched moves the site from the next cycle on
             due = await client.run_due()
             return due.timestamp()
         return next_due
+
+    # -- idle time ---------------------------------------------------------------------------
+
+    def _max_run_s(self) -> float:
+        waits = [
+            int(step.event.parameters["duration_seconds"])
+            for step in self.procedure.steps.values()
+            if step.event.type == "wait"
+        ]
+        return MAX_RUN_S + sum(waits)
+
+    def _settled(self) -> bool:
+        """The site, its commands and its limiter's requests stood still for SETTLE_S."""
+        return len(self.still) > SETTLE_S and all(x == self.still[-1] for x in self.still)
+
+    def _due_moments(self, next_due: float) -> list[float]:
+        """Every moment something may happen that the runner or the site must see."""
+        moments = [next_due, self.begin + self._max_run_s()]
+        moments += [at for at, _ in self.load_steps]
+        moments += [at for at, _ in self.site_acts]
+        moments += [at for at, _ in self.forced]
+        if self.started_at is None:
+            moments.append(self.begin + MAX_INIT_S)
+            if self.ready_at is not None:
+                moments.append(self.ready_at + START_DELAY_S)
+        for listener in self.listeners.values():
+            event = listener.step.event
+            if event.type == "wait":
+                moments.append(listener.enabled_at + int(event.parameters["duration_seconds"]))
+            elif event.type == "proceed":
+                wait = int(event.parameters.get("timeout_seconds") or PROCEED_S)
+                moments.append(listener.enabled_at + wait)
+        for program in self.state.programs.values():
+            for control in program.controls.values():
+                spread = abs(control.randomize_start or 0)
+                moments += [control.start, control.start + spread]
+                moments += [control.end, control.end + spread]
+        for known in self.physical.instructions.controls.values():
+            moments += [known.start, known.end, known.start + known.randomize_s]
+            moments.append(known.end + known.randomize_s)
+        if self.started_at is not None:
+            moments.append(self._schedule_end() + TAIL_S)
+        return moments
+
+    def _idle_step(self, next_due: float) -> int:
+        """Seconds to move on now: 1, or an idle step (see the module doc)."""
+        client = self.client
+        if client is None or self._wake or client._wake.is_set() or not self._settled():
+            return 1
+        now = self.now()
+        upcoming = [m for m in self._due_moments(next_due) if m > now]
+        gap = math.floor(min(upcoming, default=now + IDLE_STEP_S + 1) - now) - 1
+        return max(1, min(IDLE_STEP_S, gap))
 
     # -- phases ----------------------------------------------------------------------------
 
@@ -434,6 +539,7 @@ class ProcedureRun:
 
     def _trigger(self, listener: Listener) -> None:
         _LOGGER.debug("step %s triggered at %s", listener.name, self.now())
+        self.still.clear()
         for action in listener.step.actions:
             self._act(action)
 
@@ -604,6 +710,26 @@ class ProcedureRun:
         elif p["enabled"] and self.comms_fault is not None:
             self.server.faults.remove(self.comms_fault)
             self.comms_fault = None
+
+    def _do_force_response_status(self, p: dict[str, Any]) -> None:
+        """Answer requests for the endpoint with the status (and Retry-After) instead of
+        the resource; from now, the request that triggered the step included, until
+        ``duration_seconds`` have passed (whatever Retry-After says), else until the end."""
+        endpoint = str(p["endpoint"])
+        m = re.fullmatch(r"/edev/[^/]+(?P<local>/derp/[^/]+(?:/derc(?:/[^/]+)?|/dderc)?)", endpoint)
+        if m is None:
+            raise UnknownProcedureElementError(f"force-response-status on {endpoint!r}")
+        retry_after = p.get("retry_after_seconds")
+        headers = {} if retry_after is None else {"Retry-After": str(int(retry_after))}
+        status = int(p["status"])
+        fault = self.server.inject(m["local"], "status", status=status, headers=headers)
+        if p.get("duration_seconds") is not None:
+            self.forced.append((self.now() + int(p["duration_seconds"]), fault))
+
+    def _expire_forced(self) -> None:
+        for expiry, fault in [f for f in self.forced if f[0] <= self.now()]:
+            self.forced.remove((expiry, fault))
+            self.server.faults.remove(fault)
 
     def _do_edev_registration_links(self, p: dict[str, Any]) -> None:
         self.state.registration_links = bool(p["enabled"])

@@ -188,9 +188,12 @@ class PhysicalSite:
         self.inverter.isolated = isolated
         self.sim.write_conn(0, connected=not isolated, revert_s=0.0)
 
-    def advance(self, seconds: float) -> None:
-        """Physics for ``seconds`` (in 0.1 s steps), then one sample of the true site."""
-        steps = max(1, round(seconds * SUBSTEPS))
+    def advance(self, seconds: float, *, settled: bool = False) -> None:
+        """Physics for ``seconds`` (in 0.1 s steps), then one sample of the true site.
+
+        ``settled``: PV, load and the inverter's commands hold over the whole time, so one
+        step does (the inverter's lag is discretised exactly, whatever the step)."""
+        steps = 1 if settled else max(1, round(seconds * SUBSTEPS))
         for _ in range(steps):
             self.sim.step(seconds / steps)
         self.clock.t += seconds

@@ -8,6 +8,7 @@ from ..client_harness import make_harness
 from ..server.certs import Credentials, CsipPKI
 from ..server.fixtures import ServerFactory
 from ..server.state import CsipState
+from . import runner
 from .physical import LAG_S, KnownDefault, PhysicalCheck
 from .procedures import load
 from .runner import ProcedureRun
@@ -87,3 +88,48 @@ async def test_gen_01_with_the_limiter_off_fails_physically(
         result = await run.run()
     assert result.physical.violations, result.describe()
     assert max(v.value_w for v in result.physical.violations) == pytest.approx(5000.0, abs=60)
+
+
+def test_an_idle_sample_stands_for_every_second_it_skipped() -> None:
+    """An idle step's one sample is counted, and judged, for each of its seconds."""
+    check = _check(0.0)
+    _feed(check, [0.0] * 20)
+    check.observe(Sample(T0 + 34, 0.0, 0.0, 0.0, RATING_W), 15)
+    assert check.checked_s == 19 + 15
+    assert not check.violations
+    check.observe(Sample(T0 + 49, 500.0, 500.0, 0.0, RATING_W), 15)
+    assert len(check.violations) == 1, "the window holds only the cap: no lag left to use"
+    importing = PhysicalCheck()
+    importing.instructions.defaults["1"] = KnownDefault(0, {"import": 0.0}, False, None)
+    importing.observe(Sample(T0, -3000.0, 5000.0, 8000.0, 5000.0))
+    importing.observe(Sample(T0 + 15, -3000.0, 5000.0, 8000.0, 5000.0), 15)
+    assert importing.unholdable_s == 15
+    assert not importing.violations
+
+
+async def test_skipping_idle_time_changes_nothing_the_server_sees(
+    csip_server_factory: ServerFactory,
+    csip_pki: CsipPKI,
+    csip_device: Credentials,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ALL-25 stepped second by second and with idle steps: the same requests at the same
+    times, the same Responses, the same verdicts; and idle steps did skip time."""
+    seen = []
+    for idle_step_s in (1, runner.IDLE_STEP_S):
+        monkeypatch.setattr(runner, "IDLE_STEP_S", idle_step_s)
+        async with make_harness(
+            csip_server_factory, csip_pki, csip_device, state=CsipState()
+        ) as harness:
+            run = ProcedureRun("ALL-25", load("ALL-25"), harness)
+            result = await run.run()
+            t0 = run.begin
+            requests = [(r.method, r.path, r.time - t0, r.status) for r in harness.server.requests]
+            mrids = [m for p in harness.state.programs.values() for m in p.controls]
+            responses = [(mrids.index(r.subject or ""), r.status) for r in harness.state.responses]
+        assert result.protocol_passed, result.describe()
+        seen.append((requests, responses, result.physical.summary(), run.idle_s / result.elapsed_s))
+    (per_second, skipping) = seen
+    assert skipping[:3] == per_second[:3]
+    assert per_second[3] == 0.0
+    assert skipping[3] > 0.15  # 22 % of ALL-25 is idle; most of its time the site ramps

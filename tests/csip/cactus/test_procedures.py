@@ -7,6 +7,7 @@ integration logged no WARNING or ERROR but those the procedure itself provokes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -16,7 +17,7 @@ from ..client_harness import make_harness
 from ..server.certs import Credentials, CsipPKI
 from ..server.fixtures import ServerFactory
 from ..server.state import CsipState
-from .conformance import EXPECTED, HELD, HELD_AS_SOLAR_CAN, NO_CAP
+from .conformance import EXPECTED, HELD, HELD_AS_SOLAR_CAN, NO_CAP, Expected
 from .physical import LAG_S, PhysicalCheck
 from .procedures import all_ids, load, not_applicable
 from .runner import ProcedureRun
@@ -53,6 +54,23 @@ async def test_procedure(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     expected = EXPECTED[pid]
+    loop = asyncio.get_running_loop()
+    debug = loop.get_debug()
+    loop.set_debug(debug and expected.loop_debug)
+    try:
+        await _run(pid, expected, csip_server_factory, csip_pki, csip_device, caplog)
+    finally:
+        loop.set_debug(debug)
+
+
+async def _run(
+    pid: str,
+    expected: Expected,
+    csip_server_factory: ServerFactory,
+    csip_pki: CsipPKI,
+    csip_device: Credentials,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     began = time.process_time()
     async with make_harness(
         csip_server_factory, csip_pki, csip_device, state=CsipState()
@@ -61,7 +79,17 @@ async def test_procedure(
             result = await ProcedureRun(pid, load(pid), harness).run()
     cpu = time.process_time() - began
     report = f"{pid} ({cpu:.1f} s CPU)\n{result.describe()}"
-    assert result.protocol_passed, report
+    if expected.disputed is None:
+        assert result.protocol_passed, report
+    else:
+        name, detail, _ = expected.disputed
+        got = [r for n, r in result.criteria if n == name]
+        assert got, report
+        assert not got[0].passed, report
+        assert got[0].detail == detail, report
+        assert result.started, report
+        assert not result.errors, report
+        assert all(r.passed for n, r in result.criteria if n != name), report
     assert physical_result(result.physical) == expected.physical, report
     assert all(s <= LAG_S for s in result.physical.recovery_s), report
     if expected.never_imports:
