@@ -135,9 +135,10 @@ async def _derc_request_times(h: Harness, seconds: int) -> list[float]:
 
 
 async def test_retry_after_is_waited_out(h: Harness) -> None:
-    """HTTP 429 with Retry-After: the resource is not asked for again before it elapses."""
+    """HTTP 429 with Retry-After: the resource is not asked for again before it elapses, and
+    then on its own cadence past it (60 s steps: 240 s), not at the moment the refusal ends."""
     h.server.inject("/derp/1/derc", "status", status=429, headers={"Retry-After": "180"}, times=1)
-    assert await _derc_request_times(h, 250) == [0.0, 180.0, 240.0]
+    assert await _derc_request_times(h, 310) == [0.0, 240.0, 300.0]
     assert h.server.requests_to("/derp/1/derc")[0].status == 429
 
 
@@ -155,28 +156,29 @@ async def test_503_with_retry_after_is_not_retried_at_once(h: Harness) -> None:
     start = h.clock.t
     await h.step(client, 60)
     h.server.clear_faults()
-    for _ in range(120):
+    for _ in range(190):
         await h.step(client, 1)
     assert fault.hits == 1
     times = [r.time - start for r in h.server.requests_to("/derp/1/derc") if r.time > start]
-    assert times == [60.0, 180.0]
+    assert times == [60.0, 240.0]  # 120 s waited out, then its 60 s cadence: 180 s later
     assert h.server.requests_to("/derp/1/derc")[-1].status == 200
 
 
 async def test_rate_limited_control_list_keeps_the_default_just_read(h: Harness) -> None:
     """A 429 on a DERControlList does not hide the DefaultDERControl read in the same pass
-    (CACTUS P-05/P-06): the default applies at once, the list is asked for after Retry-After,
-    and until then the controls last read of it (none here) stand."""
+    (CACTUS P-05/P-06): the default applies at once, the list is asked for after Retry-After
+    (on its 60 s cadence: 240 s), and until then the controls last read of it (none here)
+    stand."""
     h.server.inject("/derp/1/derc", "status", status=429, headers={"Retry-After": "180"}, times=1)
     control = h.state.add_control("1", start=h.now() + 30, duration=600, op_mod_exp_lim_w=800)
     client = h.client()
     controls = await h.run(client)
     assert controls.export_limit == 1500.0
     start = h.clock.t
-    for _ in range(179):
+    for _ in range(239):
         controls = await h.step(client, 1)
     assert controls.export_limit == 1500.0
     assert h.state.response_statuses(control.mrid) == []
     controls = await h.step(client, 1)
     assert controls.export_limit == 800.0
-    assert [r.time - start for r in h.server.requests_to("/derp/1/derc")] == [0.0, 180.0]
+    assert [r.time - start for r in h.server.requests_to("/derp/1/derc")] == [0.0, 240.0]

@@ -6,6 +6,7 @@ seconds, so a jump of the wall clock moves none of them. A job never planned is 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from .sep2.discovery import retry_delay
@@ -33,9 +34,17 @@ class Timetable:
     def retry(self, job: str, now: float, rate: float, *, after: float | None = None) -> None:
         """Failed at ``now``: due again after the retry delay for its rate.
 
-        ``after``: the server's Retry-After, which the job waits out when it is longer.
+        ``after``: the server's Retry-After. The job waits it out and comes back on its own
+        retry cadence, at the first multiple of the retry delay past it: not at the very
+        moment the server's refusal ends (a request then may still be refused), and with
+        polling resumed as usual from there (CSIP-AUS P-06 counts exactly one request
+        between the refusal and the next scheduled poll).
         """
-        self._due[job] = now + max(retry_delay(rate), after or 0.0)
+        step = retry_delay(rate)
+        if after is None or after < step:
+            self._due[job] = now + step
+        else:
+            self._due[job] = now + step * (math.floor(after / step) + 1)
 
     def due_now(self, job: str) -> None:
         """Run ``job`` at the next pass, whatever was planned."""

@@ -79,17 +79,7 @@ async def _run(
             result = await ProcedureRun(pid, load(pid), harness).run()
     cpu = time.process_time() - began
     report = f"{pid} ({cpu:.1f} s CPU)\n{result.describe()}"
-    if expected.disputed is None:
-        assert result.protocol_passed, report
-    else:
-        name, detail, _ = expected.disputed
-        got = [r for n, r in result.criteria if n == name]
-        assert got, report
-        assert not got[0].passed, report
-        assert got[0].detail == detail, report
-        assert result.started, report
-        assert not result.errors, report
-        assert all(r.passed for n, r in result.criteria if n != name), report
+    assert result.protocol_passed, report
     assert physical_result(result.physical) == expected.physical, report
     assert all(s <= LAG_S for s in result.physical.recovery_s), report
     if expected.never_imports:
