@@ -16,15 +16,9 @@ second client and knock the site's own off. So the test first waits for the site
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
-from homeassistant.config_entries import (
-    ConfigEntry,
-    ConfigEntryState,
-    ConfigSubentry,
-    SubentryFlowResult,
-)
+from homeassistant.config_entries import ConfigEntry, ConfigSubentry, SubentryFlowResult
 from homeassistant.const import CONF_HOST, CONF_PORT
 from homeassistant.helpers import selector
 
@@ -61,20 +55,22 @@ SOLAREDGE_METER_REFUSALS: dict[type[DeviceError], str] = {
 SITE_SETTLE_S = 30.0
 """How long the connection test waits for a site that is setting up or reloading."""
 
-_SETTLING = (ConfigEntryState.SETUP_IN_PROGRESS, ConfigEntryState.UNLOAD_IN_PROGRESS)
-
 
 class SiteBusyError(Exception):
     """The site was still setting up or reloading when the test had to read."""
 
 
 async def _async_site_settled(entry: ConfigEntry[Any]) -> None:
-    """Wait until the site is not setting up, unloading or reloading (its lock is free)."""
-    deadline = time.monotonic() + SITE_SETTLE_S
-    while entry.setup_lock.locked() or entry.state in _SETTLING:
-        if time.monotonic() >= deadline:
-            raise SiteBusyError
-        await asyncio.sleep(0.2)
+    """Wait until the site is not setting up, unloading or reloading.
+
+    Home Assistant holds the entry's set-up lock through each of them: taking it (and
+    letting it go at once) waits them out.
+    """
+    try:
+        async with asyncio.timeout(SITE_SETTLE_S), entry.setup_lock:
+            pass
+    except TimeoutError as err:
+        raise SiteBusyError from err
 
 
 def _solaredge_inverters(subentries: list[ConfigSubentry]) -> list[ConfigSubentry]:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from homeassistant.config_entries import SOURCE_USER
+from homeassistant.config_entries import SOURCE_USER, ConfigEntry
 from homeassistant.const import CONF_NAME
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
@@ -121,6 +121,24 @@ def _inverter_form(**changes: Any) -> dict[str, Any]:
     }
 
 
+async def _refused_inverter_forms(
+    hass: HomeAssistant, entry: ConfigEntry, cases: list[tuple[dict[str, Any], dict[str, str]]]
+) -> Any:
+    """Submit the inverter form once per case: each stays open with exactly its errors.
+
+    The last form shown, for its placeholders.
+    """
+    result: Any = None
+    for changes, errors in cases:
+        result = await start_subentry_flow(hass, entry, SUBENTRY_INVERTER, KIND_HA_ENTITY)
+        result = await hass.config_entries.subentries.async_configure(
+            result["flow_id"], _inverter_form(**changes)
+        )
+        assert result["type"] is FlowResultType.FORM, errors
+        assert result["errors"] == errors
+    return result
+
+
 async def test_add_and_reconfigure_entity_inverter(hass: HomeAssistant, numbers: None) -> None:
     """The entities are checked; the limit entity is the unique id and may be changed."""
     set_power(hass, PV1_POWER, 1200)
@@ -190,13 +208,7 @@ async def test_entity_inverter_flow_errors(hass: HomeAssistant, numbers: None) -
         ({CONF_MAX_AGE: 4}, {CONF_MAX_AGE: "max_age_out_of_range"}),
         ({CONF_MAX_AGE: 3601}, {CONF_MAX_AGE: "max_age_out_of_range"}),
     ]
-    for changes, errors in cases:
-        result = await start_subentry_flow(hass, entry, SUBENTRY_INVERTER, KIND_HA_ENTITY)
-        result = await hass.config_entries.subentries.async_configure(
-            result["flow_id"], _inverter_form(**changes)
-        )
-        assert result["type"] is FlowResultType.FORM, errors
-        assert result["errors"] == errors
+    await _refused_inverter_forms(hass, entry, cases)
     assert not entry.subentries
 
 
@@ -453,13 +465,7 @@ async def test_entity_forms_check_name_rating_and_age_on_their_fields(
         ({CONF_RATED_POWER: 0}, {CONF_RATED_POWER: "rated_power_out_of_range"}),
         ({CONF_RATED_POWER: 10_000_000}, {CONF_RATED_POWER: "rated_power_out_of_range"}),
     ]
-    for changes, errors in cases:
-        result = await start_subentry_flow(hass, entry, SUBENTRY_INVERTER, KIND_HA_ENTITY)
-        result = await hass.config_entries.subentries.async_configure(
-            result["flow_id"], _inverter_form(**changes)
-        )
-        assert result["type"] is FlowResultType.FORM, errors
-        assert result["errors"] == errors
+    result = await _refused_inverter_forms(hass, entry, cases)
     assert result["description_placeholders"]["rated_power_max"] == "100000"
     meter = {CONF_NAME: "Grid", CONF_POWER_ENTITY: GRID, CONF_INVERT: False, CONF_MAX_AGE: 10}
     for changes, errors in [
